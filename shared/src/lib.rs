@@ -1,0 +1,15 @@
+//! Core types shared by `voucher-etl` and `voucher-api`.
+//!
+//! - [`segments`]: segment types and their bounds;
+//! - [`time`]: the time formats of the history and of requests;
+//! - [`table`]: the Parquet layout of the voucher table;
+//! - [`manifest`]: what produced a table version;
+//! - [`publish`]: the versioned tables directory and its atomic publishing protocol;
+//! - [`numbers`]: the whole-number rules for amounts and order counts.
+
+pub mod manifest;
+pub mod numbers;
+pub mod publish;
+pub mod segments;
+pub mod table;
+pub mod time;

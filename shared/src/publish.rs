@@ -1,0 +1,404 @@
+//! The tables directory: versioned tables published atomically behind a `CURRENT` pointer.
+//!
+//! ```text
+//! <tables-dir>/
+//!   CURRENT                 one line: the live version's directory name
+//!   <version>/              YYYYMMDDTHHMMSSZ, never changed once complete
+//!     vouchers.parquet
+//!     manifest.json
+//! ```
+//!
+//! A writer stages a version in a hidden directory, fsyncs it, renames it into place and only
+//! then points `CURRENT` at it (write to a temporary name, fsync, rename). A reader that finds a
+//! version in `CURRENT` therefore always finds it complete, and a crash at any moment leaves the
+//! previous version live. Writers take an exclusive lock on `<tables-dir>/.lock` while they
+//! reserve a version name and while they move `CURRENT`, so concurrent runs never share a
+//! directory and `CURRENT` only ever moves forward.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+
+pub const CURRENT: &str = "CURRENT";
+pub const TABLE_FILE: &str = "vouchers.parquet";
+pub const MANIFEST_FILE: &str = "manifest.json";
+const LOCK_FILE: &str = ".lock";
+const CURRENT_TMP: &str = ".CURRENT.tmp";
+const STAGING_PREFIX: &str = ".staging-";
+const VERSION_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// Staging directories older than this are leftovers of crashed runs.
+const STALE_STAGING: Duration = Duration::from_secs(24 * 3600);
+
+/// A version name: the UTC time of its run, `YYYYMMDDTHHMMSSZ`. Names sort by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(NaiveDateTime);
+
+impl Version {
+    /// Parses a version name; anything else (including paths) is refused.
+    pub fn parse(name: &str) -> Option<Version> {
+        if name.len() != 16 {
+            return None;
+        }
+        NaiveDateTime::parse_from_str(name, VERSION_FORMAT)
+            .ok()
+            .map(Version)
+    }
+
+    fn at(time: DateTime<Utc>) -> Version {
+        let t = time.naive_utc();
+        Version(t - TimeDelta::nanoseconds(i64::from(t.and_utc().timestamp_subsec_nanos())))
+    }
+
+    fn next(self) -> Version {
+        Version(self.0 + TimeDelta::seconds(1))
+    }
+
+    /// When the version was made.
+    pub fn time(self) -> DateTime<Utc> {
+        self.0.and_utc()
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.format(VERSION_FORMAT))
+    }
+}
+
+/// A failure to read or change a tables directory.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{path} holds {found:?}, which is not a version name (YYYYMMDDTHHMMSSZ)")]
+    BadCurrent { path: PathBuf, found: String },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PublishError + 'a {
+    move |source| PublishError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A tables directory.
+#[derive(Debug, Clone)]
+pub struct TablesDir {
+    root: PathBuf,
+}
+
+/// What [`Staged::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub version: Version,
+    /// False when a newer version was already live (a concurrent run finished first).
+    pub live: bool,
+}
+
+impl TablesDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        TablesDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn version_dir(&self, version: Version) -> PathBuf {
+        self.root.join(version.to_string())
+    }
+
+    pub fn table_path(&self, version: Version) -> PathBuf {
+        self.version_dir(version).join(TABLE_FILE)
+    }
+
+    pub fn manifest_path(&self, version: Version) -> PathBuf {
+        self.version_dir(version).join(MANIFEST_FILE)
+    }
+
+    /// The live version, or `None` when nothing has been published yet.
+    pub fn current(&self) -> Result<Option<Version>, PublishError> {
+        let path = self.root.join(CURRENT);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("cannot read", &path)(e)),
+        };
+        let name = text.trim();
+        Version::parse(name)
+            .map(Some)
+            .ok_or_else(|| PublishError::BadCurrent {
+                path,
+                found: name.chars().take(64).collect(),
+            })
+    }
+
+    /// Every complete version directory, oldest first.
+    pub fn versions(&self) -> Result<Vec<Version>, PublishError> {
+        let mut versions: Vec<Version> = self
+            .entries()?
+            .into_iter()
+            .filter_map(|name| Version::parse(&name))
+            .collect();
+        versions.sort();
+        Ok(versions)
+    }
+
+    fn entries(&self) -> Result<Vec<String>, PublishError> {
+        let dir = fs::read_dir(&self.root).map_err(io_err("cannot list", &self.root))?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(io_err("cannot list", &self.root))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Takes the directory's writer lock; it is released when the returned file is dropped
+    /// (or the process dies).
+    fn lock(&self) -> Result<File, PublishError> {
+        let path = self.root.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("cannot open lock file", &path))?;
+        file.lock().map_err(io_err("cannot lock", &path))?;
+        Ok(file)
+    }
+
+    /// Reserves a new version, newer than every version and reservation present, and creates
+    /// its staging directory.
+    pub fn stage(&self, now: DateTime<Utc>) -> Result<Staged, PublishError> {
+        fs::create_dir_all(&self.root).map_err(io_err("cannot create", &self.root))?;
+        let _lock = self.lock()?;
+        let newest = self
+            .entries()?
+            .iter()
+            .filter_map(|name| Version::parse(name.strip_prefix(STAGING_PREFIX).unwrap_or(name)))
+            .chain(self.current()?)
+            .max();
+        let mut version = Version::at(now);
+        if let Some(newest) = newest
+            && version <= newest
+        {
+            version = newest.next();
+        }
+        let dir = self.root.join(format!("{STAGING_PREFIX}{version}"));
+        fs::create_dir(&dir).map_err(io_err("cannot create", &dir))?;
+        Ok(Staged {
+            tables: self.clone(),
+            version,
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Deletes the oldest versions so that at most `keep` remain, never the live one, and
+    /// staging directories that crashed runs left behind. Returns the versions deleted.
+    pub fn prune(&self, keep: usize) -> Result<Vec<Version>, PublishError> {
+        let _lock = self.lock()?;
+        let live = self.current()?;
+        let versions = self.versions()?;
+        let excess = versions.len().saturating_sub(keep.max(1));
+        let mut removed = Vec::new();
+        for version in versions.into_iter().take(excess) {
+            if Some(version) == live {
+                continue;
+            }
+            let dir = self.version_dir(version);
+            fs::remove_dir_all(&dir).map_err(io_err("cannot delete", &dir))?;
+            removed.push(version);
+        }
+        for name in self.entries()? {
+            let path = self.root.join(&name);
+            let stale = name.starts_with(STAGING_PREFIX)
+                && fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_STAGING);
+            if stale {
+                fs::remove_dir_all(&path).map_err(io_err("cannot delete", &path))?;
+                log::info!("deleted stale staging directory {}", path.display());
+            }
+        }
+        Ok(removed)
+    }
+
+    fn point_current_at(&self, version: Version) -> Result<bool, PublishError> {
+        let _lock = self.lock()?;
+        if self.current()?.is_some_and(|live| live > version) {
+            return Ok(false);
+        }
+        let tmp = self.root.join(CURRENT_TMP);
+        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        writeln!(file, "{version}").map_err(io_err("cannot write", &tmp))?;
+        file.sync_all().map_err(io_err("cannot fsync", &tmp))?;
+        let current = self.root.join(CURRENT);
+        fs::rename(&tmp, &current).map_err(io_err("cannot rename into place", &current))?;
+        sync_dir(&self.root)?;
+        Ok(true)
+    }
+}
+
+/// A version being written. Dropping it without [`Staged::commit`] deletes it.
+#[derive(Debug)]
+pub struct Staged {
+    tables: TablesDir,
+    version: Version,
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The path of a file of this version, to be written before [`Staged::commit`].
+    pub fn path(&self, file_name: &str) -> PathBuf {
+        self.dir.join(file_name)
+    }
+
+    /// Makes the version durable and complete, then points `CURRENT` at it unless a newer
+    /// version is already live.
+    pub fn commit(mut self) -> Result<Published, PublishError> {
+        let entries = fs::read_dir(&self.dir).map_err(io_err("cannot list", &self.dir))?;
+        for entry in entries {
+            let path = entry.map_err(io_err("cannot list", &self.dir))?.path();
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err("cannot fsync", &path))?;
+        }
+        sync_dir(&self.dir)?;
+        let target = self.tables.version_dir(self.version);
+        fs::rename(&self.dir, &target).map_err(io_err("cannot rename into place", &target))?;
+        self.committed = true;
+        sync_dir(self.tables.root())?;
+        let live = self.tables.point_current_at(self.version)?;
+        Ok(Published {
+            version: self.version,
+            live,
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PublishError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot fsync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, h, m, s)
+            .single()
+            .expect("valid time")
+    }
+
+    fn publish(tables: &TablesDir, now: DateTime<Utc>) -> Published {
+        let staged = tables.stage(now).expect("stage");
+        fs::write(staged.path(TABLE_FILE), b"table").expect("write");
+        staged.commit().expect("commit")
+    }
+
+    #[test]
+    fn version_names_round_trip_and_refuse_paths() {
+        let v = Version::at(at(10, 10, 0));
+        assert_eq!(v.to_string(), "20261123T101000Z");
+        assert_eq!(Version::parse("20261123T101000Z"), Some(v));
+        for bad in ["../etc", "20261123T101000", "20261323T101000Z", "x20261123T10100Z"] {
+            assert_eq!(Version::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn publishing_moves_current_and_keeps_names_increasing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path().join("tables"));
+        assert_eq!(tables.current().expect("read"), None);
+        let a = publish(&tables, at(10, 0, 0));
+        assert!(a.live);
+        assert_eq!(tables.current().expect("read"), Some(a.version));
+        // A second run in the same second (or with a clock behind) still gets a newer name.
+        let b = publish(&tables, at(9, 0, 0));
+        assert_eq!(b.version.to_string(), "20261123T100001Z");
+        assert_eq!(tables.current().expect("read"), Some(b.version));
+        assert!(tables.table_path(b.version).exists());
+        assert_eq!(tables.versions().expect("list"), vec![a.version, b.version]);
+    }
+
+    #[test]
+    fn an_abandoned_stage_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let staged = tables.stage(at(10, 0, 0)).expect("stage");
+        fs::write(staged.path(TABLE_FILE), b"half").expect("write");
+        drop(staged);
+        assert_eq!(tables.versions().expect("list"), vec![]);
+        assert_eq!(tables.current().expect("read"), None);
+        let names: Vec<_> = tables.entries().expect("list");
+        assert!(names.iter().all(|n| !n.starts_with(STAGING_PREFIX)), "{names:?}");
+    }
+
+    #[test]
+    fn current_never_moves_backwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let older = tables.stage(at(10, 0, 0)).expect("stage");
+        let newer = publish(&tables, at(10, 0, 0));
+        let older = older.commit().expect("commit");
+        assert!(!older.live);
+        assert!(older.version < newer.version);
+        assert_eq!(tables.current().expect("read"), Some(newer.version));
+        assert!(tables.version_dir(older.version).exists());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_never_the_live_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let versions: Vec<_> = (0..5).map(|i| publish(&tables, at(10, i, 0)).version).collect();
+        // Make an old version live again, as an operator rolling back would.
+        fs::write(dir.path().join(CURRENT), format!("{}\n", versions[0])).expect("write");
+        let removed = tables.prune(2).expect("prune");
+        assert_eq!(removed, versions[1..3].to_vec());
+        assert_eq!(
+            tables.versions().expect("list"),
+            vec![versions[0], versions[3], versions[4]]
+        );
+        assert_eq!(tables.current().expect("read"), Some(versions[0]));
+    }
+
+    #[test]
+    fn a_corrupt_current_is_an_error_not_a_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(CURRENT), "../../etc\n").expect("write");
+        let err = TablesDir::new(dir.path()).current().unwrap_err();
+        assert!(matches!(err, PublishError::BadCurrent { .. }), "{err}");
+    }
+}
