@@ -1,1 +1,24 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use voucher_api::config::Config;
+use voucher_api::server::Application;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The token's Debug form is redacted, so the whole config can be logged.
+    log::info!(
+        "starting voucher-api {}: {config:?}",
+        env!("CARGO_PKG_VERSION")
+    );
+    actix_web::rt::System::new().block_on(async {
+        let app = Application::build(&config).context("cannot start voucher-api")?;
+        for address in app.addresses() {
+            log::info!(
+                "listening on http://{address} with {} workers",
+                config.worker_count()
+            );
+        }
+        app.run_until_stopped().await.context("voucher-api failed")
+    })
+}

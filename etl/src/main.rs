@@ -1,1 +1,151 @@
-fn main() {}
+//! `voucher-etl`: command-line entry point. See `voucher-etl --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use voucher_etl::clean::Countries;
+use voucher_etl::generate::{self, GenerateOptions};
+use voucher_etl::run::{RunOptions, run};
+use voucher_etl::schedule::schedule;
+use voucher_shared::segments::SegmentSet;
+
+/// Builds the voucher table from raw voucher history and publishes it atomically.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Clean the history, compute the voucher table and publish it as a new version.
+    Run(RunArgs),
+    /// Run on a cron schedule until SIGTERM or Ctrl-C.
+    Schedule {
+        /// Six-field cron expression in UTC: second minute hour day-of-month month day-of-week.
+        #[arg(long, env = "VOUCHER_CRON")]
+        cron: String,
+        /// Also run once right away, before the first tick.
+        #[arg(long, env = "VOUCHER_RUN_AT_START")]
+        run_at_start: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Write realistic synthetic voucher history in the source's messy format.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// History to read: a Parquet file or an http(s) URL.
+    #[arg(long, env = "VOUCHER_INPUT")]
+    input: String,
+    /// Tables directory to publish into (created if missing).
+    #[arg(long, visible_alias = "tables-dir", env = "VOUCHER_TABLES_DIR")]
+    output: PathBuf,
+    /// Countries to build tables for: `all`, or codes separated by commas.
+    #[arg(long, env = "VOUCHER_COUNTRIES", default_value = "Peru", value_parser = Countries::parse)]
+    countries: Countries,
+    /// Segment definitions (TOML).
+    #[arg(long, env = "VOUCHER_SEGMENTS", default_value = "data/segments.toml")]
+    segments: PathBuf,
+    /// Versions to keep; older ones are deleted, never the live one.
+    #[arg(long, env = "VOUCHER_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    keep: u64,
+    /// Time limit for downloading an http(s) input, e.g. `90s`, `10m`.
+    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    download_timeout: Duration,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Rows to write.
+    #[arg(long, env = "VOUCHER_GENERATE_ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    rows: u64,
+    /// Seed: the same seed gives the same file.
+    #[arg(long, env = "VOUCHER_GENERATE_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Countries to generate, separated by commas.
+    #[arg(long, env = "VOUCHER_GENERATE_COUNTRIES", default_value = generate::DEFAULT_COUNTRIES)]
+    countries: String,
+    /// Segment definitions the values are drawn around (TOML).
+    #[arg(long, env = "VOUCHER_SEGMENTS", default_value = "data/segments.toml")]
+    segments: PathBuf,
+    /// Parquet file to write (replaced atomically).
+    #[arg(long, env = "VOUCHER_GENERATE_OUTPUT")]
+    output: PathBuf,
+}
+
+impl From<RunArgs> for RunOptions {
+    fn from(a: RunArgs) -> Self {
+        RunOptions {
+            input: a.input,
+            tables_dir: a.output,
+            countries: a.countries,
+            segments: a.segments,
+            keep: usize::try_from(a.keep).unwrap_or(usize::MAX),
+            download_timeout: a.download_timeout,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match execute(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let report = run(&args.into())?;
+            print!("{report}");
+        }
+        Command::Schedule {
+            cron,
+            run_at_start,
+            run,
+        } => {
+            tokio::runtime::Runtime::new()
+                .context("cannot start the async runtime")?
+                .block_on(schedule(&cron, run.into(), run_at_start))?;
+        }
+        Command::Generate(args) => {
+            let segments = SegmentSet::from_file(&args.segments)?;
+            let countries: Vec<String> = args
+                .countries
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect();
+            let opts = GenerateOptions {
+                rows: args.rows,
+                seed: args.seed,
+                countries,
+                segments,
+                output: args.output,
+            };
+            let truth = generate::generate(&opts)?;
+            println!("wrote {} rows to {}", truth.rows, opts.output.display());
+            for (country, t) in &truth.countries {
+                println!(
+                    "  {country:<12} {:>10} rows, {:>10} clean, {:>9} built to be dropped",
+                    t.rows,
+                    t.kept,
+                    t.dropped.total()
+                );
+            }
+        }
+    }
+    Ok(())
+}

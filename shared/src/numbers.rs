@@ -61,7 +61,14 @@ mod tests {
     #[test]
     fn amounts() {
         assert_eq!(whole_amount(2640.0), Some(2640));
-        for bad in [0.0, -5.0, 2640.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for bad in [
+            0.0,
+            -5.0,
+            2640.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
             assert_eq!(whole_amount(bad), None, "{bad}");
         }
     }

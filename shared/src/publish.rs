@@ -331,7 +331,12 @@ mod tests {
         let v = Version::at(at(10, 10, 0));
         assert_eq!(v.to_string(), "20261123T101000Z");
         assert_eq!(Version::parse("20261123T101000Z"), Some(v));
-        for bad in ["../etc", "20261123T101000", "20261323T101000Z", "x20261123T10100Z"] {
+        for bad in [
+            "../etc",
+            "20261123T101000",
+            "20261323T101000Z",
+            "x20261123T10100Z",
+        ] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
     }
@@ -362,7 +367,10 @@ mod tests {
         assert_eq!(tables.versions().expect("list"), vec![]);
         assert_eq!(tables.current().expect("read"), None);
         let names: Vec<_> = tables.entries().expect("list");
-        assert!(names.iter().all(|n| !n.starts_with(STAGING_PREFIX)), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with(STAGING_PREFIX)),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -382,7 +390,9 @@ mod tests {
     fn prune_keeps_the_newest_and_never_the_live_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tables = TablesDir::new(dir.path());
-        let versions: Vec<_> = (0..5).map(|i| publish(&tables, at(10, i, 0)).version).collect();
+        let versions: Vec<_> = (0..5)
+            .map(|i| publish(&tables, at(10, i, 0)).version)
+            .collect();
         // Make an old version live again, as an operator rolling back would.
         fs::write(dir.path().join(CURRENT), format!("{}\n", versions[0])).expect("write");
         let removed = tables.prune(2).expect("prune");

@@ -119,13 +119,17 @@ pub enum SegmentsError {
         segment_type: SegmentType,
         segment: Segment,
     },
-    #[error("{segment_type}: segments {first} and {second} overlap; a value may belong to one segment only")]
+    #[error(
+        "{segment_type}: segments {first} and {second} overlap; a value may belong to one segment only"
+    )]
     Overlap {
         segment_type: SegmentType,
         first: Segment,
         second: Segment,
     },
-    #[error("no segments are defined; at least one segment of `frequent_segment` or `recency_segment` is needed")]
+    #[error(
+        "no segments are defined; at least one segment of `frequent_segment` or `recency_segment` is needed"
+    )]
     Empty,
 }
 
@@ -187,8 +191,14 @@ impl SegmentSet {
             message: e.message().to_owned(),
         })?;
         Self::new([
-            (SegmentType::Frequent, file.frequent_segment.unwrap_or_default()),
-            (SegmentType::Recency, file.recency_segment.unwrap_or_default()),
+            (
+                SegmentType::Frequent,
+                file.frequent_segment.unwrap_or_default(),
+            ),
+            (
+                SegmentType::Recency,
+                file.recency_segment.unwrap_or_default(),
+            ),
         ])
     }
 
@@ -311,15 +321,15 @@ mod tests {
 
     #[test]
     fn inverted_bounds_are_refused() {
-        let err =
-            SegmentSet::from_toml("[[frequent_segment]]\nlabel='x'\nlower=9\nupper=3\n").unwrap_err();
+        let err = SegmentSet::from_toml("[[frequent_segment]]\nlabel='x'\nlower=9\nupper=3\n")
+            .unwrap_err();
         assert!(matches!(err, SegmentsError::Inverted { .. }), "{err}");
     }
 
     #[test]
     fn unknown_segment_types_are_named() {
-        let err =
-            SegmentSet::from_toml("[[loyalty_segment]]\nlabel='x'\nlower=0\nupper=3\n").unwrap_err();
+        let err = SegmentSet::from_toml("[[loyalty_segment]]\nlabel='x'\nlower=0\nupper=3\n")
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("loyalty_segment"), "{msg}");
         assert!(msg.contains("frequent_segment"), "{msg}");
@@ -337,7 +347,10 @@ mod tests {
             SegmentSet::from_toml(neg),
             Err(SegmentsError::NegativeBound { .. })
         ));
-        assert!(matches!(SegmentSet::from_toml(""), Err(SegmentsError::Empty)));
+        assert!(matches!(
+            SegmentSet::from_toml(""),
+            Err(SegmentsError::Empty)
+        ));
     }
 
     #[test]

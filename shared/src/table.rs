@@ -88,7 +88,7 @@ pub enum TableError {
     BadSegments {
         country_code: String,
         segment_name: SegmentType,
-        source: SegmentsError,
+        source: Box<SegmentsError>,
     },
     #[error("the table has no rows")]
     Empty,
@@ -121,7 +121,10 @@ impl VoucherTable {
                 )));
             }
             if r.voucher_amount <= 0 {
-                return Err(bad(format!("voucher_amount {} is not > 0", r.voucher_amount)));
+                return Err(bad(format!(
+                    "voucher_amount {} is not > 0",
+                    r.voucher_amount
+                )));
             }
             if r.occurrences < 1 || r.segment_rows < r.occurrences {
                 return Err(bad(format!(
@@ -139,7 +142,7 @@ impl VoucherTable {
                 TableError::BadSegments {
                     country_code: country.to_owned(),
                     segment_name: segment_type,
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }
@@ -168,8 +171,11 @@ impl VoucherTable {
         ];
         for get in text {
             let values: Vec<ByteArray> = rows.iter().map(|r| get(r).into()).collect();
-            let mut col = group.next_column()?.ok_or(TableError::MissingColumn(SEGMENT))?;
-            col.typed::<ByteArrayType>().write_batch(&values, None, None)?;
+            let mut col = group
+                .next_column()?
+                .ok_or(TableError::MissingColumn(SEGMENT))?;
+            col.typed::<ByteArrayType>()
+                .write_batch(&values, None, None)?;
             col.close()?;
         }
         let ints: [fn(&VoucherRow) -> Option<i64>; 5] = [
@@ -184,8 +190,11 @@ impl VoucherTable {
             // Only `upper` is optional; its definition levels mark the nulls.
             let defs: Option<Vec<i16>> =
                 (i == 1).then(|| rows.iter().map(|r| i16::from(get(r).is_some())).collect());
-            let mut col = group.next_column()?.ok_or(TableError::MissingColumn(UPPER))?;
-            col.typed::<Int64Type>().write_batch(&values, defs.as_deref(), None)?;
+            let mut col = group
+                .next_column()?
+                .ok_or(TableError::MissingColumn(UPPER))?;
+            col.typed::<Int64Type>()
+                .write_batch(&values, defs.as_deref(), None)?;
             col.close()?;
         }
         group.close()?;
@@ -214,7 +223,10 @@ impl VoucherTable {
                 is_string
             } else {
                 physical == PhysicalType::INT64
-                    && matches!(col.logical_type_ref(), None | Some(LogicalType::Integer { .. }))
+                    && matches!(
+                        col.logical_type_ref(),
+                        None | Some(LogicalType::Integer { .. })
+                    )
             };
             let repetition = col.self_type().get_basic_info().repetition();
             if !ok || repetition == Repetition::REPEATED {
@@ -237,10 +249,13 @@ impl VoucherTable {
             let text = |k: usize| row.get_string(index[k]).map_err(|e| bad(COLUMNS[k].0, e));
             let int = |k: usize| row.get_long(index[k]).map_err(|e| bad(COLUMNS[k].0, e));
             let segment_name = text(1)?;
-            let segment_name = segment_name.parse().map_err(|e: SegmentsError| TableError::BadRow {
-                row: n,
-                message: e.to_string(),
-            })?;
+            let segment_name =
+                segment_name
+                    .parse()
+                    .map_err(|e: SegmentsError| TableError::BadRow {
+                        row: n,
+                        message: e.to_string(),
+                    })?;
             let upper = match row.get_column_iter().nth(index[4]) {
                 Some((_, parquet::record::Field::Null)) => None,
                 _ => Some(int(4)?),
@@ -310,7 +325,10 @@ mod tests {
             .write(&mut buf)
             .expect("write");
         buf.truncate(buf.len() / 2);
-        assert!(matches!(VoucherTable::read(Bytes::from(buf)), Err(TableError::Parquet(_))));
+        assert!(matches!(
+            VoucherTable::read(Bytes::from(buf)),
+            Err(TableError::Parquet(_))
+        ));
     }
 
     #[test]
@@ -325,10 +343,16 @@ mod tests {
     fn duplicate_keys_and_bad_counts_are_refused() {
         let mut rows = sample_rows();
         rows.push(rows[0].clone());
-        assert!(matches!(VoucherTable::new(rows), Err(TableError::BadRow { .. })));
+        assert!(matches!(
+            VoucherTable::new(rows),
+            Err(TableError::BadRow { .. })
+        ));
         let mut rows = sample_rows();
         rows[0].occurrences = 99;
-        assert!(matches!(VoucherTable::new(rows), Err(TableError::BadRow { .. })));
+        assert!(matches!(
+            VoucherTable::new(rows),
+            Err(TableError::BadRow { .. })
+        ));
         assert!(matches!(VoucherTable::new(vec![]), Err(TableError::Empty)));
     }
 
@@ -343,7 +367,13 @@ mod tests {
         writer.close().expect("close");
         let err = VoucherTable::read(Bytes::from(buf)).unwrap_err();
         assert!(
-            matches!(err, TableError::WrongType { column: VOUCHER_AMOUNT, .. }),
+            matches!(
+                err,
+                TableError::WrongType {
+                    column: VOUCHER_AMOUNT,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

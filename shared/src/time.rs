@@ -137,23 +137,41 @@ mod tests {
 
     #[test]
     fn both_history_formats_parse() {
-        assert_eq!(parse_utc_date("2018-07-21 18:59:21.102761"), Some(date("2018-07-21")));
+        assert_eq!(
+            parse_utc_date("2018-07-21 18:59:21.102761"),
+            Some(date("2018-07-21"))
+        );
         assert_eq!(
             parse_utc_date("2020-05-28 19:32:16.845956+00:00"),
             Some(date("2020-05-28"))
         );
         assert_eq!(parse_utc_date("2018-04-20"), Some(date("2018-04-20")));
-        assert_eq!(parse_utc_date("2019-11-09 00:00:00+00:00"), Some(date("2019-11-09")));
+        assert_eq!(
+            parse_utc_date("2019-11-09 00:00:00+00:00"),
+            Some(date("2019-11-09"))
+        );
     }
 
     #[test]
     fn offsets_convert_to_utc_before_the_date_is_taken() {
         // 23:30 at UTC-5 is 04:30 the next day in UTC.
-        assert_eq!(parse_utc_date("2021-03-01 23:30:00-05:00"), Some(date("2021-03-02")));
-        assert_eq!(parse_utc_date("2021-03-01T23:30:00-0500"), Some(date("2021-03-02")));
+        assert_eq!(
+            parse_utc_date("2021-03-01 23:30:00-05:00"),
+            Some(date("2021-03-02"))
+        );
+        assert_eq!(
+            parse_utc_date("2021-03-01T23:30:00-0500"),
+            Some(date("2021-03-02"))
+        );
         // 01:00 at UTC+3 is 22:00 the day before in UTC.
-        assert_eq!(parse_utc_date("2021-03-01 01:00:00+03"), Some(date("2021-02-28")));
-        assert_eq!(parse_utc_date("2021-03-01T12:00:00Z"), Some(date("2021-03-01")));
+        assert_eq!(
+            parse_utc_date("2021-03-01 01:00:00+03"),
+            Some(date("2021-02-28"))
+        );
+        assert_eq!(
+            parse_utc_date("2021-03-01T12:00:00Z"),
+            Some(date("2021-03-01"))
+        );
     }
 
     #[test]
@@ -164,7 +182,9 @@ mod tests {
             "1969-12-31T23:00:00+01:00",
             "2000-02-29T12:34:56+05:30",
         ] {
-            let expected = DateTime::parse_from_rfc3339(s).expect("rfc3339").timestamp();
+            let expected = DateTime::parse_from_rfc3339(s)
+                .expect("rfc3339")
+                .timestamp();
             assert_eq!(parse_timestamp(s), Some(expected), "{s}");
         }
     }

@@ -1,0 +1,197 @@
+//! Command-line and environment configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Serves the live voucher table over HTTP.
+///
+/// Every flag can also be set through the environment variable named in its help.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "voucher-api", version, about)]
+pub struct Config {
+    /// The tables directory the ETL publishes to (holds `CURRENT` and version directories).
+    #[arg(long, env = "VOUCHER_TABLES_DIR")]
+    pub tables_dir: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, env = "VOUCHER_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free one (the chosen port is logged).
+    #[arg(long, env = "VOUCHER_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// HTTP worker threads [default: the number of CPUs].
+    #[arg(long, env = "VOUCHER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
+    /// How often to look for a new table version, e.g. `5s`, `500ms`.
+    #[arg(long, env = "VOUCHER_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    pub reload_interval: Duration,
+
+    /// When set, the voucher and segments routes require `Authorization: Bearer <token>`.
+    #[arg(long, env = "VOUCHER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Token>,
+
+    /// Largest accepted request body, e.g. `16KiB`, `1MiB`, `4096`.
+    #[arg(long, env = "VOUCHER_MAX_BODY", default_value = "16KiB")]
+    pub max_body: ByteSize,
+
+    /// On SIGTERM, how long to keep serving with readiness at 503 before closing the listener,
+    /// so that load balancers stop sending traffic first. Ctrl-C (SIGINT) does not wait.
+    #[arg(long, env = "VOUCHER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// How long in-flight requests may take to finish once shutdown starts.
+    #[arg(long, env = "VOUCHER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The worker count to use: the flag, else the CPU count.
+    pub fn worker_count(&self) -> usize {
+        self.workers.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        })
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_millis(10) {
+        return Err(format!("{text} is too short; use at least 10ms"));
+    }
+    Ok(interval)
+}
+
+/// The bearer token. Its `Debug` and `Display` never show the secret, so the config can be
+/// logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl FromStr for Token {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // A token with spaces or control characters could never arrive intact in a header.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be non-empty printable ASCII without spaces".into());
+        }
+        Ok(Token(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// A size in bytes, parsed from `16KiB`, `16 KiB`, `16kb`, `1MiB` or a plain byte count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let number: usize = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size; use e.g. 16KiB, 1MiB or 4096"))?;
+        let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1024,
+            "m" | "mb" | "mib" => 1024 * 1024,
+            other => return Err(format!("unknown size unit {other:?}; use B, KiB or MiB")),
+        };
+        match number.checked_mul(multiplier) {
+            Some(0) | None => Err(format!("{s:?} is not a usable body limit")),
+            Some(bytes) => Ok(ByteSize(bytes)),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!("16KiB".parse(), Ok(ByteSize(16 * 1024)));
+        assert_eq!("16 kb".parse(), Ok(ByteSize(16 * 1024)));
+        assert_eq!("1MiB".parse(), Ok(ByteSize(1024 * 1024)));
+        assert_eq!("4096".parse(), Ok(ByteSize(4096)));
+        for bad in [
+            "",
+            "KiB",
+            "0",
+            "12 parsecs",
+            "-5",
+            "99999999999999999999GiB",
+        ] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_env_twins() {
+        let config = Config::try_parse_from(["voucher-api", "--tables-dir", "/t"]).expect("parse");
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.reload_interval, Duration::from_secs(5));
+        assert_eq!(config.max_body, ByteSize(16 * 1024));
+        assert!(config.api_token.is_none());
+        assert!(config.worker_count() >= 1);
+        // Every flag has an environment twin named VOUCHER_<FLAG>.
+        let command = <Config as clap::CommandFactory>::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            assert_eq!(env, format!("VOUCHER_{}", id.to_uppercase()), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let config = Config::try_parse_from([
+            "voucher-api",
+            "--tables-dir",
+            "/t",
+            "--api-token",
+            "s3cret-value",
+        ])
+        .expect("parse");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert!("has space".parse::<Token>().is_err());
+    }
+
+    #[test]
+    fn too_short_reload_intervals_are_refused() {
+        assert!(parse_interval("1ms").is_err());
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+    }
+}

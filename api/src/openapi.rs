@@ -1,0 +1,119 @@
+//! The OpenAPI document, generated from the handlers and body types, and the Swagger UI that
+//! reads it. Swagger UI is compiled into the binary: `/docs` needs no network.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "voucher-api",
+        description = "The voucher most used by similar customers, from the live voucher table."
+    ),
+    paths(
+        routes::voucher,
+        routes::segments,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics_text,
+        routes::openapi,
+        routes::docs_redirect,
+    ),
+    tags(
+        (name = "vouchers", description = "Vouchers and the table they come from"),
+        (name = "operations", description = "Health, readiness, metrics and documentation"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes a configured token guards.
+const GUARDED: [&str; 2] = [routes::VOUCHER, routes::SEGMENTS];
+const BEARER: &str = "bearer";
+
+/// The document; with `token_required`, the guarded routes declare bearer authentication.
+pub fn document(token_required: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    if token_required {
+        if let Some(components) = doc.components.as_mut() {
+            components.add_security_scheme(
+                BEARER,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+        for path in GUARDED {
+            if let Some(item) = doc.paths.paths.get_mut(path) {
+                for operation in [item.get.as_mut(), item.post.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    operation.security =
+                        Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// Swagger UI's settings: read the document from `/openapi.json`.
+pub fn swagger_config() -> utoipa_swagger_ui::Config<'static> {
+    utoipa_swagger_ui::Config::new([routes::OPENAPI])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_status_is_documented() {
+        let json = serde_json::to_value(document(false)).expect("json");
+        let voucher = &json["paths"]["/api/v1/voucher"]["post"];
+        for status in ["200", "400", "401", "404", "413", "415", "422", "503"] {
+            assert!(voucher["responses"][status].is_object(), "voucher {status}");
+        }
+        for path in [
+            "/api/v1/segments",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+        ] {
+            assert!(json["paths"][path]["get"].is_object(), "{path}");
+        }
+        assert!(voucher.get("security").is_none());
+        let request = &json["components"]["schemas"]["VoucherRequest"];
+        assert_eq!(request["example"]["country_code"], "Peru");
+        let names = &request["properties"]["segment_name"]["enum"];
+        let expected: Vec<&str> = voucher_shared::segments::SegmentType::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        assert_eq!(
+            names,
+            &serde_json::json!(expected),
+            "the documented types are the known ones"
+        );
+    }
+
+    #[test]
+    fn a_token_adds_bearer_security_to_guarded_routes_only() {
+        let json = serde_json::to_value(document(true)).expect("json");
+        assert_eq!(
+            json["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(
+            json["paths"]["/api/v1/voucher"]["post"]["security"],
+            serde_json::json!([{"bearer": []}])
+        );
+        assert_eq!(
+            json["paths"]["/api/v1/segments"]["get"]["security"],
+            serde_json::json!([{"bearer": []}])
+        );
+        assert!(json["paths"]["/healthz"]["get"].get("security").is_none());
+    }
+}

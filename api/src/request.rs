@@ -1,0 +1,581 @@
+//! The voucher request: parsed without trusting its shape, then checked field by field so that
+//! every bad field is reported at once, as FastAPI does.
+//!
+//! Parsing borrows strings from the body (no allocation unless a string has escapes) and keeps
+//! each field's JSON kind, so that a wrong type becomes a 422 entry rather than a parse failure.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
+use voucher_shared::numbers::whole_count;
+use voucher_shared::segments::SegmentType;
+use voucher_shared::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
+
+use crate::lookup::LiveTable;
+use crate::model::ValidationError;
+
+/// A JSON value as far as validation cares: scalars are kept, containers only noted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Only for integers above `i64::MAX`.
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+/// The request fields, each `None` when absent. Unknown fields are ignored.
+#[derive(Debug, Default, PartialEq)]
+pub struct RawRequest<'a> {
+    pub customer_id: Option<Json<'a>>,
+    pub country_code: Option<Json<'a>>,
+    pub last_order_ts: Option<Json<'a>>,
+    pub first_order_ts: Option<Json<'a>>,
+    pub total_orders: Option<Json<'a>>,
+    pub segment_name: Option<Json<'a>>,
+}
+
+/// Why a body could not be parsed at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not JSON: a 400.
+    Syntax(String),
+    /// JSON, but not an object: a 422 on the body as a whole.
+    Shape(ValidationError),
+}
+
+/// A valid request: what to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub country_code: &'a str,
+    pub segment_type: SegmentType,
+    /// The quantity the segment type is measured on: orders, or days since the last order.
+    pub value: i64,
+}
+
+impl<'a> RawRequest<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, BodyError> {
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            Category::Data => BodyError::Shape(ValidationError {
+                loc: vec!["body"],
+                msg: format!("Input should be a JSON object with the voucher request fields ({e})"),
+                kind: "model_attributes_type",
+            }),
+            Category::Io | Category::Syntax | Category::Eof => {
+                BodyError::Syntax(format!("the body is not valid JSON: {e}"))
+            }
+        })
+    }
+
+    /// Checks every field against the live table and the current time (`now`, seconds since
+    /// the epoch, UTC) and returns what to look up, or one error per bad field.
+    pub fn validate(&self, table: &LiveTable, now: i64) -> Result<Query<'_>, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        check(e, "customer_id", integer(self.customer_id.as_ref()));
+        let country_code = check(
+            e,
+            "country_code",
+            country(self.country_code.as_ref(), table),
+        );
+        let last = check(e, "last_order_ts", time(self.last_order_ts.as_ref(), now));
+        let first =
+            time(self.first_order_ts.as_ref(), now).and_then(|first| not_after(first, last));
+        let first = check(e, "first_order_ts", first);
+        let total_orders = check(e, "total_orders", count(self.total_orders.as_ref()));
+        let segment_type = check(
+            e,
+            "segment_name",
+            segment_type(self.segment_name.as_ref(), table),
+        );
+        match (country_code, last, first, total_orders, segment_type) {
+            (Some(country_code), Some(last), Some(_), Some(total_orders), Some(segment_type))
+                if errors.is_empty() =>
+            {
+                let value = match segment_type {
+                    SegmentType::Frequent => total_orders,
+                    SegmentType::Recency => {
+                        now.div_euclid(SECONDS_PER_DAY) - last.div_euclid(SECONDS_PER_DAY)
+                    }
+                };
+                Ok(Query {
+                    country_code,
+                    segment_type,
+                    value,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A field's value, or the kind and message of its error.
+type Check<T> = Result<T, (&'static str, String)>;
+
+/// Records a field's error under its name and keeps its value, if any.
+fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Check<T>) -> Option<T> {
+    result
+        .map_err(|(kind, msg)| {
+            errors.push(ValidationError {
+                loc: vec!["body", field],
+                msg,
+                kind,
+            })
+        })
+        .ok()
+}
+
+fn missing<T>() -> Check<T> {
+    Err(("missing", "Field required".into()))
+}
+
+fn integer(value: Option<&Json>) -> Check<()> {
+    match value {
+        None => missing(),
+        Some(Json::Int(_) | Json::UInt(_)) => Ok(()),
+        Some(Json::Float(f)) if f.fract() == 0.0 => Ok(()),
+        Some(Json::Float(_)) => Err((
+            "int_from_float",
+            "Input should be a valid integer, got a number with a fractional part".into(),
+        )),
+        Some(_) => Err(("int_type", "Input should be a valid integer".into())),
+    }
+}
+
+fn count(value: Option<&Json>) -> Check<i64> {
+    const NEGATIVE: &str = "Input should be greater than or equal to 0";
+    match value {
+        None => missing(),
+        Some(Json::Int(n)) if *n >= 0 => Ok(*n),
+        Some(Json::Int(_)) => Err(("greater_than_equal", NEGATIVE.into())),
+        Some(Json::Float(f)) if *f < 0.0 => Err(("greater_than_equal", NEGATIVE.into())),
+        Some(Json::Float(f)) if f.fract() != 0.0 => Err((
+            "int_from_float",
+            format!("Input should be a whole number of orders (e.g. 14 or 14.0), got {f}"),
+        )),
+        Some(Json::Float(f)) => whole_count(*f).ok_or_else(|| too_large(f)),
+        Some(Json::UInt(n)) => Err(too_large(n)),
+        Some(_) => Err((
+            "int_type",
+            "Input should be a whole number >= 0 (e.g. 14 or 14.0)".into(),
+        )),
+    }
+}
+
+fn too_large(n: &dyn fmt::Display) -> (&'static str, String) {
+    (
+        "int_too_large",
+        format!("{n} is too large to be a count of orders"),
+    )
+}
+
+fn string<'v>(value: Option<&'v Json>) -> Check<&'v str> {
+    match value {
+        None => missing(),
+        Some(Json::Str(s)) => Ok(s),
+        Some(_) => Err(("string_type", "Input should be a valid string".into())),
+    }
+}
+
+fn country<'v>(value: Option<&'v Json>, table: &LiveTable) -> Check<&'v str> {
+    let name = string(value)?;
+    if table.has_country(name) {
+        return Ok(name);
+    }
+    let known = table.countries();
+    const SHOWN: usize = 20;
+    let mut list = known
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if known.len() > SHOWN {
+        list.push_str(&format!(
+            " and {} more (see /api/v1/segments)",
+            known.len() - SHOWN
+        ));
+    }
+    Err((
+        "value_error",
+        format!(
+            "Value error, no voucher table for country {name:?}; countries with a table: {list}"
+        ),
+    ))
+}
+
+fn time(value: Option<&Json>, now: i64) -> Check<i64> {
+    let text = string(value)?;
+    let secs = parse_timestamp(text).ok_or_else(|| {
+        (
+            "datetime_parsing",
+            format!("Input should be a time: {ACCEPTED_TIME_FORMATS}"),
+        )
+    })?;
+    if secs > now {
+        return Err((
+            "value_error",
+            format!("Value error, {text:?} is in the future; the time must not be after now"),
+        ));
+    }
+    Ok(secs)
+}
+
+fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
+    match last {
+        Some(last) if first > last => Err((
+            "value_error",
+            "Value error, first_order_ts is after last_order_ts".into(),
+        )),
+        _ => Ok(first),
+    }
+}
+
+fn segment_type(value: Option<&Json>, table: &LiveTable) -> Check<SegmentType> {
+    let name = string(value)?;
+    let known = table.segment_types();
+    match name.parse::<SegmentType>() {
+        Ok(t) if known.contains(&t) => Ok(t),
+        _ => {
+            let list: Vec<String> = known.iter().map(|t| format!("'{t}'")).collect();
+            Err((
+                "enum",
+                format!(
+                    "Input should be one of the segment types of the live table: {}",
+                    list.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The fields of the request, identified without allocating.
+enum Field {
+    CustomerId,
+    CountryCode,
+    LastOrderTs,
+    FirstOrderTs,
+    TotalOrders,
+    SegmentName,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+                Ok(match name {
+                    "customer_id" => Field::CustomerId,
+                    "country_code" => Field::CountryCode,
+                    "last_order_ts" => Field::LastOrderTs,
+                    "first_order_ts" => Field::FirstOrderTs,
+                    "total_orders" => Field::TotalOrders,
+                    "segment_name" => Field::SegmentName,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for RawRequest<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RequestVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for RequestVisitor<'a> {
+            type Value = RawRequest<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            // Only an object is accepted: the derived visitor would also take an array.
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRequest<'a>, A::Error> {
+                let mut request = RawRequest::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::CustomerId => &mut request.customer_id,
+                        Field::CountryCode => &mut request.country_code,
+                        Field::LastOrderTs => &mut request.last_order_ts,
+                        Field::FirstOrderTs => &mut request.first_order_ts,
+                        Field::TotalOrders => &mut request.total_orders,
+                        Field::SegmentName => &mut request.segment_name,
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // As in Python's json module, a repeated key keeps its last value.
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(request)
+            }
+        }
+        deserializer.deserialize_map(RequestVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
+            type Value = Json<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Json<'a>, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Json<'a>, E> {
+                Ok(Json::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Json<'a>, E> {
+                Ok(Json::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Json<'a>, E> {
+                Ok(i64::try_from(v).map_or(Json::UInt(v), Json::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Json<'a>, E> {
+                Ok(Json::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Json<'a>, E> {
+                Ok(Json::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Json::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Json::Object)
+            }
+        }
+        deserializer.deserialize_any(JsonVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lookup::tests::sample_live;
+
+    /// 2026-11-23T12:00:00Z.
+    const NOW: i64 = 1_795_435_200;
+
+    fn body(overrides: &[(&str, serde_json::Value)]) -> Vec<u8> {
+        let mut json = serde_json::json!({
+            "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
+            "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14,
+            "segment_name": "frequent_segment"
+        });
+        for (k, v) in overrides {
+            json[*k] = v.clone();
+        }
+        serde_json::to_vec(&json).expect("json")
+    }
+
+    fn validate(bytes: &[u8]) -> Result<Query<'static>, Vec<(String, &'static str)>> {
+        let live = sample_live();
+        let raw = RawRequest::parse(bytes).expect("parses");
+        raw.validate(&live, NOW)
+            .map(|q| Query {
+                country_code: if q.country_code == "Peru" {
+                    "Peru"
+                } else {
+                    "other"
+                },
+                ..q
+            })
+            .map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| (e.loc.join("."), e.kind))
+                    .collect()
+            })
+    }
+
+    #[test]
+    fn the_contract_example_is_valid() {
+        let q = validate(&body(&[])).expect("valid");
+        assert_eq!(
+            q,
+            Query {
+                country_code: "Peru",
+                segment_type: SegmentType::Frequent,
+                value: 14
+            }
+        );
+    }
+
+    #[test]
+    fn whole_floats_count_and_fractions_or_negatives_do_not() {
+        assert_eq!(
+            validate(&body(&[("total_orders", 14.0.into())])).map(|q| q.value),
+            Ok(14)
+        );
+        let e = validate(&body(&[("total_orders", 14.5.into())])).unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "int_from_float")]);
+        let e = validate(&body(&[("total_orders", (-1).into())])).unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "greater_than_equal")]);
+        let e = validate(&body(&[("total_orders", (-1.0).into())])).unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "greater_than_equal")]);
+        let e = validate(&body(&[("customer_id", 1.5.into())])).unwrap_err();
+        assert_eq!(
+            e,
+            [("body.customer_id".into(), "int_from_float")],
+            "a lone bad id is refused"
+        );
+        let e = validate(&body(&[("total_orders", "14".into())])).unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "int_type")]);
+        let e = validate(&body(&[("total_orders", u64::MAX.into())])).unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "int_too_large")]);
+        let e = validate(br#"{"customer_id": 1, "country_code": "Peru", "last_order_ts": "2021-10-26",
+            "first_order_ts": "2021-10-26", "total_orders": 1e300, "segment_name": "frequent_segment"}"#)
+            .unwrap_err();
+        assert_eq!(e, [("body.total_orders".into(), "int_too_large")]);
+    }
+
+    #[test]
+    fn recency_is_days_from_the_last_order_date_to_today() {
+        // 2026-11-23 minus 2026-08-25 is 90 days, whatever the hour of either.
+        let q = validate(&body(&[
+            ("segment_name", "recency_segment".into()),
+            ("last_order_ts", "2026-08-25T23:59:59Z".into()),
+            ("first_order_ts", "2020-01-01".into()),
+        ]))
+        .expect("valid");
+        assert_eq!((q.segment_type, q.value), (SegmentType::Recency, 90));
+        // An offset moves the time to the next UTC day: 89 days.
+        let q = validate(&body(&[
+            ("segment_name", "recency_segment".into()),
+            ("last_order_ts", "2026-08-25 23:00:00-05:00".into()),
+            ("first_order_ts", "2020-01-01".into()),
+        ]))
+        .expect("valid");
+        assert_eq!(q.value, 89);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_in_field_order() {
+        let e = validate(
+            br#"{"customer_id": "x", "country_code": "Atlantis", "last_order_ts": "yesterday",
+                 "first_order_ts": 5, "total_orders": 2.5, "segment_name": "loyalty_segment"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                ("body.customer_id".into(), "int_type"),
+                ("body.country_code".into(), "value_error"),
+                ("body.last_order_ts".into(), "datetime_parsing"),
+                ("body.first_order_ts".into(), "string_type"),
+                ("body.total_orders".into(), "int_from_float"),
+                ("body.segment_name".into(), "enum"),
+            ]
+        );
+        let e = validate(b"{}").unwrap_err();
+        assert_eq!(e.len(), 6);
+        assert!(e.iter().all(|(_, kind)| *kind == "missing"));
+    }
+
+    #[test]
+    fn times_in_the_future_or_out_of_order_are_refused() {
+        let e = validate(&body(&[("last_order_ts", "2026-11-23T12:00:01Z".into())])).unwrap_err();
+        assert_eq!(e, [("body.last_order_ts".into(), "value_error")]);
+        let e = validate(&body(&[("first_order_ts", "2021-10-26 00:00:01".into())])).unwrap_err();
+        assert_eq!(e, [("body.first_order_ts".into(), "value_error")]);
+        assert!(validate(&body(&[("last_order_ts", "2026-11-23T12:00:00Z".into())])).is_ok());
+    }
+
+    #[test]
+    fn messages_say_what_is_accepted() {
+        let live = sample_live();
+        let bytes = body(&[
+            ("country_code", "Atlantis".into()),
+            ("segment_name", "loyalty_segment".into()),
+            ("last_order_ts", "26/10/2021".into()),
+        ]);
+        let raw = RawRequest::parse(&bytes).expect("parses");
+        let errors = raw.validate(&live, NOW).unwrap_err();
+        let msgs: Vec<&str> = errors.iter().map(|e| e.msg.as_str()).collect();
+        assert!(
+            msgs[0].contains("\"Atlantis\"") && msgs[0].contains("Latvia, Peru"),
+            "{msgs:?}"
+        );
+        assert!(msgs[1].contains("YYYY-MM-DD HH:MM:SS"), "{msgs:?}");
+        assert!(
+            msgs[2].contains("'frequent_segment', 'recency_segment'"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn a_segment_type_absent_from_the_table_is_refused() {
+        let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
+        let only_frequent = voucher_shared::table::VoucherTable::new(
+            crate::lookup::tests::sample_table()
+                .rows()
+                .iter()
+                .filter(|r| r.segment_name == SegmentType::Frequent)
+                .cloned()
+                .collect(),
+        )
+        .expect("table");
+        let live = LiveTable::new(version, &only_frequent).expect("live");
+        let bytes = body(&[("segment_name", "recency_segment".into())]);
+        let errors = RawRequest::parse(&bytes)
+            .expect("parses")
+            .validate(&live, NOW)
+            .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].kind, "enum");
+        assert!(
+            errors[0].msg.ends_with("'frequent_segment'"),
+            "{}",
+            errors[0].msg
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_wrong_shapes_are_told_apart() {
+        for bad in [&b""[..], b"{", b"{\"a\":}", b"nul", b"{} x"] {
+            assert!(
+                matches!(RawRequest::parse(bad), Err(BodyError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+        for shape in [&b"[]"[..], b"[1, 2]", b"3", b"\"s\"", b"null"] {
+            match RawRequest::parse(shape) {
+                Err(BodyError::Shape(e)) => assert_eq!(e.loc, ["body"]),
+                other => panic!("{shape:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn strings_borrow_from_the_body_and_unknown_fields_are_ignored() {
+        let bytes = br#"{"country_code": "Peru", "extra": {"a": [1, 2]}, "segment_name": "a\"b"}"#;
+        let raw = RawRequest::parse(bytes).expect("parses");
+        assert!(matches!(
+            raw.country_code,
+            Some(Json::Str(Cow::Borrowed("Peru")))
+        ));
+        assert!(matches!(raw.segment_name, Some(Json::Str(Cow::Owned(ref s))) if s == "a\"b"));
+        assert_eq!(raw.customer_id, None);
+    }
+}

@@ -1,0 +1,433 @@
+//! The HTTP routes and their handlers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, Resource, web};
+use bytes::Bytes;
+use subtle::ConstantTimeEq;
+
+use crate::config::Token;
+use crate::errors::ApiError;
+use crate::metrics::{Metrics, UNMATCHED};
+use crate::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
+use crate::request::{BodyError, RawRequest};
+use crate::tables::Tables;
+
+pub const VOUCHER: &str = "/api/v1/voucher";
+pub const SEGMENTS: &str = "/api/v1/segments";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
+pub const OPENAPI: &str = "/openapi.json";
+pub const DOCS: &str = "/docs";
+pub const DOCS_FILES: &str = "/docs/{file:.*}";
+
+/// What every worker shares.
+pub struct AppState {
+    pub tables: Arc<Tables>,
+    pub metrics: Metrics,
+    pub token: Option<Token>,
+    pub max_body: usize,
+    /// `Retry-After` of a 503: the reload interval, rounded up.
+    pub retry_after_secs: u64,
+    /// Set on SIGTERM: readiness turns 503 while requests are still served.
+    pub draining: AtomicBool,
+    pub openapi_json: Bytes,
+    pub swagger: Arc<utoipa_swagger_ui::Config<'static>>,
+}
+
+/// Registers every route. Called once per worker.
+pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
+    let metrics = &state.metrics;
+    cfg.app_data(state.clone())
+        .service(resource(VOUCHER, "POST", metrics).route(web::post().to(voucher)))
+        .service(resource(SEGMENTS, "GET", metrics).route(web::get().to(segments)))
+        .service(resource(HEALTHZ, "GET", metrics).route(web::get().to(healthz)))
+        .service(resource(READYZ, "GET", metrics).route(web::get().to(readyz)))
+        .service(resource(METRICS, "GET", metrics).route(web::get().to(metrics_text)))
+        .service(resource(OPENAPI, "GET", metrics).route(web::get().to(openapi)))
+        .service(resource(DOCS, "GET", metrics).route(web::get().to(docs_redirect)))
+        .service(resource(DOCS_FILES, "GET", metrics).route(web::get().to(docs_file)))
+        // Registered last, so it only sees paths no route matched.
+        .service(
+            web::resource("/{path:.*}")
+                .wrap(metrics.meter(UNMATCHED))
+                .to(not_found),
+        );
+}
+
+/// A metered resource that answers other methods with 405 and `Allow`.
+fn resource(
+    path: &'static str,
+    allow: &'static str,
+    metrics: &Metrics,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<>,
+> {
+    web::resource(path)
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
+        }))
+        .wrap(metrics.meter(path))
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(ContentType::json())
+        .body(body)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot serialize: {e}")))
+}
+
+/// Checks the bearer token in constant time, when one is configured.
+fn authorize(req: &HttpRequest, token: Option<&Token>) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 9110, section 11.1).
+            let (scheme, rest) = v.split_at_checked(7)?;
+            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+        });
+    match presented {
+        Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Accepts `application/json` and `application/*+json`; a missing content type is read as
+/// JSON, as FastAPI does.
+fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let is_json = essence.eq_ignore_ascii_case(b"application/json")
+        || (essence.len() > b"application/+json".len()
+            && essence[..12].eq_ignore_ascii_case(b"application/")
+            && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            found: String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(100)
+                .collect(),
+        })
+    }
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
+        Err(_) => Err(ApiError::PayloadTooLarge { limit }),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/voucher",
+    tag = "vouchers",
+    request_body(content = crate::model::VoucherRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The voucher for the customer's segment", body = VoucherResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorDetail),
+        (status = 401, description = "A token is configured and the request lacks `Authorization: Bearer <token>`", body = ErrorDetail),
+        (status = 404, description = "No segment of that type covers the customer's value", body = ErrorDetail),
+        (status = 413, description = "The body is over the size limit", body = ErrorDetail),
+        (status = 415, description = "The content type is not JSON", body = ErrorDetail),
+        (status = 422, description = "Invalid fields, one entry each", body = crate::model::ValidationErrors),
+        (status = 503, description = "No table loaded yet", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn voucher(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, state.token.as_ref())?;
+    if !state.tables.is_loaded() {
+        return Err(ApiError::NotReady {
+            retry_after_secs: state.retry_after_secs,
+        });
+    }
+    check_content_type(&req)?;
+    let body = read_body(&req, payload, state.max_body).await?;
+    let raw = RawRequest::parse(&body).map_err(|e| match e {
+        BodyError::Syntax(message) => ApiError::BadRequest(message),
+        BodyError::Shape(error) => ApiError::Invalid(vec![error]),
+    })?;
+    // One version answers the whole request, even if a reload swaps it meanwhile.
+    let live = state.tables.live();
+    let Some(table) = live.as_ref() else {
+        return Err(ApiError::NotReady {
+            retry_after_secs: state.retry_after_secs,
+        });
+    };
+    let query = raw.validate(table, now_secs()).map_err(ApiError::Invalid)?;
+    let entry = table
+        .find(query.country_code, query.segment_type, query.value)
+        .map_err(|e| ApiError::NoSegment(e.message))?;
+    let body = to_json(&VoucherResponse {
+        voucher: entry.voucher,
+        country_code: query.country_code,
+        segment_name: query.segment_type.name(),
+        segment: &entry.segment.label,
+        version: table.version_name(),
+    })?;
+    Ok(json(StatusCode::OK, body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/segments",
+    tag = "vouchers",
+    responses(
+        (status = 200, description = "The live table", body = crate::model::SegmentsResponse),
+        (status = 401, description = "A token is configured and the request lacks it", body = ErrorDetail),
+        (status = 503, description = "No table loaded yet", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn segments(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, state.token.as_ref())?;
+    let body = state
+        .tables
+        .live()
+        .as_ref()
+        .map(|t| t.segments_json())
+        .ok_or(ApiError::NotReady {
+            retry_after_secs: state.retry_after_secs,
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves requests", body = Health))
+)]
+pub async fn healthz() -> Result<HttpResponse, ApiError> {
+    Ok(json(StatusCode::OK, to_json(&Health { status: "ok" })?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "A table is loaded", body = Ready),
+        (status = 503, description = "No table yet, or shutting down", body = NotReady),
+    )
+)]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        let body = to_json(&NotReady {
+            status: "draining",
+            detail: "shutting down: finishing in-flight requests".into(),
+        })?;
+        return Ok(json(StatusCode::SERVICE_UNAVAILABLE, body));
+    }
+    let live = state.tables.live();
+    let body = match live.as_ref() {
+        Some(table) => json(
+            StatusCode::OK,
+            to_json(&Ready {
+                status: "ready",
+                version: table.version_name(),
+                age_seconds: now_secs() - table.version().time().timestamp(),
+            })?,
+        ),
+        None => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            to_json(&NotReady {
+                status: "starting",
+                detail: format!(
+                    "no voucher table loaded yet from {}",
+                    state.tables.dir().root().display()
+                ),
+            })?,
+        ),
+    };
+    Ok(body)
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let live = state.tables.live();
+    let body = state
+        .metrics
+        .render(live.as_deref(), now_secs())
+        .map_err(|e| ApiError::Internal(format!("cannot render metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .body(body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document", body = Object))
+)]
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(state.openapi_json.clone())
+}
+
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "operations",
+    responses((status = 308, description = "Redirects to the Swagger UI page at `/docs/`"))
+)]
+pub async fn docs_redirect() -> HttpResponse {
+    // The page loads its assets relative to its own URL, which must end with a slash.
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+async fn docs_file(
+    file: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    match utoipa_swagger_ui::serve(&file, Arc::clone(&state.swagger)) {
+        Ok(Some(file)) => {
+            let body = match file.bytes {
+                std::borrow::Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+                std::borrow::Cow::Owned(bytes) => Bytes::from(bytes),
+            };
+            Ok(HttpResponse::Ok()
+                .insert_header((header::CONTENT_TYPE, file.content_type))
+                .body(body))
+        }
+        Ok(None) => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::Internal(format!(
+            "cannot serve Swagger UI file {file}: {e}"
+        ))),
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn token() -> Token {
+        "s3cret".parse().expect("token")
+    }
+
+    #[test]
+    fn the_bearer_token_must_match_exactly() {
+        let t = token();
+        let with = |value: &str| {
+            TestRequest::default()
+                .insert_header((header::AUTHORIZATION, value))
+                .to_http_request()
+        };
+        assert!(authorize(&with("Bearer s3cret"), Some(&t)).is_ok());
+        assert!(authorize(&with("bearer s3cret"), Some(&t)).is_ok());
+        for bad in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "Basic s3cret",
+            "s3cret",
+            "Bearer",
+            "",
+        ] {
+            assert!(authorize(&with(bad), Some(&t)).is_err(), "{bad:?}");
+        }
+        assert!(authorize(&TestRequest::default().to_http_request(), Some(&t)).is_err());
+        assert!(authorize(&TestRequest::default().to_http_request(), None).is_ok());
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let with = |value: &str| {
+            TestRequest::default()
+                .insert_header((header::CONTENT_TYPE, value))
+                .to_http_request()
+        };
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            assert!(check_content_type(&with(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/+json",
+            "json",
+            "application/jsonx",
+        ] {
+            assert!(check_content_type(&with(bad)).is_err(), "{bad}");
+        }
+        assert!(check_content_type(&TestRequest::default().to_http_request()).is_ok());
+    }
+}

@@ -1,0 +1,139 @@
+//! Building the application from its config and running it until a signal stops it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::openapi;
+use crate::routes::{self, AppState};
+use crate::tables::{PollState, Reloader, Tables};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot render the OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: io::Error },
+    #[error("cannot start the table reloader: {0}")]
+    Reloader(io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("the server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// A bound, not yet running application.
+pub struct Application {
+    server: Server,
+    addresses: Vec<SocketAddr>,
+    state: web::Data<AppState>,
+    reloader: Reloader,
+    drain_delay: Duration,
+}
+
+impl Application {
+    /// Loads the live table if there is one, binds the listener and starts the reloader. Must be
+    /// called inside the actix runtime.
+    pub fn build(config: &Config) -> Result<Self, StartError> {
+        let metrics = Metrics::new()?;
+        let tables = Arc::new(Tables::new(&config.tables_dir));
+        let mut poll_state = PollState::default();
+        // A missing or bad table at start is not fatal: the API answers 503 until one loads.
+        tables.poll(&mut poll_state, &metrics);
+
+        let openapi_json = serde_json::to_vec(&openapi::document(config.api_token.is_some()))?;
+        let state = web::Data::new(AppState {
+            tables: Arc::clone(&tables),
+            metrics: metrics.clone(),
+            token: config.api_token.clone(),
+            max_body: config.max_body.0,
+            retry_after_secs: config.reload_interval.as_secs_f64().ceil().max(1.0) as u64,
+            draining: AtomicBool::new(false),
+            openapi_json: openapi_json.into(),
+            swagger: Arc::new(openapi::swagger_config()),
+        });
+
+        let app_state = state.clone();
+        let address = format!("{}:{}", config.host, config.port);
+        let server =
+            HttpServer::new(move || App::new().configure(|cfg| routes::configure(cfg, &app_state)))
+                .workers(config.worker_count())
+                .shutdown_timeout(config.shutdown_timeout.as_secs())
+                // Signals are handled in `run_until_stopped`, which turns readiness off first.
+                .disable_signals()
+                .bind(&address)
+                .map_err(|source| StartError::Bind {
+                    address: address.clone(),
+                    source,
+                })?;
+        let addresses = server.addrs();
+        let server = server.run();
+
+        let reloader = Reloader::spawn(tables, metrics, config.reload_interval, poll_state)
+            .map_err(StartError::Reloader)?;
+        Ok(Application {
+            server,
+            addresses,
+            state,
+            reloader,
+            drain_delay: config.drain_delay,
+        })
+    }
+
+    /// The addresses the listener is bound to (useful with port 0).
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops gracefully: readiness turns 503, (on SIGTERM)
+    /// the drain delay passes, the listener closes and in-flight requests finish.
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        let handle = self.server.handle();
+        let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+        let state = self.state.clone();
+        let drain_delay = self.drain_delay;
+        actix_web::rt::spawn(async move {
+            let drain = tokio::select! {
+                _ = terminate.recv() => {
+                    log::info!("SIGTERM received: readiness is now 503; draining for {drain_delay:?}, then finishing in-flight requests");
+                    drain_delay
+                }
+                _ = interrupt.recv() => {
+                    log::info!("SIGINT received: finishing in-flight requests");
+                    Duration::ZERO
+                }
+            };
+            state.draining.store(true, Ordering::Relaxed);
+            if !drain.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => {}
+                    // A second signal cuts the drain short.
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        self.reloader.stop();
+        match result {
+            Ok(()) => {
+                log::info!("stopped");
+                Ok(())
+            }
+            Err(e) => Err(StartError::Serve(e)),
+        }
+    }
+}

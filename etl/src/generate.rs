@@ -1,0 +1,561 @@
+//! Realistic synthetic voucher history, in the source's messy format.
+//!
+//! Each country has its own amounts and, per segment, a favourite amount that the table should
+//! end up choosing. Each row gets at most one defect (a blank `total_orders`, a null amount,
+//! an impossible date, a last order after the voucher, ...), so the generator knows exactly
+//! which rule drops it. It returns that knowledge as [`Truth`]: the drop counts and the kept
+//! amounts per segment that a correct ETL must find, computed from how each row was built and
+//! not by parsing it back.
+//!
+//! Output is written in chunks of [`CHUNK_ROWS`], each generated from its own seed, so memory
+//! stays bounded whatever the row count and the file depends only on `--seed`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use polars::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use voucher_shared::manifest::DropCounts;
+use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
+
+use crate::clean::Countries;
+use crate::clean::columns::*;
+use crate::progress::Progress;
+
+/// Rows per chunk (and per Parquet row group).
+pub const CHUNK_ROWS: usize = 256 * 1024;
+
+/// Countries generated when none are named.
+pub const DEFAULT_COUNTRIES: &str = "Peru,Chile,Colombia,Mexico";
+
+/// A generation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("--rows must be at least 1")]
+    NoRows,
+    #[error("--countries must name at least one country (`all` is not a country list here)")]
+    NoCountries,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub rows: u64,
+    pub seed: u64,
+    pub countries: Vec<String>,
+    pub segments: SegmentSet,
+    pub output: PathBuf,
+}
+
+/// What a correct ETL must find in one country's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountryTruth {
+    pub rows: u64,
+    pub dropped: DropCounts,
+    pub kept: u64,
+    /// (segment type, label) → amount → kept rows.
+    pub amounts: BTreeMap<(SegmentType, String), BTreeMap<i64, u64>>,
+    /// (segment type, label) → the amount the generator favoured for that segment.
+    pub favourites: BTreeMap<(SegmentType, String), i64>,
+}
+
+/// The generator's knowledge of the file it wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Truth {
+    pub rows: u64,
+    pub countries: BTreeMap<String, CountryTruth>,
+}
+
+impl Truth {
+    fn merge(&mut self, other: Truth) {
+        self.rows += other.rows;
+        for (country, t) in other.countries {
+            let mine = self.countries.entry(country).or_default();
+            mine.rows += t.rows;
+            mine.kept += t.kept;
+            let d = &mut mine.dropped;
+            d.voucher_amount += t.dropped.voucher_amount;
+            d.total_orders += t.dropped.total_orders;
+            d.timestamp += t.dropped.timestamp;
+            d.last_order_ts += t.dropped.last_order_ts;
+            d.recency += t.dropped.recency;
+            d.first_after_last += t.dropped.first_after_last;
+            for (key, amounts) in t.amounts {
+                let slot = mine.amounts.entry(key).or_default();
+                for (amount, n) in amounts {
+                    *slot.entry(amount).or_default() += n;
+                }
+            }
+            mine.favourites.extend(t.favourites);
+        }
+    }
+
+    /// The truths of the countries `selection` asks for.
+    pub fn select<'a>(
+        &'a self,
+        selection: &'a Countries,
+    ) -> impl Iterator<Item = (&'a String, &'a CountryTruth)> {
+        self.countries.iter().filter(move |(c, _)| match selection {
+            Countries::All => true,
+            Countries::Only(list) => list.contains(c),
+        })
+    }
+}
+
+/// A country's amounts; known countries look like their real markets.
+fn amounts_of(country: &str) -> Vec<i64> {
+    match country {
+        "Peru" => vec![2640, 3520, 4400],
+        "Chile" => vec![2000, 3000, 4000, 5000],
+        "Colombia" => vec![10_000, 15_000, 20_000],
+        "Mexico" => vec![100, 150, 200, 250],
+        other => {
+            let h = other
+                .bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let base = 1000 + (h % 9) as i64 * 500;
+            vec![base, 2 * base, 3 * base]
+        }
+    }
+}
+
+/// Per country: its amounts and each segment's favourite, spread so that no one amount is
+/// the favourite of most segments of a type (which keeps every segment's mode clear).
+struct Profile {
+    country: String,
+    weight: u32,
+    amounts: Vec<i64>,
+    favourites: [Vec<i64>; 2],
+}
+
+impl Profile {
+    fn new(index: usize, country: &str, segments: &SegmentSet) -> Self {
+        let amounts = amounts_of(country);
+        let k = amounts.len();
+        let favourite = |segment_type: SegmentType, step: usize, shift: usize| -> Vec<i64> {
+            let n = segments.get(segment_type).map_or(0, <[Segment]>::len);
+            (0..n)
+                .map(|i| amounts[(i * step + shift + index) % k])
+                .collect()
+        };
+        Profile {
+            country: country.to_owned(),
+            weight: if country == "Peru" { 2 } else { 1 },
+            favourites: [
+                favourite(SegmentType::Frequent, 1, 0),
+                favourite(SegmentType::Recency, 2, 1),
+            ],
+            amounts,
+        }
+    }
+}
+
+/// Draws values inside a chosen segment of a type, or (rarely) outside every segment.
+struct Drawer<'a> {
+    segments: &'a [Segment],
+    outside: Vec<(i64, i64)>,
+}
+
+impl<'a> Drawer<'a> {
+    fn new(segments: &'a [Segment]) -> Self {
+        let mut outside = Vec::new();
+        if let Some(first) = segments.first()
+            && first.lower > 0
+        {
+            outside.push((0, first.lower - 1));
+        }
+        if let Some(upper) = segments.last().and_then(|s| s.upper) {
+            outside.push((upper + 1, upper + 150));
+        }
+        Drawer { segments, outside }
+    }
+
+    /// A value and the index of its segment, if any.
+    fn draw(&self, rng: &mut SmallRng, fallback: (i64, i64)) -> (i64, Option<usize>) {
+        if self.segments.is_empty() || (!self.outside.is_empty() && rng.random_bool(0.12)) {
+            let (lo, hi) = if self.outside.is_empty() {
+                fallback
+            } else {
+                self.outside[rng.random_range(0..self.outside.len())]
+            };
+            let v = rng.random_range(lo..=hi);
+            return (v, self.segments.iter().position(|s| s.contains(v)));
+        }
+        let i = rng.random_range(0..self.segments.len());
+        let s = &self.segments[i];
+        let hi = s.upper.unwrap_or(s.lower + 200);
+        (rng.random_range(s.lower..=hi), Some(i))
+    }
+}
+
+/// One chunk of columns being built.
+#[derive(Default)]
+struct Chunk {
+    index: Vec<i64>,
+    timestamp: Vec<String>,
+    country: Vec<&'static str>,
+    last_order: Vec<String>,
+    first_order: Vec<Option<i64>>,
+    total_orders: Vec<String>,
+    amount: Vec<Option<f64>>,
+}
+
+/// Which rule a row is built to fail, if any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Defect {
+    None,
+    Amount,
+    Orders,
+    Timestamp,
+    LastOrder,
+    Recency,
+    FirstAfterLast,
+}
+
+fn pick_defect(rng: &mut SmallRng) -> Defect {
+    let x: f64 = rng.random();
+    match x {
+        x if x < 0.075 => Defect::Amount,
+        x if x < 0.130 => Defect::Orders,
+        x if x < 0.134 => Defect::Timestamp,
+        x if x < 0.138 => Defect::LastOrder,
+        x if x < 0.158 => Defect::Recency,
+        x if x < 0.168 => Defect::FirstAfterLast,
+        _ => Defect::None,
+    }
+}
+
+/// 2019-01-01 .. 2021-12-31, the span of the voucher history, in days since the epoch.
+const FIRST_DAY: i64 = 17_897;
+const LAST_DAY: i64 = 18_992;
+const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+fn ymd(days: i64) -> (i32, u32, u32) {
+    let date = NaiveDate::from_num_days_from_ce_opt(days as i32 + 719_163).unwrap_or_default();
+    (date.year(), date.month(), date.day())
+}
+
+fn push_date(s: &mut String, days: i64) {
+    let (y, m, d) = ymd(days);
+    let _ = write!(s, "{y:04}-{m:02}-{d:02}");
+}
+
+/// Writes the history; returns what a correct ETL must find in it.
+pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
+    if opts.rows == 0 {
+        return Err(GenerateError::NoRows);
+    }
+    if opts.countries.is_empty() {
+        return Err(GenerateError::NoCountries);
+    }
+    let fail = |message: String| GenerateError::Write {
+        path: opts.output.display().to_string(),
+        message,
+    };
+    let profiles: Vec<Profile> = opts
+        .countries
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Profile::new(i, c, &opts.segments))
+        .collect();
+    // Country names live as long as the run; leaking a handful of short strings lets chunk
+    // columns borrow them as &'static str.
+    let names: Vec<&'static str> = profiles
+        .iter()
+        .map(|p| &*Box::leak(p.country.clone().into_boxed_str()))
+        .collect();
+
+    let tmp = temp_path(&opts.output);
+    let file =
+        File::create(&tmp).map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
+    let result = (|| {
+        let mut writer = ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(&schema())
+            .map_err(|e| fail(e.to_string()))?;
+        let progress = Progress::rows("generating", opts.rows);
+        let mut truth = Truth::default();
+        let mut done = 0u64;
+        let mut chunk_no = 0u64;
+        while done < opts.rows {
+            let n = (opts.rows - done).min(CHUNK_ROWS as u64) as usize;
+            let (df, chunk_truth) = chunk(opts, &profiles, &names, chunk_no, done, n)
+                .map_err(|e| fail(e.to_string()))?;
+            writer.write_batch(&df).map_err(|e| fail(e.to_string()))?;
+            truth.merge(chunk_truth);
+            done += n as u64;
+            chunk_no += 1;
+            progress.set(done);
+        }
+        writer.finish().map_err(|e| fail(e.to_string()))?;
+        progress.finish();
+        Ok(truth)
+    })();
+    match result {
+        Ok(truth) => {
+            std::fs::rename(&tmp, &opts.output).map_err(|e| fail(e.to_string()))?;
+            Ok(truth)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn temp_path(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+fn schema() -> Schema {
+    Schema::from_iter([
+        Field::new("index".into(), DataType::Int64),
+        Field::new(TIMESTAMP.into(), DataType::String),
+        Field::new(COUNTRY_CODE.into(), DataType::String),
+        Field::new(LAST_ORDER_TS.into(), DataType::String),
+        Field::new(
+            FIRST_ORDER_TS.into(),
+            DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
+        ),
+        Field::new(TOTAL_ORDERS.into(), DataType::String),
+        Field::new(VOUCHER_AMOUNT.into(), DataType::Float64),
+    ])
+}
+
+fn chunk(
+    opts: &GenerateOptions,
+    profiles: &[Profile],
+    names: &[&'static str],
+    chunk_no: u64,
+    first_row: u64,
+    n: usize,
+) -> PolarsResult<(DataFrame, Truth)> {
+    let mut rng = SmallRng::seed_from_u64(opts.seed ^ chunk_no.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let empty: &[Segment] = &[];
+    let frequent = Drawer::new(opts.segments.get(SegmentType::Frequent).unwrap_or(empty));
+    let recency = Drawer::new(opts.segments.get(SegmentType::Recency).unwrap_or(empty));
+    let total_weight: u32 = profiles.iter().map(|p| p.weight).sum();
+    let mut c = Chunk::default();
+    let mut truth = Truth::default();
+    let mut s = String::with_capacity(40);
+
+    for row in 0..n {
+        let mut w = rng.random_range(0..total_weight);
+        let ci = profiles
+            .iter()
+            .position(|p| {
+                let hit = w < p.weight;
+                w = w.saturating_sub(p.weight);
+                hit
+            })
+            .unwrap_or(0);
+        let p = &profiles[ci];
+        let defect = pick_defect(&mut rng);
+
+        let (orders, f_seg) = frequent.draw(&mut rng, (38, 200));
+        let (mut days, r_seg) = recency.draw(&mut rng, (0, 29));
+        if defect == Defect::Recency {
+            days = -rng.random_range(1..=60);
+        }
+        let amount = {
+            let favs: Vec<i64> = [(0, f_seg), (1, r_seg)]
+                .into_iter()
+                .filter_map(|(t, seg)| seg.map(|i| p.favourites[t][i]))
+                .collect();
+            if favs.is_empty() || rng.random_bool(0.1) {
+                p.amounts[rng.random_range(0..p.amounts.len())]
+            } else {
+                favs[rng.random_range(0..favs.len())]
+            }
+        };
+
+        // The voucher's instant, as UTC seconds, and its UTC date.
+        let ts_day = rng.random_range(FIRST_DAY..=LAST_DAY);
+        let ts_secs = ts_day * 86_400 + rng.random_range(0..86_400);
+        let micros: u32 = rng.random_range(0..1_000_000);
+        let last_day = ts_day - days;
+        let first_day = if defect == Defect::FirstAfterLast {
+            Some(last_day + rng.random_range(1..=100))
+        } else if rng.random_bool(0.03) {
+            None
+        } else {
+            Some(last_day - rng.random_range(0..=900))
+        };
+
+        // timestamp: naive UTC, +00:00, or a local time at -05:00 (whose date may differ).
+        s.clear();
+        if defect == Defect::Timestamp {
+            s.push_str(
+                [
+                    "",
+                    "2020-02-30 10:00:00.000000",
+                    "not a time",
+                    "2020-13-01 00:00:00",
+                ][rng.random_range(0..4)],
+            );
+        } else {
+            let form = rng.random_range(0..20);
+            let local = if form == 0 {
+                ts_secs - 5 * 3600
+            } else {
+                ts_secs
+            };
+            push_date(&mut s, local.div_euclid(86_400));
+            let t = local.rem_euclid(86_400);
+            let _ = write!(
+                s,
+                " {:02}:{:02}:{:02}.{micros:06}",
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            );
+            match form {
+                0 => s.push_str("-05:00"),
+                1..=9 => s.push_str("+00:00"),
+                _ => {}
+            }
+        }
+        c.timestamp.push(s.clone());
+
+        s.clear();
+        if defect == Defect::LastOrder {
+            s.push_str(
+                ["", "2019-02-29", "unknown", "2019-11-31 00:00:00+00:00"][rng.random_range(0..4)],
+            );
+        } else {
+            push_date(&mut s, last_day);
+            if rng.random_bool(0.5) {
+                s.push_str(" 00:00:00+00:00");
+            }
+        }
+        c.last_order.push(s.clone());
+
+        s.clear();
+        if defect == Defect::Orders {
+            s.push_str(["", "", "", " ", "abc", "-3.0", "2.5", "n/a"][rng.random_range(0..8)]);
+        } else if rng.random_bool(0.02) {
+            let _ = write!(s, " {orders}.0 ");
+        } else {
+            let _ = write!(s, "{orders}.0");
+        }
+        c.total_orders.push(s.clone());
+
+        c.amount.push(if defect == Defect::Amount {
+            [
+                None,
+                None,
+                None,
+                None,
+                Some(f64::NAN),
+                Some(-(amount as f64)),
+                Some(amount as f64 + 0.5),
+                Some(0.0),
+            ][rng.random_range(0..8)]
+        } else {
+            Some(amount as f64)
+        });
+        c.first_order.push(first_day.map(|d| d * NS_PER_DAY));
+        c.country.push(names[ci]);
+        c.index.push((first_row + row as u64) as i64);
+
+        let t = truth.countries.entry(p.country.clone()).or_default();
+        t.rows += 1;
+        let d = &mut t.dropped;
+        match defect {
+            Defect::Amount => d.voucher_amount += 1,
+            Defect::Orders => d.total_orders += 1,
+            Defect::Timestamp => d.timestamp += 1,
+            Defect::LastOrder => d.last_order_ts += 1,
+            Defect::Recency => d.recency += 1,
+            Defect::FirstAfterLast => d.first_after_last += 1,
+            Defect::None => {
+                t.kept += 1;
+                for (segment_type, drawer, seg) in [
+                    (SegmentType::Frequent, &frequent, f_seg),
+                    (SegmentType::Recency, &recency, r_seg),
+                ] {
+                    if let Some(i) = seg {
+                        let label = drawer.segments[i].label.clone();
+                        *t.amounts
+                            .entry((segment_type, label))
+                            .or_default()
+                            .entry(amount)
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    truth.rows = n as u64;
+    for p in profiles {
+        if let Some(t) = truth.countries.get_mut(&p.country) {
+            for (ti, segment_type) in SegmentType::ALL.into_iter().enumerate() {
+                for (s, fav) in opts
+                    .segments
+                    .get(segment_type)
+                    .unwrap_or(&[])
+                    .iter()
+                    .zip(&p.favourites[ti])
+                {
+                    t.favourites.insert((segment_type, s.label.clone()), *fav);
+                }
+            }
+        }
+    }
+
+    let first_order = Series::new(FIRST_ORDER_TS.into(), c.first_order).cast(
+        &DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
+    )?;
+    let df = DataFrame::new(
+        n,
+        vec![
+            Series::new("index".into(), c.index).into_column(),
+            Series::new(TIMESTAMP.into(), c.timestamp).into_column(),
+            Series::new(COUNTRY_CODE.into(), c.country).into_column(),
+            Series::new(LAST_ORDER_TS.into(), c.last_order).into_column(),
+            first_order.into_column(),
+            Series::new(TOTAL_ORDERS.into(), c.total_orders).into_column(),
+            Series::new(VOUCHER_AMOUNT.into(), c.amount).into_column(),
+        ],
+    )?;
+    Ok((df, truth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voucher_shared::time::days_from_civil;
+
+    #[test]
+    fn the_history_span_is_what_the_constants_say() {
+        assert_eq!(days_from_civil(2019, 1, 1), FIRST_DAY);
+        assert_eq!(days_from_civil(2021, 12, 31), LAST_DAY);
+        assert_eq!(ymd(FIRST_DAY), (2019, 1, 1));
+    }
+
+    #[test]
+    fn favourites_differ_between_segments_and_countries() {
+        let segments =
+            SegmentSet::from_toml(include_str!("../../data/segments.toml")).expect("segments");
+        let peru = Profile::new(0, "Peru", &segments);
+        let chile = Profile::new(1, "Chile", &segments);
+        assert_eq!(peru.favourites[0].len(), 3);
+        let distinct: std::collections::BTreeSet<_> = peru.favourites[0].iter().collect();
+        assert_eq!(
+            distinct.len(),
+            3,
+            "each frequent segment of Peru favours another amount"
+        );
+        assert_ne!(peru.favourites[1], chile.favourites[1]);
+    }
+}

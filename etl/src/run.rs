@@ -1,0 +1,172 @@
+//! One run: history in, a new published table version out.
+
+use std::fmt;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use voucher_shared::manifest::{Manifest, Producer};
+use voucher_shared::publish::{MANIFEST_FILE, Published, TABLE_FILE, TablesDir};
+use voucher_shared::segments::SegmentSet;
+use voucher_shared::table::VoucherTable;
+
+use crate::clean::{self, Countries};
+use crate::{EtlError, source, vouchers};
+
+/// What a run needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A Parquet file path or an http(s) URL.
+    pub input: String,
+    pub tables_dir: PathBuf,
+    pub countries: Countries,
+    pub segments: PathBuf,
+    /// Versions to keep (the live one is always kept).
+    pub keep: usize,
+    pub download_timeout: Duration,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    pub published: Published,
+    pub manifest: Manifest,
+    pub table: VoucherTable,
+    pub pruned: usize,
+}
+
+/// Runs the whole job. On any error nothing is published and the live version is untouched.
+pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
+    let started = Instant::now();
+    let segments = SegmentSet::from_file(&opts.segments)?;
+    let tables = TablesDir::new(&opts.tables_dir);
+    // Staging first fails fast on an unwritable output, before any heavy work; an error
+    // later drops the stage, which deletes it.
+    let staged = tables.stage(Utc::now())?;
+    let input = source::open(&opts.input, opts.download_timeout)?;
+    log::info!(
+        "run {}: reading {} for {}",
+        staged.version(),
+        input.name,
+        opts.countries.to_list().join(",")
+    );
+
+    let history = clean::scan(input.path())?;
+    let rows_read = clean::count_rows(input.path())?;
+    let tally = clean::tally(history, &opts.countries, &segments, &input.name)?;
+    log::info!(
+        "cleaned {rows_read} rows in {:.1}s: {} kept, {} dropped",
+        started.elapsed().as_secs_f64(),
+        tally.rows_kept,
+        tally.dropped.total()
+    );
+
+    let rows = vouchers::choose(&tally, &segments);
+    if rows.is_empty() {
+        return Err(EtlError::NothingKept {
+            file: input.name.clone(),
+            countries: opts.countries.to_list().join(","),
+        });
+    }
+    let table = VoucherTable::new(rows)?;
+
+    let table_path = staged.path(TABLE_FILE);
+    let write_err = |path: &PathBuf, message: String| EtlError::Write {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = File::create(&table_path).map_err(|e| write_err(&table_path, e.to_string()))?;
+    table
+        .write(BufWriter::new(file))
+        .map_err(|e| write_err(&table_path, e.to_string()))?;
+
+    let manifest = Manifest {
+        version: staged.version().to_string(),
+        created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        input: input.name.clone(),
+        rows_read,
+        rows_kept: tally.rows_kept,
+        dropped: tally.dropped,
+        countries: opts.countries.to_list(),
+        segments: serde_json::to_value(&segments).unwrap_or_default(),
+        table_rows: table.rows().len() as u64,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        producer: Producer {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
+    let manifest_path = staged.path(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| write_err(&manifest_path, e.to_string()))?;
+    std::fs::write(&manifest_path, json).map_err(|e| write_err(&manifest_path, e.to_string()))?;
+
+    let published = staged.commit()?;
+    if published.live {
+        log::info!("published {} as the live version", published.version);
+    } else {
+        log::warn!(
+            "published {}, but a newer version is already live; CURRENT left as it was",
+            published.version
+        );
+    }
+    let pruned = tables.prune(opts.keep)?;
+    for version in &pruned {
+        log::info!("deleted old version {version} (keeping {})", opts.keep);
+    }
+    Ok(RunReport {
+        published,
+        manifest,
+        table,
+        pruned: pruned.len(),
+    })
+}
+
+/// The short human summary printed after a run.
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.manifest;
+        writeln!(
+            f,
+            "published version {}{} in {:.2}s",
+            m.version,
+            if self.published.live {
+                " (live)"
+            } else {
+                " (not live: a newer version is)"
+            },
+            m.duration_ms as f64 / 1000.0
+        )?;
+        writeln!(f, "input      {}", m.input)?;
+        writeln!(f, "countries  {}", m.countries.join(", "))?;
+        writeln!(f, "rows read  {:>12}", m.rows_read)?;
+        writeln!(f, "rows kept  {:>12}", m.rows_kept)?;
+        for (rule, n) in m.dropped.iter() {
+            writeln!(f, "dropped    {n:>12}  {rule}")?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<12} {:<17} {:<9} {:>8} {:>12} {:>12}",
+            "country", "segment_name", "segment", "voucher", "occurrences", "segment_rows"
+        )?;
+        for r in self.table.rows() {
+            writeln!(
+                f,
+                "{:<12} {:<17} {:<9} {:>8} {:>12} {:>12}",
+                r.country_code,
+                r.segment_name.name(),
+                r.segment,
+                r.voucher_amount,
+                r.occurrences,
+                r.segment_rows
+            )?;
+        }
+        if self.pruned > 0 {
+            writeln!(f, "\ndeleted {} old version(s)", self.pruned)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! Helpers shared by the integration tests: they run the real `voucher-etl` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bytes::Bytes;
+use voucher_etl::generate::{self, GenerateOptions, Truth};
+use voucher_shared::manifest::Manifest;
+use voucher_shared::publish::{TablesDir, Version};
+use voucher_shared::segments::SegmentSet;
+use voucher_shared::table::VoucherTable;
+
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_voucher-etl"));
+    cmd.env("RUST_LOG", "info");
+    // Flags under test must not be overridden by a developer's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("VOUCHER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+pub fn segments_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/segments.toml")
+}
+
+pub fn segments() -> SegmentSet {
+    SegmentSet::from_file(&segments_path()).expect("shipped segments")
+}
+
+/// Writes synthetic history and returns what a correct ETL must find in it.
+pub fn generate(path: &Path, rows: u64, seed: u64) -> Truth {
+    generate::generate(&GenerateOptions {
+        rows,
+        seed,
+        countries: generate::DEFAULT_COUNTRIES
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        segments: segments(),
+        output: path.to_owned(),
+    })
+    .expect("generate")
+}
+
+/// Runs `voucher-etl run` with the shipped segments and the given extra arguments.
+pub fn run_etl(input: &str, tables: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg("run")
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(tables)
+        .arg("--segments")
+        .arg(segments_path())
+        .args(extra)
+        .output()
+        .expect("start voucher-etl")
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "voucher-etl failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads a version's table and manifest, failing the test if either is incomplete.
+pub fn read_version(tables: &Path, version: Version) -> (VoucherTable, Manifest) {
+    let dir = TablesDir::new(tables);
+    let bytes = std::fs::read(dir.table_path(version)).expect("table file");
+    let table = VoucherTable::read(Bytes::from(bytes)).expect("valid table");
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.manifest_path(version)).expect("manifest"))
+            .expect("valid manifest");
+    assert_eq!(manifest.version, version.to_string());
+    (table, manifest)
+}
+
+/// The live version's table and manifest.
+pub fn read_live(tables: &Path) -> (Version, VoucherTable, Manifest) {
+    let version = TablesDir::new(tables)
+        .current()
+        .expect("CURRENT readable")
+        .expect("a live version");
+    let (table, manifest) = read_version(tables, version);
+    (version, table, manifest)
+}
+
+/// Every entry of a tables directory with its modification time, to prove nothing changed.
+pub fn snapshot(tables: &Path) -> Vec<(String, std::time::SystemTime, Vec<u8>)> {
+    let mut entries = Vec::new();
+    for entry in walk(tables) {
+        let meta = std::fs::metadata(&entry).expect("metadata");
+        let content = if meta.is_file() {
+            std::fs::read(&entry).expect("read")
+        } else {
+            Vec::new()
+        };
+        entries.push((
+            entry
+                .strip_prefix(tables)
+                .expect("prefix")
+                .display()
+                .to_string(),
+            meta.modified().expect("mtime"),
+            content,
+        ));
+    }
+    entries.sort();
+    entries
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for e in read.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".lock") {
+                continue;
+            }
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

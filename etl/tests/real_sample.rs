@@ -1,0 +1,213 @@
+//! The real Peru sample through the binary, checked against an independent computation: a
+//! plain row loop with chrono's parsers and the contract's bounds written out by hand.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use common::*;
+use polars::prelude::*;
+use voucher_shared::manifest::DropCounts;
+use voucher_shared::segments::SegmentType;
+
+fn sample() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/peru-voucher-history-sample.parquet.gzip");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: real sample {} is absent; this test needs the team's shared/ folder beside the checkout",
+            path.display()
+        );
+        None
+    }
+}
+
+/// UTC date of a history time string, with chrono only.
+fn utc_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.naive_utc().date());
+        }
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.date());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+const FREQUENT: [(&str, i64, Option<i64>); 3] = [
+    ("0-4", 0, Some(4)),
+    ("5-13", 5, Some(13)),
+    ("14-37", 14, Some(37)),
+];
+const RECENCY: [(&str, i64, Option<i64>); 5] = [
+    ("30-60", 30, Some(60)),
+    ("61-90", 61, Some(90)),
+    ("91-120", 91, Some(120)),
+    ("121-180", 121, Some(180)),
+    ("180+", 181, None),
+];
+
+fn label(bounds: &[(&'static str, i64, Option<i64>)], v: i64) -> Option<&'static str> {
+    bounds
+        .iter()
+        .find(|(_, lo, hi)| v >= *lo && hi.is_none_or(|hi| v <= hi))
+        .map(|(l, _, _)| *l)
+}
+
+struct Expected {
+    rows_read: u64,
+    kept: u64,
+    dropped: DropCounts,
+    counts: BTreeMap<(SegmentType, &'static str), BTreeMap<i64, u64>>,
+}
+
+fn expected(path: &PathBuf) -> Expected {
+    let df = ParquetReader::new(File::open(path).expect("open"))
+        .finish()
+        .expect("read sample");
+    let ts = df
+        .column("timestamp")
+        .expect("timestamp")
+        .str()
+        .expect("str")
+        .clone();
+    let country = df
+        .column("country_code")
+        .expect("country")
+        .str()
+        .expect("str")
+        .clone();
+    let last = df
+        .column("last_order_ts")
+        .expect("last")
+        .str()
+        .expect("str")
+        .clone();
+    let first_col = df.column("first_order_ts").expect("first");
+    assert!(matches!(
+        first_col.dtype(),
+        DataType::Datetime(TimeUnit::Nanoseconds, _)
+    ));
+    let first = first_col.to_physical_repr().i64().expect("i64").clone();
+    let orders = df
+        .column("total_orders")
+        .expect("orders")
+        .str()
+        .expect("str")
+        .clone();
+    let amount = df
+        .column("voucher_amount")
+        .expect("amount")
+        .f64()
+        .expect("f64")
+        .clone();
+
+    let mut e = Expected {
+        rows_read: df.height() as u64,
+        kept: 0,
+        dropped: DropCounts::default(),
+        counts: BTreeMap::new(),
+    };
+    for i in 0..df.height() {
+        if country.get(i) != Some("Peru") {
+            continue;
+        }
+        let a = amount
+            .get(i)
+            .filter(|a| a.is_finite() && *a > 0.0 && a.fract() == 0.0);
+        let Some(a) = a else {
+            e.dropped.voucher_amount += 1;
+            continue;
+        };
+        let o = orders
+            .get(i)
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|o| o.is_finite() && *o >= 0.0 && o.fract() == 0.0);
+        let Some(o) = o else {
+            e.dropped.total_orders += 1;
+            continue;
+        };
+        let Some(t) = ts.get(i).and_then(utc_date) else {
+            e.dropped.timestamp += 1;
+            continue;
+        };
+        let Some(l) = last.get(i).and_then(utc_date) else {
+            e.dropped.last_order_ts += 1;
+            continue;
+        };
+        if t < l {
+            e.dropped.recency += 1;
+            continue;
+        }
+        let f = first
+            .get(i)
+            .map(|ns| DateTime::from_timestamp_nanos(ns).date_naive());
+        if f.is_some_and(|f| f > l) {
+            e.dropped.first_after_last += 1;
+            continue;
+        }
+        e.kept += 1;
+        let days = (t - l).num_days();
+        if let Some(s) = label(&FREQUENT, o as i64) {
+            *e.counts
+                .entry((SegmentType::Frequent, s))
+                .or_default()
+                .entry(a as i64)
+                .or_default() += 1;
+        }
+        if let Some(s) = label(&RECENCY, days) {
+            *e.counts
+                .entry((SegmentType::Recency, s))
+                .or_default()
+                .entry(a as i64)
+                .or_default() += 1;
+        }
+    }
+    e
+}
+
+#[test]
+fn the_real_sample_gives_the_independently_computed_table() {
+    let Some(path) = sample() else { return };
+    let want = expected(&path);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_etl(path.to_str().expect("utf-8"), dir.path(), &[]);
+    assert_success(&out);
+    let (_, table, manifest) = read_live(dir.path());
+
+    assert_eq!(manifest.rows_read, want.rows_read);
+    assert_eq!(manifest.rows_read, 10_655);
+    assert_eq!(manifest.dropped, want.dropped);
+    assert_eq!(manifest.rows_kept, want.kept);
+    assert_eq!(table.rows().len(), want.counts.len());
+    for ((segment_type, label), counts) in &want.counts {
+        let (&amount, &n) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .expect("non-empty");
+        let row = table
+            .rows()
+            .iter()
+            .find(|r| r.segment_name == *segment_type && r.segment == *label)
+            .unwrap_or_else(|| panic!("no row for {segment_type} {label}"));
+        assert_eq!(
+            (row.voucher_amount, row.occurrences as u64),
+            (amount, n),
+            "{segment_type} {label}: {counts:?}"
+        );
+        assert_eq!(row.segment_rows as u64, counts.values().sum::<u64>());
+    }
+}
