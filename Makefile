@@ -9,14 +9,24 @@ COUNTRIES    ?= all
 SAMPLE_ROWS  ?= 20000
 RELEASE_DIR  := target/release
 ETL          := $(RELEASE_DIR)/voucher-etl
+API          := $(RELEASE_DIR)/voucher-api
+API_PORT     ?= 8000
+VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl load-test clean check-toolchain
+.PHONY: run build test lint fmt sample bench bench-etl load-test api-fuzz notebook clean check-toolchain
 
+# Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
 	$(ETL) run --input $(HISTORY) --output $(TABLES) --countries $(COUNTRIES) --segments $(SEGMENTS)
+	@echo
+	@echo "voucher-api is starting on http://127.0.0.1:$(API_PORT) (docs: /docs). Try, from another terminal:"
+	@echo "  curl -s -H 'Content-Type: application/json' -d '$(VOUCHER_BODY)' http://127.0.0.1:$(API_PORT)/api/v1/voucher"
+	@echo "Stop it with Ctrl-C."
+	@echo
+	$(API) --tables-dir $(TABLES) --port $(API_PORT)
 
 build: check-toolchain
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release -p voucher-etl -p voucher-api
 
 test: check-toolchain
 	$(CARGO) test --workspace
@@ -43,9 +53,18 @@ bench-etl:
 load-test:
 	bash bench/load_test.sh
 
+# Fuzzes voucher-api against its own OpenAPI document (schemathesis, in a venv it creates).
+api-fuzz:
+	bash api/tests/schemathesis.sh
+
+# Executes notebooks/voucher_exploration.ipynb on the sample and tables/ (run `make run` first);
+# writes notebooks/output/*.png and an executed copy.
+notebook:
+	VOUCHER_HISTORY=$(HISTORY) VOUCHER_TABLES_DIR=$(TABLES) bash notebooks/run.sh
+
 clean:
 	$(CARGO) clean
-	rm -rf $(TABLES)
+	rm -rf $(TABLES) notebooks/output
 
 check-toolchain:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \

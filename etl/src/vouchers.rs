@@ -48,7 +48,10 @@ mod tests {
         SegmentSet::from_toml(include_str!("../../data/segments.toml")).expect("segments")
     }
 
-    fn tally(entries: &[(&str, SegmentType, &str, &[(i64, u64)])]) -> Tally {
+    /// (country, segment type, label, [(amount, rows)]).
+    type Entry<'a> = (&'a str, SegmentType, &'a str, &'a [(i64, u64)]);
+
+    fn tally(entries: &[Entry]) -> Tally {
         let mut t = Tally::default();
         for (country, st, label, amounts) in entries {
             t.amounts.insert(

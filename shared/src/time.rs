@@ -6,7 +6,7 @@
 //!
 //! - `YYYY-MM-DD`
 //! - `YYYY-MM-DD HH:MM[:SS[.fraction]]` (`T` may replace the space)
-//! - either of the above followed by `Z`, `+HH:MM`, `-HH:MM`, `+HHMM` or `+HH`
+//! - a date and time followed by `Z`, `+HH:MM`, `-HH:MM`, `+HHMM` or `+HH`
 //!
 //! Times with an offset are converted to UTC; times without one are UTC already.
 
