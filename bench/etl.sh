@@ -10,7 +10,8 @@ REPEATS=${REPEATS:-3}
 DATA_DIR=${BENCH_DATA_DIR:-bench/data}
 VENV=${BENCH_VENV:-bench/.venv}
 
-cargo build --release -p voucher-etl
+# The same package set as `make build`, so both share one set of release artifacts.
+cargo build --release -p voucher-etl -p voucher-api
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi

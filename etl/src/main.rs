@@ -94,6 +94,7 @@ impl From<RunArgs> for RunOptions {
 }
 
 fn main() -> ExitCode {
+    voucher_etl::bound_polars_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
