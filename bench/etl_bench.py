@@ -151,7 +151,7 @@ def main():
         "",
         f"Measured {today} on {cpu_model()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} "
-        f"{platform.release()}; `make bench-etl` (bench/etl.sh). Wall time: median of {args.repeats} runs, "
+        f"{platform.release()}, load average {os.getloadavg()[0]:.2f} at the end; `make bench-etl` (bench/etl.sh). Wall time: median of {args.repeats} runs, "
         "alternating the two engines; peak RSS: the largest of those runs (wait4). Both compute the Peru "
         "table from the same generated file (seed 2026) and the script checks that the tables are "
         "identical. The DuckDB SQL is in bench/etl_bench.py.",

@@ -94,7 +94,6 @@ fn usable(column: &str, dtype: &DataType) -> bool {
         TOTAL_ORDERS => {
             matches!(dtype, DataType::String) || dtype.is_primitive_numeric() || dtype.is_null()
         }
-        FIRST_ORDER_TS => time_like,
         _ => time_like,
     }
 }

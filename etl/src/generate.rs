@@ -79,13 +79,7 @@ impl Truth {
             let mine = self.countries.entry(country).or_default();
             mine.rows += t.rows;
             mine.kept += t.kept;
-            let d = &mut mine.dropped;
-            d.voucher_amount += t.dropped.voucher_amount;
-            d.total_orders += t.dropped.total_orders;
-            d.timestamp += t.dropped.timestamp;
-            d.last_order_ts += t.dropped.last_order_ts;
-            d.recency += t.dropped.recency;
-            d.first_after_last += t.dropped.first_after_last;
+            mine.dropped += t.dropped;
             for (key, amounts) in t.amounts {
                 let slot = mine.amounts.entry(key).or_default();
                 for (amount, n) in amounts {

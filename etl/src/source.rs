@@ -32,12 +32,16 @@ pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
         let file = download(input, timeout)?;
         (file.path().to_owned(), Some(file))
     } else {
-        let path = PathBuf::from(input);
-        if !path.exists() {
-            return Err(EtlError::InputMissing {
+        // Absolute and without `..`: polars' async reader refuses `..` path segments.
+        let path = std::fs::canonicalize(input).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EtlError::InputMissing {
                 file: input.to_owned(),
-            });
-        }
+            },
+            _ => EtlError::Read {
+                file: input.to_owned(),
+                message: e.to_string(),
+            },
+        })?;
         (path, None)
     };
     check_parquet(&path, input)?;

@@ -30,12 +30,7 @@ fn a_run_over_generated_history_finds_exactly_what_was_generated() {
     let mut kept = 0;
     for t in truth.countries.values() {
         kept += t.kept;
-        dropped.voucher_amount += t.dropped.voucher_amount;
-        dropped.total_orders += t.dropped.total_orders;
-        dropped.timestamp += t.dropped.timestamp;
-        dropped.last_order_ts += t.dropped.last_order_ts;
-        dropped.recency += t.dropped.recency;
-        dropped.first_after_last += t.dropped.first_after_last;
+        dropped += t.dropped;
     }
     assert_eq!(manifest.dropped, dropped);
     assert_eq!(manifest.rows_kept, kept);

@@ -32,6 +32,17 @@ impl DropCounts {
     }
 }
 
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, other: DropCounts) {
+        self.voucher_amount += other.voucher_amount;
+        self.total_orders += other.total_orders;
+        self.timestamp += other.timestamp;
+        self.last_order_ts += other.last_order_ts;
+        self.recency += other.recency;
+        self.first_after_last += other.first_after_last;
+    }
+}
+
 /// The program that wrote a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Producer {
