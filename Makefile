@@ -13,7 +13,8 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl load-test api-fuzz notebook clean check-toolchain
+.PHONY: run build test lint fmt sample bench bench-etl load-test api-fuzz notebook clean check-toolchain \
+        docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
@@ -61,6 +62,36 @@ api-fuzz:
 # writes notebooks/output/*.png and an executed copy.
 notebook:
 	VOUCHER_HISTORY=$(HISTORY) VOUCHER_TABLES_DIR=$(TABLES) bash notebooks/run.sh
+
+# Deployment: images, compose, kind (need Docker / kind), and the offline checks CI runs.
+IMAGE_TAG ?= 0.1.0
+
+docker-build:
+	docker build -f Dockerfile.api -t voucher-api:$(IMAGE_TAG) .
+	docker build -f Dockerfile.etl -t voucher-etl:$(IMAGE_TAG) .
+
+compose-up:
+	docker compose up --build --wait
+	@echo "voucher-api on http://localhost:8000 (docs at /docs); stop with: docker compose down"
+
+kind-up:
+	TAG=$(IMAGE_TAG) bash kind/up.sh
+
+kind-down:
+	bash kind/down.sh
+
+load-test-kind:
+	bash kind/load-test.sh
+
+deploy-check:
+	bash deploy/check.sh
+
+deploy-test:
+	bash deploy/test_checks.sh
+
+# Builds and runs both images with buildah on stand-in base images (needs root).
+image-check:
+	bash deploy/build_images.sh
 
 clean:
 	$(CARGO) clean

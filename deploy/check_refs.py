@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Cross-reference check of the deployment files: what schema validators cannot see.
+
+Kubernetes (k8s/ and its kustomization):
+- every manifest is listed in kustomization.yaml and every listed file exists;
+- every PersistentVolumeClaim, ConfigMap, Secret and ServiceAccount a pod uses exists (volumes,
+  envFrom, env valueFrom with its key), and every volumeMount names a declared volume;
+- each Service's selector matches a Deployment's pod labels and its targetPorts are ports of
+  that Deployment's containers;
+- each HPA targets an existing Deployment; each PodDisruptionBudget and NetworkPolicy selects
+  some workload's pods;
+- every image is pinned (a tag other than `latest`, or a digest), in manifests and Dockerfiles;
+- probes and the prometheus.io annotations point at real routes (read from the API's
+  routes.rs) on a real container port;
+- the segments ConfigMap holds the same text as data/segments.toml.
+Docker: the Dockerfiles' HEALTHCHECK routes are real routes and EXPOSE matches the API port;
+docker-compose.yml's named volumes are declared, the API's healthcheck route is real and it
+publishes the API port.
+
+Usage: check_refs.py [--root DIR]   (prints each problem; exit 1 if any)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+API_PORT = 8000
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+
+
+class Checker:
+    def __init__(self, root: Path):
+        self.root = root
+        self.problems: list[str] = []
+        self.routes = self.read_routes()
+
+    def fail(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    # --- sources of truth -------------------------------------------------------------------
+    def read_routes(self) -> set[str]:
+        path = self.root / "api/src/routes.rs"
+        routes = set(re.findall(r'pub const \w+: &str = "(/[^"{]*)";', path.read_text()))
+        if not routes:
+            self.fail(str(path), "no routes found (expected `pub const NAME: &str = \"/...\";`)")
+        return routes
+
+    # --- Kubernetes ---------------------------------------------------------------------------
+    def load_k8s(self, directory: Path) -> list[tuple[str, dict]]:
+        kustomization = directory / "kustomization.yaml"
+        k = yaml.safe_load(kustomization.read_text())
+        namespace = k.get("namespace")
+        listed = k.get("resources", [])
+        files = sorted(p.name for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
+        for name in listed:
+            if not (directory / name).is_file():
+                self.fail(str(kustomization), f"lists {name}, which does not exist")
+        for name in files:
+            if name not in listed:
+                self.fail(str(kustomization), f"does not list {name}")
+        docs = []
+        for name in files:
+            path = directory / name
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not doc:
+                    continue
+                meta = doc.setdefault("metadata", {})
+                if doc.get("kind") != "Namespace" and namespace:
+                    meta.setdefault("namespace", namespace)
+                docs.append((f"{path.relative_to(self.root)} {doc.get('kind')}/{meta.get('name')}", doc))
+        return docs
+
+    def check_k8s(self, directory: Path) -> None:
+        docs = self.load_k8s(directory)
+        by_kind: dict[tuple[str, str], dict[str, dict]] = {}
+        for _, doc in docs:
+            meta = doc["metadata"]
+            by_kind.setdefault((doc["kind"], meta.get("namespace", "")), {})[meta["name"]] = doc
+
+        def exists(kind: str, ns: str, name: str) -> dict | None:
+            return by_kind.get((kind, ns), {}).get(name)
+
+        workloads = []  # (where, kind, name, ns, pod template)
+        for where, doc in docs:
+            kind = doc["kind"]
+            if kind not in WORKLOAD_KINDS:
+                continue
+            spec = doc.get("spec", {})
+            if kind == "CronJob":
+                template = spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
+            elif kind == "Pod":
+                template = doc
+            else:
+                template = spec.get("template", {})
+            workloads.append((where, kind, doc["metadata"]["name"], doc["metadata"].get("namespace", ""), template))
+
+        for where, kind, name, ns, template in workloads:
+            self.check_pod(where, ns, template, exists)
+
+        deployments = [(n, ns, t) for _, k, n, ns, t in workloads if k == "Deployment"]
+
+        def matching(selector: dict, ns: str, pool) -> list:
+            return [
+                (n, t)
+                for n, wns, t in pool
+                if wns == ns and selector and all(
+                    t.get("metadata", {}).get("labels", {}).get(k) == v for k, v in selector.items()
+                )
+            ]
+
+        all_pods = [(n, ns, t) for _, _, n, ns, t in workloads]
+        for where, doc in docs:
+            kind, ns, spec = doc["kind"], doc["metadata"].get("namespace", ""), doc.get("spec", {})
+            if kind == "Service":
+                targets = matching(spec.get("selector", {}), ns, deployments)
+                if not targets:
+                    self.fail(where, f"selector {spec.get('selector')} matches no Deployment's pods")
+                    continue
+                for port in spec.get("ports", []):
+                    target = port.get("targetPort", port.get("port"))
+                    for dname, template in targets:
+                        if not container_port(template, target):
+                            self.fail(where, f"targetPort {target!r} is no container port of Deployment/{dname}")
+            elif kind == "HorizontalPodAutoscaler":
+                ref = spec.get("scaleTargetRef", {})
+                if not exists(ref.get("kind", ""), ns, ref.get("name", "")):
+                    self.fail(where, f"scaleTargetRef {ref.get('kind')}/{ref.get('name')} does not exist")
+                elif ref.get("kind") == "Deployment" and ref.get("apiVersion") != "apps/v1":
+                    self.fail(where, f"scaleTargetRef apiVersion {ref.get('apiVersion')!r} is not apps/v1")
+            elif kind == "PodDisruptionBudget":
+                if not matching(spec.get("selector", {}).get("matchLabels", {}), ns, all_pods):
+                    self.fail(where, "selector matches no workload's pods")
+            elif kind == "NetworkPolicy":
+                labels = spec.get("podSelector", {}).get("matchLabels", {})
+                if labels and not matching(labels, ns, all_pods):
+                    self.fail(where, f"podSelector {labels} matches no workload's pods")
+            elif kind == "ConfigMap" and doc["metadata"]["name"] == "voucher-segments":
+                want = (self.root / "data/segments.toml").read_text()
+                if doc.get("data", {}).get("segments.toml", "").strip() != want.strip():
+                    self.fail(where, "segments.toml differs from data/segments.toml")
+
+    def check_pod(self, where: str, ns: str, template: dict, exists) -> None:
+        meta = template.get("metadata", {})
+        spec = template.get("spec", {})
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        sa = spec.get("serviceAccountName")
+        if sa and sa != "default" and not exists("ServiceAccount", ns, sa):
+            self.fail(where, f"serviceAccountName {sa} does not exist")
+        for vname, volume in volumes.items():
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"].get("claimName")
+                if not exists("PersistentVolumeClaim", ns, claim):
+                    self.fail(where, f"volume {vname}: PersistentVolumeClaim {claim} does not exist")
+            if "configMap" in volume:
+                self.need(where, exists, "ConfigMap", ns, volume["configMap"], f"volume {vname}")
+            if "secret" in volume:
+                ref = dict(volume["secret"], name=volume["secret"].get("secretName"))
+                self.need(where, exists, "Secret", ns, ref, f"volume {vname}")
+            for source in volume.get("projected", {}).get("sources", []):
+                for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+                    if key in source:
+                        self.need(where, exists, kind, ns, source[key], f"volume {vname}")
+        annotations = meta.get("annotations", {})
+        containers = spec.get("containers", []) + spec.get("initContainers", [])
+        if annotations.get("prometheus.io/scrape") == "true":
+            path = annotations.get("prometheus.io/path", "/metrics")
+            if path not in self.routes:
+                self.fail(where, f"prometheus.io/path {path} is no API route")
+            port = annotations.get("prometheus.io/port")
+            if not port or not container_port(template, int(port)):
+                self.fail(where, f"prometheus.io/port {port!r} is no container port")
+        for c in containers:
+            cwhere = f"{where} container {c.get('name')}"
+            image = c.get("image", "")
+            if not pinned(image):
+                self.fail(cwhere, f"image {image!r} is not pinned (a tag other than latest, or a digest)")
+            for mount in c.get("volumeMounts", []):
+                if mount["name"] not in volumes:
+                    self.fail(cwhere, f"volumeMount {mount['name']} names no volume of the pod")
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    self.need(cwhere, exists, "ConfigMap", ns, source["configMapRef"], "envFrom")
+                if "secretRef" in source:
+                    self.need(cwhere, exists, "Secret", ns, source["secretRef"], "envFrom")
+            for env in c.get("env", []):
+                value_from = env.get("valueFrom", {})
+                if "configMapKeyRef" in value_from:
+                    self.need(cwhere, exists, "ConfigMap", ns, value_from["configMapKeyRef"], f"env {env['name']}")
+                if "secretKeyRef" in value_from:
+                    self.need(cwhere, exists, "Secret", ns, value_from["secretKeyRef"], f"env {env['name']}")
+            for probe_name in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = c.get(probe_name)
+                if not probe:
+                    continue
+                http = probe.get("httpGet")
+                if http:
+                    if http.get("path", "/") not in self.routes:
+                        self.fail(cwhere, f"{probe_name} path {http.get('path')} is no API route ({sorted(self.routes)})")
+                    if not port_of_container(c, http.get("port")):
+                        self.fail(cwhere, f"{probe_name} port {http.get('port')!r} is no port of the container")
+
+    def need(self, where, exists, kind, ns, ref: dict, what: str) -> None:
+        if ref.get("optional"):
+            return
+        doc = exists(kind, ns, ref.get("name"))
+        if not doc:
+            self.fail(where, f"{what}: {kind} {ref.get('name')} does not exist")
+            return
+        key = ref.get("key")
+        data = {**doc.get("data", {}), **doc.get("stringData", {}), **doc.get("binaryData", {})}
+        if key and key not in data:
+            self.fail(where, f"{what}: {kind} {ref.get('name')} has no key {key}")
+        for item in ref.get("items", []):
+            if item.get("key") not in data:
+                self.fail(where, f"{what}: {kind} {ref.get('name')} has no key {item.get('key')}")
+
+    # --- Docker ---------------------------------------------------------------------------------
+    def check_dockerfile(self, path: Path) -> None:
+        text = path.read_text().replace("\\\n", " ")
+        where = str(path.relative_to(self.root))
+        stages = set()
+        for line in text.splitlines():
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            instruction = words[0].upper()
+            if instruction == "FROM":
+                image = [w for w in words[1:] if not w.startswith("--")][0]
+                if image not in stages and image != "scratch" and not pinned(image):
+                    self.fail(where, f"FROM {image} is not pinned (a tag other than latest, or a digest)")
+                if len(words) >= 4 and words[-2].upper() == "AS":
+                    stages.add(words[-1])
+            elif instruction == "HEALTHCHECK" and len(words) > 1 and words[1].upper() != "NONE":
+                self.check_health_command(where, line)
+            elif instruction == "EXPOSE" and path.name == "Dockerfile.api":
+                if str(API_PORT) not in [w.split("/")[0] for w in words[1:]]:
+                    self.fail(where, f"EXPOSE {' '.join(words[1:])} is not the API port {API_PORT}")
+        if path.name == "Dockerfile.api" and "HEALTHCHECK" not in text:
+            self.fail(where, "no HEALTHCHECK")
+
+    def check_health_command(self, where: str, command: str) -> None:
+        paths = re.findall(r"(?:GET |https?://[^/\s]+)(/[A-Za-z0-9_./-]*)", command)
+        if not paths:
+            self.fail(where, f"healthcheck requests no route: {command.strip()}")
+        for p in paths:
+            if p not in self.routes:
+                self.fail(where, f"healthcheck route {p} is no API route")
+        ports = re.findall(r"/dev/tcp/[^/]+/(\d+)|:(\d+)/", command)
+        for port in (a or b for a, b in ports):
+            if int(port) != API_PORT:
+                self.fail(where, f"healthcheck port {port} is not the API port {API_PORT}")
+
+    def check_compose(self, path: Path) -> None:
+        where = str(path.relative_to(self.root))
+        doc = yaml.safe_load(path.read_text())
+        declared = set((doc.get("volumes") or {}).keys())
+        services = doc.get("services") or {}
+        for name, service in services.items():
+            image = service.get("image", "")
+            if image and not pinned(image):
+                self.fail(where, f"service {name}: image {image!r} is not pinned")
+            build = service.get("build") or {}
+            dockerfile = build.get("dockerfile") if isinstance(build, dict) else None
+            if dockerfile and not (self.root / build.get("context", ".") / dockerfile).is_file():
+                self.fail(where, f"service {name}: build dockerfile {dockerfile} does not exist")
+            for volume in service.get("volumes", []):
+                source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+                if source and not source.startswith((".", "/", "~")) and source not in declared:
+                    self.fail(where, f"service {name}: volume {source} is not declared under volumes")
+            for dep in service.get("depends_on", []) or []:
+                if dep not in services:
+                    self.fail(where, f"service {name}: depends_on {dep}, which is no service")
+        api = services.get("api")
+        if not api:
+            self.fail(where, "no api service")
+            return
+        if not any(str(p).split(":")[-1] == str(API_PORT) for p in api.get("ports", [])):
+            self.fail(where, f"the api service does not publish port {API_PORT}")
+        test = (api.get("healthcheck") or {}).get("test")
+        if test:
+            self.check_health_command(where, " ".join(test) if isinstance(test, list) else test)
+
+
+def pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+def port_of_container(container: dict, port) -> bool:
+    for p in container.get("ports", []):
+        if port in (p.get("name"), p.get("containerPort")):
+            return True
+    return False
+
+
+def container_port(template: dict, port) -> bool:
+    return any(port_of_container(c, port) for c in template.get("spec", {}).get("containers", []))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    args = parser.parse_args()
+    root = args.root.resolve()
+    checker = Checker(root)
+    checker.check_k8s(root / "k8s")
+    for dockerfile in ("Dockerfile.api", "Dockerfile.etl"):
+        checker.check_dockerfile(root / dockerfile)
+    checker.check_compose(root / "docker-compose.yml")
+    for problem in checker.problems:
+        print(problem)
+    return 1 if checker.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
