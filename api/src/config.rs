@@ -5,17 +5,41 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Serves the live voucher table over HTTP.
 ///
 /// Every flag can also be set through the environment variable named in its help.
+#[derive(Debug, Parser)]
+#[command(
+    name = "voucher-api",
+    version,
+    about,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the route table as JSON (method, path, whether the token guards it) and exit.
+    Routes,
+}
+
+/// The settings of the server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "voucher-api", version, about)]
 pub struct Config {
     /// The tables directory the ETL publishes to (holds `CURRENT` and version directories).
-    #[arg(long, env = "VOUCHER_TABLES_DIR")]
-    pub tables_dir: PathBuf,
+    /// Required to serve.
+    #[arg(long, env = "VOUCHER_TABLES_DIR", required = true)]
+    pub tables_dir: Option<PathBuf>,
 
     /// Address to listen on.
     #[arg(long, env = "VOUCHER_HOST", default_value = "127.0.0.1")]
@@ -173,6 +197,20 @@ mod tests {
             let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
             assert_eq!(env, format!("VOUCHER_{}", id.to_uppercase()), "{id}");
         }
+    }
+
+    #[test]
+    fn routes_needs_no_tables_dir_but_serving_does() {
+        let cli = Cli::try_parse_from(["voucher-api", "routes"]).expect("parse");
+        assert!(matches!(cli.command, Some(Command::Routes)));
+        let err = Cli::try_parse_from(["voucher-api", "--port", "1"]).unwrap_err();
+        assert!(err.to_string().contains("--tables-dir"), "{err}");
+        let cli = Cli::try_parse_from(["voucher-api", "--tables-dir", "/t"]).expect("parse");
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.config.tables_dir.as_deref(),
+            Some(std::path::Path::new("/t"))
+        );
     }
 
     #[test]

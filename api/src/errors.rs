@@ -1,7 +1,7 @@
 //! Every non-200 answer of the API, with its status and `{"detail": ...}` body.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::model::{ErrorDetail, ValidationError, ValidationErrors};
@@ -25,7 +25,7 @@ pub enum ApiError {
     #[error("Not Found")]
     NotFound,
     #[error("Method Not Allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: Method },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -55,7 +55,7 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             ApiError::MethodNotAllowed { allow } => {
-                response.insert_header((header::ALLOW, *allow));
+                response.insert_header((header::ALLOW, allow.as_str()));
             }
             _ => {}
         }
@@ -115,7 +115,9 @@ mod tests {
             Some(&b"5"[..])
         );
 
-        let (status, _, response) = body_of(&ApiError::MethodNotAllowed { allow: "POST" });
+        let (status, _, response) = body_of(&ApiError::MethodNotAllowed {
+            allow: Method::POST,
+        });
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(
             response.headers().get(header::ALLOW).map(|v| v.as_bytes()),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::Version;
 use voucher_shared::segments::{Segment, SegmentType};
 use voucher_shared::table::VoucherTable;
@@ -42,6 +43,8 @@ pub struct LiveTable {
     rows: usize,
     /// `/api/v1/segments` answers with these bytes; they only change with the version.
     segments_json: Bytes,
+    /// What produced the version, when its `manifest.json` could be read.
+    manifest: Option<Manifest>,
 }
 
 /// The index of a segment type in [`Country::by_type`].
@@ -53,7 +56,11 @@ fn slot(segment_type: SegmentType) -> usize {
 }
 
 impl LiveTable {
-    pub fn new(version: Version, table: &VoucherTable) -> Result<Self, serde_json::Error> {
+    pub fn new(
+        version: Version,
+        table: &VoucherTable,
+        manifest: Option<Manifest>,
+    ) -> Result<Self, serde_json::Error> {
         let mut countries: HashMap<Box<str>, Country> = HashMap::new();
         let mut listing: BTreeMap<String, BTreeMap<String, Vec<SegmentEntry>>> = BTreeMap::new();
         let mut types = Vec::new();
@@ -108,6 +115,7 @@ impl LiveTable {
             types,
             rows: table.rows().len(),
             segments_json: segments_json.into(),
+            manifest,
         })
     }
 
@@ -121,6 +129,10 @@ impl LiveTable {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
     }
 
     /// The segment types present in the table, in table order.
@@ -218,7 +230,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_live() -> LiveTable {
         let version = Version::parse("20261123T101000Z").expect("version");
-        LiveTable::new(version, &sample_table()).expect("live table")
+        LiveTable::new(version, &sample_table(), None).expect("live table")
     }
 
     #[test]

@@ -1,10 +1,15 @@
 use anyhow::Context;
 use clap::Parser;
-use voucher_api::config::Config;
+use voucher_api::config::{Cli, Command};
+use voucher_api::routes;
 use voucher_api::server::Application;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let Cli { command, config } = Cli::parse();
+    if let Some(Command::Routes) = command {
+        println!("{}", routes::table_json());
+        return Ok(());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // The token's Debug form is redacted, so the whole config can be logged.
     log::info!(

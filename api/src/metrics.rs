@@ -1,28 +1,27 @@
 //! Prometheus metrics: one registry for the process, shared by every worker.
 //!
 //! Requests are labelled by route pattern, never by raw path, so label cardinality stays
-//! bounded. Each route keeps its metric handles per worker, which keeps the request path free
-//! of label hashing and locks.
+//! bounded.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use actix_web::Error;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpRequest};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::lookup::LiveTable;
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
+
+/// The catch-all route pattern that answers them (404).
+pub const UNMATCHED_PATTERN: &str = "/{path:.*}";
 
 /// Latency buckets, in seconds: the API answers in well under a millisecond, so the low end
 /// is fine-grained.
@@ -39,6 +38,7 @@ pub struct Metrics {
     table_info: IntGaugeVec,
     table_age: Gauge,
     table_rows: IntGauge,
+    table_dropped: IntGaugeVec,
     reloads: IntCounterVec,
 }
 
@@ -85,6 +85,13 @@ impl Metrics {
             "Seconds since the live table version was made; NaN before the first table.",
         )?;
         let table_rows = IntGauge::new("table_rows", "Rows in the live table.")?;
+        let table_dropped = IntGaugeVec::new(
+            Opts::new(
+                "table_rows_dropped",
+                "History rows the live table's ETL run dropped, by drop rule (from its manifest).",
+            ),
+            &["rule"],
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new(
                 "table_reloads_total",
@@ -97,6 +104,7 @@ impl Metrics {
         registry.register(Box::new(table_info.clone()))?;
         registry.register(Box::new(table_age.clone()))?;
         registry.register(Box::new(table_rows.clone()))?;
+        registry.register(Box::new(table_dropped.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         table_age.set(f64::NAN);
         for result in [ReloadResult::Success, ReloadResult::Failure] {
@@ -109,6 +117,7 @@ impl Metrics {
             table_info,
             table_age,
             table_rows,
+            table_dropped,
             reloads,
         })
     }
@@ -125,6 +134,14 @@ impl Metrics {
             .set(1);
         self.table_rows
             .set(i64::try_from(table.rows()).unwrap_or(i64::MAX));
+        self.table_dropped.reset();
+        if let Some(manifest) = table.manifest() {
+            for (rule, count) in manifest.dropped.iter() {
+                self.table_dropped
+                    .with_label_values(&[rule.metric_label()])
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// The Prometheus text exposition, with the table age as of `now` (seconds since the epoch).
@@ -138,127 +155,41 @@ impl Metrics {
         Ok(out)
     }
 
-    /// Middleware that counts and times the requests of one route.
-    pub fn meter(&self, route: &'static str) -> Meter {
-        Meter {
-            metrics: self.clone(),
-            route,
-        }
+    /// Counts and times one answered request.
+    fn observe(&self, route: &str, status: StatusCode, started: Instant) {
+        self.latency
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
     }
 }
 
-/// The metric handles of one route in one worker. Counters are resolved on a status's first
-/// use, so the exposition lists only statuses that happened.
-struct RouteMetrics {
-    route: &'static str,
-    requests: IntCounterVec,
-    latency: Histogram,
-    by_status: RefCell<Vec<(StatusCode, IntCounter)>>,
-}
-
-impl RouteMetrics {
-    fn new(metrics: &Metrics, route: &'static str) -> Self {
-        RouteMetrics {
-            route,
-            requests: metrics.requests.clone(),
-            latency: metrics.latency.with_label_values(&[route]),
-            by_status: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn record(&self, status: StatusCode, started: Instant) {
-        self.latency.observe(started.elapsed().as_secs_f64());
-        let mut by_status = self.by_status.borrow_mut();
-        match by_status.iter().find(|(s, _)| *s == status) {
-            Some((_, counter)) => counter.inc(),
-            None => {
-                let counter = self
-                    .requests
-                    .with_label_values(&[self.route, status.as_str()]);
-                counter.inc();
-                by_status.push((status, counter));
-            }
-        }
-    }
-}
-
-/// See [`Metrics::meter`].
-pub struct Meter {
+/// Middleware (wrap the whole app with `from_fn`) that counts and times every request under
+/// its route pattern. It sits outside every other middleware, so answers those give (such as
+/// the token guard's 401) are counted under their route too.
+pub async fn meter(
     metrics: Metrics,
-    route: &'static str,
-}
-
-impl<S, B> Transform<S, ServiceRequest> for Meter
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = MeterService<S>;
-    type InitError = ();
-    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(MeterService {
-            service,
-            route: Rc::new(RouteMetrics::new(&self.metrics, self.route)),
-        }))
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let result = next.call(req).await;
+    let (status, request) = match &result {
+        Ok(response) => (response.status(), Some(response.request())),
+        Err(error) => (error.as_response_error().status_code(), None),
+    };
+    let pattern = request.and_then(HttpRequest::match_pattern);
+    let route = match pattern.as_deref() {
+        Some(UNMATCHED_PATTERN) | None => UNMATCHED,
+        Some(pattern) => pattern,
+    };
+    metrics.observe(route, status, started);
+    if status.is_server_error() {
+        log_server_error(route, status, &result);
     }
-}
-
-pub struct MeterService<S> {
-    service: S,
-    route: Rc<RouteMetrics>,
-}
-
-impl<S, B> Service<ServiceRequest> for MeterService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Future = Metered<S::Future>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        Metered {
-            started: Instant::now(),
-            route: Rc::clone(&self.route),
-            inner: self.service.call(req),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of a metered request.
-    pub struct Metered<F> {
-        started: Instant,
-        route: Rc<RouteMetrics>,
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F, B> Future for Metered<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, Error>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let status = match &result {
-            Ok(response) => response.status(),
-            Err(error) => error.as_response_error().status_code(),
-        };
-        this.route.record(status, *this.started);
-        if status.is_server_error() {
-            log_server_error(this.route.route, status, &result);
-        }
-        Poll::Ready(result)
-    }
+    result
 }
 
 fn log_server_error<B>(
@@ -329,9 +260,8 @@ mod tests {
     #[test]
     fn routes_count_by_status_including_rare_ones() {
         let metrics = Metrics::new().expect("metrics");
-        let route = RouteMetrics::new(&metrics, "/x");
-        route.record(StatusCode::OK, Instant::now());
-        route.record(StatusCode::IM_A_TEAPOT, Instant::now());
+        metrics.observe("/x", StatusCode::OK, Instant::now());
+        metrics.observe("/x", StatusCode::IM_A_TEAPOT, Instant::now());
         let out = text(&metrics, None, 0);
         assert!(
             out.contains("voucher_api_http_requests_total{route=\"/x\",status=\"200\"} 1"),

@@ -1,4 +1,4 @@
-//! The JSON bodies the API answers with, and the request as documented.
+//! The JSON bodies the API answers with (the request is [`crate::request::VoucherRequest`]).
 //!
 //! Each type here is both what the handlers serialize and what `/openapi.json` describes, so
 //! the document cannot drift from the answers.
@@ -7,42 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
-
-/// The voucher request. Every bad field is reported, one entry each, in a 422.
-#[derive(ToSchema)]
-#[schema(example = json!({
-    "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
-    "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
-}))]
-// Never built: requests are parsed field by field so that every bad field is reported.
-#[allow(dead_code)]
-pub struct VoucherRequest {
-    /// The customer's id; not used to choose the voucher.
-    pub customer_id: i64,
-    /// A country with a voucher table, e.g. `Peru`.
-    pub country_code: String,
-    /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
-    /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
-    pub last_order_ts: String,
-    /// When the customer first ordered, in the same formats; not after `last_order_ts`.
-    pub first_order_ts: String,
-    /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
-    #[schema(minimum = 0)]
-    pub total_orders: i64,
-    // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
-    // untyped object, which no value satisfies. The enum's own description says it all.
-    #[schema(inline)]
-    pub segment_name: SegmentTypeName,
-}
-
-/// A segment type; it must be present in the loaded table.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum SegmentTypeName {
-    FrequentSegment,
-    RecencySegment,
-}
 
 /// The voucher for a customer.
 #[derive(Debug, Serialize, ToSchema)]

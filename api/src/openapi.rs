@@ -21,6 +21,7 @@ use crate::routes;
         routes::openapi,
         routes::docs_redirect,
     ),
+    components(schemas(crate::request::SegmentTypeName)),
     tags(
         (name = "vouchers", description = "Vouchers and the table they come from"),
         (name = "operations", description = "Health, readiness, metrics and documentation"),
@@ -28,11 +29,10 @@ use crate::routes;
 )]
 struct ApiDoc;
 
-/// The routes a configured token guards.
-const GUARDED: [&str; 2] = [routes::VOUCHER, routes::SEGMENTS];
 const BEARER: &str = "bearer";
 
-/// The document; with `token_required`, the guarded routes declare bearer authentication.
+/// The document; with `token_required`, the routes the token guards (those under
+/// [`routes::GUARDED_SCOPE`], as in [`routes::configure`]) declare bearer authentication.
 pub fn document(token_required: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -43,15 +43,16 @@ pub fn document(token_required: bool) -> utoipa::openapi::OpenApi {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
-        for path in GUARDED {
-            if let Some(item) = doc.paths.paths.get_mut(path) {
-                for operation in [item.get.as_mut(), item.post.as_mut()]
-                    .into_iter()
-                    .flatten()
-                {
-                    operation.security =
-                        Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-                }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with(routes::GUARDED_SCOPE) {
+                continue;
+            }
+            for operation in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                operation.security =
+                    Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
             }
         }
     }
@@ -97,6 +98,49 @@ mod tests {
             &serde_json::json!(expected),
             "the documented types are the known ones"
         );
+    }
+
+    #[test]
+    fn the_document_and_the_route_table_agree() {
+        let json = serde_json::to_value(document(true)).expect("json");
+        for route in &routes::ROUTES {
+            if route.path == routes::DOCS_FILES {
+                continue; // Swagger UI's own files, not an API.
+            }
+            let method = route.method.as_str().to_ascii_lowercase();
+            let operation = &json["paths"][route.path][&method];
+            assert!(
+                operation.is_object(),
+                "{method} {} is undocumented",
+                route.path
+            );
+            assert_eq!(
+                operation.get("security").is_some(),
+                route.needs_token(),
+                "{}",
+                route.path
+            );
+        }
+        let request = &json["components"]["schemas"]["VoucherRequest"];
+        let required: Vec<&str> = request["required"]
+            .as_array()
+            .expect("required list")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            required,
+            [
+                "customer_id",
+                "country_code",
+                "last_order_ts",
+                "first_order_ts",
+                "total_orders",
+                "segment_name"
+            ]
+        );
+        assert_eq!(request["properties"]["total_orders"]["type"], "integer");
+        assert_eq!(request["properties"]["country_code"]["type"], "string");
     }
 
     #[test]

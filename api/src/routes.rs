@@ -4,19 +4,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::body::BoxBody;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, ContentType, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, Resource, web};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
 use crate::config::Token;
 use crate::errors::ApiError;
-use crate::metrics::{Metrics, UNMATCHED};
+use crate::metrics::{Metrics, UNMATCHED_PATTERN};
 use crate::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
-use crate::request::{BodyError, RawRequest};
+use crate::request::{BodyError, VoucherRequest};
 use crate::tables::Tables;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
@@ -27,6 +28,77 @@ pub const METRICS: &str = "/metrics";
 pub const OPENAPI: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 pub const DOCS_FILES: &str = "/docs/{file:.*}";
+
+/// Every route under this prefix requires the bearer token when one is configured; the
+/// OpenAPI document declares the same (see [`Route::needs_token`]).
+pub const GUARDED_SCOPE: &str = "/api/v1";
+
+/// One route: its method, path pattern and handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: fn(actix_web::Route) -> actix_web::Route,
+}
+
+impl Route {
+    /// Whether a configured token guards this route.
+    pub fn needs_token(&self) -> bool {
+        self.path.starts_with(GUARDED_SCOPE)
+    }
+}
+
+/// The route table: what `configure` registers, `voucher-api routes` prints and the
+/// deployment checks read.
+pub const ROUTES: [Route; 8] = [
+    Route {
+        method: Method::POST,
+        path: VOUCHER,
+        handler: |r| r.to(voucher),
+    },
+    Route {
+        method: Method::GET,
+        path: SEGMENTS,
+        handler: |r| r.to(segments),
+    },
+    Route {
+        method: Method::GET,
+        path: HEALTHZ,
+        handler: |r| r.to(healthz),
+    },
+    Route {
+        method: Method::GET,
+        path: READYZ,
+        handler: |r| r.to(readyz),
+    },
+    Route {
+        method: Method::GET,
+        path: METRICS,
+        handler: |r| r.to(metrics_text),
+    },
+    Route {
+        method: Method::GET,
+        path: OPENAPI,
+        handler: |r| r.to(openapi),
+    },
+    Route {
+        method: Method::GET,
+        path: DOCS,
+        handler: |r| r.to(docs_redirect),
+    },
+    Route {
+        method: Method::GET,
+        path: DOCS_FILES,
+        handler: |r| r.to(docs_file),
+    },
+];
+
+/// The route table as JSON, for `voucher-api routes`.
+pub fn table_json() -> serde_json::Value {
+    ROUTES
+        .iter()
+        .map(|r| serde_json::json!({"method": r.method.as_str(), "path": r.path, "token": r.needs_token()}))
+        .collect()
+}
 
 /// What every worker shares.
 pub struct AppState {
@@ -42,45 +114,48 @@ pub struct AppState {
     pub swagger: Arc<utoipa_swagger_ui::Config<'static>>,
 }
 
-/// Registers every route. Called once per worker.
+/// Registers every route of [`ROUTES`]: those under [`GUARDED_SCOPE`] in a scope that checks
+/// the token. Called once per worker.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
-    let metrics = &state.metrics;
-    cfg.app_data(state.clone())
-        .service(resource(VOUCHER, "POST", metrics).route(web::post().to(voucher)))
-        .service(resource(SEGMENTS, "GET", metrics).route(web::get().to(segments)))
-        .service(resource(HEALTHZ, "GET", metrics).route(web::get().to(healthz)))
-        .service(resource(READYZ, "GET", metrics).route(web::get().to(readyz)))
-        .service(resource(METRICS, "GET", metrics).route(web::get().to(metrics_text)))
-        .service(resource(OPENAPI, "GET", metrics).route(web::get().to(openapi)))
-        .service(resource(DOCS, "GET", metrics).route(web::get().to(docs_redirect)))
-        .service(resource(DOCS_FILES, "GET", metrics).route(web::get().to(docs_file)))
-        // Registered last, so it only sees paths no route matched.
-        .service(
-            web::resource("/{path:.*}")
-                .wrap(metrics.meter(UNMATCHED))
-                .to(not_found),
-        );
+    let mut guarded = web::scope(GUARDED_SCOPE)
+        .wrap(from_fn(require_token))
+        .default_service(web::to(not_found));
+    cfg.app_data(state.clone());
+    for route in &ROUTES {
+        let method = route.method.clone();
+        let relative = route
+            .path
+            .strip_prefix(GUARDED_SCOPE)
+            .filter(|_| route.needs_token());
+        let resource = web::resource(relative.unwrap_or(route.path))
+            .route((route.handler)(web::method(method.clone())))
+            // Other methods: 405 with `Allow`.
+            .default_service(web::to(move || {
+                let allow = method.clone();
+                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+            }));
+        match relative {
+            Some(_) => guarded = guarded.service(resource),
+            None => {
+                cfg.service(resource);
+            }
+        }
+    }
+    // Registered last, so it only sees paths no route matched.
+    cfg.service(guarded)
+        .service(web::resource(UNMATCHED_PATTERN).to(not_found));
 }
 
-/// A metered resource that answers other methods with 405 and `Allow`.
-fn resource(
-    path: &'static str,
-    allow: &'static str,
-    metrics: &Metrics,
-) -> Resource<
-    impl ServiceFactory<
-        ServiceRequest,
-        Config = (),
-        Response = ServiceResponse<BoxBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    > + use<>,
-> {
-    web::resource(path)
-        .default_service(web::to(move || async move {
-            Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow })
-        }))
-        .wrap(metrics.meter(path))
+/// The token guard of [`GUARDED_SCOPE`].
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let token = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|state| state.token.as_ref());
+    authorize(req.request(), token)?;
+    next.call(req).await
 }
 
 fn now_secs() -> i64 {
@@ -171,9 +246,9 @@ async fn read_body(
     post,
     path = "/api/v1/voucher",
     tag = "vouchers",
-    request_body(content = crate::model::VoucherRequest, content_type = "application/json"),
+    request_body(content = VoucherRequest<'_>, content_type = "application/json"),
     responses(
-        (status = 200, description = "The voucher for the customer's segment", body = VoucherResponse),
+        (status = 200, description = "The voucher for the customer's segment", body = VoucherResponse<'_>),
         (status = 400, description = "The body is not JSON", body = ErrorDetail),
         (status = 401, description = "A token is configured and the request lacks `Authorization: Bearer <token>`", body = ErrorDetail),
         (status = 404, description = "No segment of that type covers the customer's value", body = ErrorDetail),
@@ -189,7 +264,6 @@ pub async fn voucher(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, state.token.as_ref())?;
     if !state.tables.is_loaded() {
         return Err(ApiError::NotReady {
             retry_after_secs: state.retry_after_secs,
@@ -197,7 +271,7 @@ pub async fn voucher(
     }
     check_content_type(&req)?;
     let body = read_body(&req, payload, state.max_body).await?;
-    let raw = RawRequest::parse(&body).map_err(|e| match e {
+    let raw = VoucherRequest::parse(&body).map_err(|e| match e {
         BodyError::Syntax(message) => ApiError::BadRequest(message),
         BodyError::Shape(error) => ApiError::Invalid(vec![error]),
     })?;
@@ -233,11 +307,7 @@ pub async fn voucher(
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
-pub async fn segments(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, state.token.as_ref())?;
+pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = state
         .tables
         .live()
@@ -266,7 +336,7 @@ pub async fn healthz() -> Result<HttpResponse, ApiError> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "A table is loaded", body = Ready),
+        (status = 200, description = "A table is loaded", body = Ready<'_>),
         (status = 503, description = "No table yet, or shutting down", body = NotReady),
     )
 )]
@@ -347,7 +417,7 @@ pub async fn docs_redirect() -> HttpResponse {
         .finish()
 }
 
-async fn docs_file(
+pub async fn docs_file(
     file: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

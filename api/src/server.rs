@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::tables::{PollState, Reloader, Tables};
@@ -19,18 +20,20 @@ use crate::tables::{PollState, Reloader, Tables};
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create metrics: {0}")]
+    #[error("no tables directory: set --tables-dir or VOUCHER_TABLES_DIR")]
+    NoTablesDir,
+    #[error("cannot create metrics")]
     Metrics(#[from] prometheus::Error),
-    #[error("cannot render the OpenAPI document: {0}")]
+    #[error("cannot render the OpenAPI document")]
     OpenApi(#[from] serde_json::Error),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind { address: String, source: io::Error },
-    #[error("cannot start the table reloader: {0}")]
-    Reloader(io::Error),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(io::Error),
-    #[error("the server failed: {0}")]
-    Serve(io::Error),
+    #[error("cannot start the table reloader")]
+    Reloader(#[source] io::Error),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] io::Error),
+    #[error("the server failed")]
+    Serve(#[source] io::Error),
 }
 
 /// A bound, not yet running application.
@@ -47,7 +50,8 @@ impl Application {
     /// called inside the actix runtime.
     pub fn build(config: &Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
-        let tables = Arc::new(Tables::new(&config.tables_dir));
+        let tables_dir = config.tables_dir.as_ref().ok_or(StartError::NoTablesDir)?;
+        let tables = Arc::new(Tables::new(tables_dir));
         let mut poll_state = PollState::default();
         // A missing or bad table at start is not fatal: the API answers 503 until one loads.
         tables.poll(&mut poll_state, &metrics);
@@ -66,17 +70,23 @@ impl Application {
 
         let app_state = state.clone();
         let address = format!("{}:{}", config.host, config.port);
-        let server =
-            HttpServer::new(move || App::new().configure(|cfg| routes::configure(cfg, &app_state)))
-                .workers(config.worker_count())
-                .shutdown_timeout(config.shutdown_timeout.as_secs())
-                // Signals are handled in `run_until_stopped`, which turns readiness off first.
-                .disable_signals()
-                .bind(&address)
-                .map_err(|source| StartError::Bind {
-                    address: address.clone(),
-                    source,
-                })?;
+        let server = HttpServer::new(move || {
+            let metrics = app_state.metrics.clone();
+            App::new()
+                .wrap(from_fn(move |req, next| {
+                    metrics::meter(metrics.clone(), req, next)
+                }))
+                .configure(|cfg| routes::configure(cfg, &app_state))
+        })
+        .workers(config.worker_count())
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Signals are handled in `run_until_stopped`, which turns readiness off first.
+        .disable_signals()
+        .bind(&address)
+        .map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
         let addresses = server.addrs();
         let server = server.run();
 
@@ -94,6 +104,16 @@ impl Application {
     /// The addresses the listener is bound to (useful with port 0).
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
+    }
+
+    /// The port the listener is bound to (the first address's).
+    pub fn port(&self) -> u16 {
+        self.addresses.first().map_or(0, SocketAddr::port)
+    }
+
+    /// A handle that stops the server (tests stop in-process servers with it).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until SIGINT or SIGTERM, then stops gracefully: readiness turns 503, (on SIGTERM)
@@ -126,6 +146,11 @@ impl Application {
             }
             handle.stop(true).await;
         });
+        self.run().await
+    }
+
+    /// Serves until stopped through [`Application::handle`]; then stops the reloader.
+    pub async fn run(self) -> Result<(), StartError> {
         let result = self.server.await;
         self.reloader.stop();
         match result {

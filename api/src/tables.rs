@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwapOption, Guard};
 use bytes::Bytes;
 use memmap2::Mmap;
+use voucher_shared::errors::Chain;
+use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::table::{TableError, VoucherTable};
 
@@ -26,19 +28,19 @@ use crate::metrics::{Metrics, ReloadResult};
 /// Why a version could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot find the live version: {0}")]
+    #[error("cannot find the live version")]
     Current(#[from] PublishError),
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {}", path.display())]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot map {path}: {source}")]
+    #[error("cannot map {}", path.display())]
     Map { path: PathBuf, source: io::Error },
-    #[error("{path} is not a valid voucher table: {source}")]
+    #[error("{} is not a valid voucher table", path.display())]
     Table {
         path: PathBuf,
         // Boxed: `TableError` is large and loads are rare.
         source: Box<TableError>,
     },
-    #[error("cannot render the segments listing: {0}")]
+    #[error("cannot render the segments listing")]
     Render(#[from] serde_json::Error),
 }
 
@@ -110,7 +112,26 @@ impl Tables {
                 path,
                 source: Box::new(source),
             })?;
-        Ok(LiveTable::new(version, &table)?)
+        Ok(LiveTable::new(version, &table, self.manifest(version))?)
+    }
+
+    /// A version's manifest. It only describes the table, so a version without a readable one
+    /// is still served (with a warning).
+    fn manifest(&self, version: Version) -> Option<Manifest> {
+        let path = self.dir.manifest_path(version);
+        let result = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        match result {
+            Ok(manifest) => Some(manifest),
+            Err(e) => {
+                log::warn!(
+                    "table version {version}: no usable manifest at {}: {e}; serving the table without it",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     /// Checks `CURRENT` once and loads the version it names if it is new. Returns whether the
@@ -179,7 +200,7 @@ impl Tables {
         live: Option<Version>,
         error: LoadError,
     ) {
-        let message = error.to_string();
+        let message = Chain(&error).to_string();
         if error.is_transient() {
             if state.last_error.as_deref() == Some(message.as_str()) {
                 return;
@@ -191,7 +212,8 @@ impl Tables {
         metrics.reload(ReloadResult::Failure);
         let version = version.map_or_else(|| "?".to_owned(), |v| v.to_string());
         log::error!(
-            "table version {version} refused: {message}; still serving {}",
+            "table version {version} in {} refused: {message}; still serving {}",
+            self.dir.root().display(),
             describe(live)
         );
     }

@@ -8,27 +8,20 @@
 //! `voucher_shared` so the API applies exactly the same ones.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use polars::prelude::*;
-use voucher_shared::manifest::DropCounts;
 use voucher_shared::numbers::{parse_count, whole_amount, whole_count};
+use voucher_shared::rules::{DropCounts, DropRule};
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 use voucher_shared::time::{SECONDS_PER_DAY, parse_utc_date};
 
 use crate::EtlError;
+use crate::history::{
+    COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
+};
+use crate::source::Input;
 
-/// The history's columns this job reads, with the types each may have.
-pub mod columns {
-    pub const TIMESTAMP: &str = "timestamp";
-    pub const COUNTRY_CODE: &str = "country_code";
-    pub const LAST_ORDER_TS: &str = "last_order_ts";
-    pub const FIRST_ORDER_TS: &str = "first_order_ts";
-    pub const TOTAL_ORDERS: &str = "total_orders";
-    pub const VOUCHER_AMOUNT: &str = "voucher_amount";
-}
-use columns::*;
-
+/// The query's column holding a row's drop rule: 0 when kept, else the rule's index + 1.
 const REASON: &str = "drop_reason";
 const ROWS: &str = "rows";
 
@@ -63,72 +56,49 @@ impl Countries {
     }
 }
 
+/// One segment of one country and type: (country, segment type, index of the segment in
+/// its type's [`SegmentSet`] list, which is ordered by lower bound).
+pub type SegmentKey = (String, SegmentType, usize);
+
+/// The kept rows of one segment: the segment with its bounds, and rows per amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentTally {
+    pub segment: Segment,
+    pub amounts: BTreeMap<i64, u64>,
+}
+
 /// What the cleaning found: drop counts and, for kept rows, how often each amount occurs in
 /// each segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     pub dropped: DropCounts,
     pub rows_kept: u64,
-    /// (country, segment type, segment label) → amount → kept rows.
-    pub amounts: BTreeMap<(String, SegmentType, String), BTreeMap<i64, u64>>,
-}
-
-/// Which input types each column accepts, for error messages.
-fn accepted(column: &str) -> &'static str {
-    match column {
-        COUNTRY_CODE => "String",
-        VOUCHER_AMOUNT => "a float or integer type",
-        TOTAL_ORDERS => "String, float or integer",
-        _ => "String, Date or Datetime",
-    }
-}
-
-fn usable(column: &str, dtype: &DataType) -> bool {
-    let time_like = matches!(
-        dtype,
-        DataType::String | DataType::Date | DataType::Datetime(..) | DataType::Null
-    );
-    match column {
-        COUNTRY_CODE => matches!(dtype, DataType::String),
-        VOUCHER_AMOUNT => dtype.is_primitive_numeric() || dtype.is_null(),
-        TOTAL_ORDERS => {
-            matches!(dtype, DataType::String) || dtype.is_primitive_numeric() || dtype.is_null()
-        }
-        _ => time_like,
-    }
+    pub segments: BTreeMap<SegmentKey, SegmentTally>,
 }
 
 /// Scans a history file, checking that every needed column is there with a usable type.
-pub fn scan(path: &Path) -> Result<LazyFrame, EtlError> {
-    let display = path.display().to_string();
-    let polars_err = |source: PolarsError| EtlError::Read {
-        file: display.clone(),
-        message: source.to_string(),
+pub fn scan(input: &Input) -> Result<LazyFrame, EtlError> {
+    let read_err = |source: PolarsError| EtlError::Read {
+        file: input.name.clone(),
+        source,
     };
-    let mut lf = LazyFrame::scan_parquet(PlRefPath::new(display.as_str()), Default::default())
-        .map_err(polars_err)?;
-    let schema = lf.collect_schema().map_err(polars_err)?;
-    for column in [
-        TIMESTAMP,
-        COUNTRY_CODE,
-        LAST_ORDER_TS,
-        FIRST_ORDER_TS,
-        TOTAL_ORDERS,
-        VOUCHER_AMOUNT,
-    ] {
-        let Some(dtype) = schema.get(column) else {
+    let mut lf =
+        LazyFrame::scan_parquet(input.polars_path(), Default::default()).map_err(read_err)?;
+    let schema = lf.collect_schema().map_err(read_err)?;
+    for column in COLUMNS {
+        let Some(dtype) = schema.get(column.name) else {
             return Err(EtlError::MissingColumn {
-                file: display,
-                column,
+                file: input.name.clone(),
+                column: column.name,
                 found: schema.iter_names().map(|n| n.to_string()).collect(),
             });
         };
-        if !usable(column, dtype) {
+        if !column.accepts.allows(dtype) {
             return Err(EtlError::ColumnType {
-                file: display,
-                column,
+                file: input.name.clone(),
+                column: column.name,
                 found: dtype.to_string(),
-                accepted: accepted(column),
+                accepted: column.accepts,
             });
         }
     }
@@ -136,14 +106,13 @@ pub fn scan(path: &Path) -> Result<LazyFrame, EtlError> {
 }
 
 /// Rows in a history file of every country (from the Parquet metadata).
-pub fn count_rows(path: &Path) -> Result<u64, EtlError> {
-    let display = path.display().to_string();
-    let df = LazyFrame::scan_parquet(PlRefPath::new(display.as_str()), Default::default())
+pub fn count_rows(input: &Input) -> Result<u64, EtlError> {
+    let df = LazyFrame::scan_parquet(input.polars_path(), Default::default())
         .and_then(|lf| lf.select([len().alias(ROWS)]).collect())
         .and_then(|df| df.column(ROWS)?.cast(&DataType::UInt64))
-        .map_err(|e| EtlError::Read {
-            file: display.clone(),
-            message: e.to_string(),
+        .map_err(|source| EtlError::Read {
+            file: input.name.clone(),
+            source,
         })?;
     Ok(df.u64().ok().and_then(|c| c.get(0)).unwrap_or(0))
 }
@@ -153,83 +122,86 @@ pub fn tally(
     history: LazyFrame,
     countries: &Countries,
     segments: &SegmentSet,
-    file: &str,
+    input: &Input,
 ) -> Result<Tally, EtlError> {
-    let groups = grouped(history, countries, segments)
+    grouped(history, countries, segments)
         .collect_with_engine(Engine::Streaming)
         .map(|r| r.unwrap_single())
-        .map_err(|e| EtlError::Read {
-            file: file.to_owned(),
-            message: e.to_string(),
-        })?;
-    Tally::from_groups(&groups, segments).map_err(|e| EtlError::Read {
-        file: file.to_owned(),
-        message: e.to_string(),
-    })
+        .and_then(|groups| Tally::from_groups(&groups, segments))
+        .map_err(|source| EtlError::Read {
+            file: input.name.clone(),
+            source,
+        })
+}
+
+/// The condition under which `rule` drops a row, on the parsed columns. Conditions are
+/// checked in rule order, so each may assume the earlier ones passed.
+fn drops(rule: DropRule) -> Expr {
+    let last = col(LAST_ORDER_TS.name);
+    match rule {
+        DropRule::VoucherAmount => col(VOUCHER_AMOUNT.name).is_null(),
+        DropRule::TotalOrders => col(TOTAL_ORDERS.name).is_null(),
+        DropRule::Timestamp => col(TIMESTAMP.name).is_null(),
+        DropRule::LastOrderTs => last.is_null(),
+        DropRule::Recency => col(TIMESTAMP.name).lt(last),
+        // A null first order compares as null, which `when` treats as false: the row passes.
+        DropRule::FirstAfterLast => col(FIRST_ORDER_TS.name).gt(last),
+    }
+}
+
+/// The code of the first rule a row fails (its index + 1), or 0 when it passes them all.
+fn reason() -> Expr {
+    DropRule::ALL
+        .into_iter()
+        .rev()
+        .fold(lit(0i32), |otherwise, rule| {
+            when(drops(rule))
+                .then(lit(rule.index() as i32 + 1))
+                .otherwise(otherwise)
+        })
+        .alias(REASON)
 }
 
 /// The streaming query: one row per (country, drop reason, segments, amount) with its count.
 fn grouped(history: LazyFrame, countries: &Countries, segments: &SegmentSet) -> LazyFrame {
+    let country = || col(COUNTRY_CODE.name);
     let selected = match countries {
-        Countries::All => col(COUNTRY_CODE).is_not_null(),
+        Countries::All => country().is_not_null(),
         Countries::Only(list) => list
             .iter()
-            .map(|c| col(COUNTRY_CODE).eq(lit(c.as_str())))
+            .map(|c| country().eq(lit(c.as_str())))
             .reduce(|a, b| a.or(b))
             .unwrap_or(lit(false)),
     };
-    let amount = col(VOUCHER_AMOUNT);
-    let orders = col(TOTAL_ORDERS);
-    let ts = col(TIMESTAMP);
-    let last = col(LAST_ORDER_TS);
-    let first = col(FIRST_ORDER_TS);
-    // Rule numbers follow `DropCounts`; 0 means kept.
-    let reason = when(amount.clone().is_null())
-        .then(lit(1i32))
-        .when(orders.clone().is_null())
-        .then(lit(2i32))
-        .when(ts.clone().is_null())
-        .then(lit(3i32))
-        .when(last.clone().is_null())
-        .then(lit(4i32))
-        .when(ts.clone().lt(last.clone()))
-        .then(lit(5i32))
-        .when(first.gt(last.clone()))
-        .then(lit(6i32))
-        .otherwise(lit(0i32))
-        .alias(REASON);
-    let days = ts - last;
+    let days = col(TIMESTAMP.name) - col(LAST_ORDER_TS.name);
     let segment_of = |segment_type: SegmentType, value: Expr| {
         segment_index(segments.get(segment_type).unwrap_or(&[]), value).alias(segment_type.name())
     };
+    let int64 = |_: &Schema, f: &Field| Ok(Field::new(f.name().clone(), DataType::Int64));
 
     history
         .filter(selected)
         .select([
-            col(COUNTRY_CODE),
-            col(VOUCHER_AMOUNT).map(amount_udf, |_, f| {
-                Ok(Field::new(f.name().clone(), DataType::Int64))
-            }),
-            col(TOTAL_ORDERS).map(count_udf, |_, f| {
-                Ok(Field::new(f.name().clone(), DataType::Int64))
-            }),
-            col(TIMESTAMP).map(days_udf, days_field),
-            col(LAST_ORDER_TS).map(days_udf, days_field),
-            col(FIRST_ORDER_TS).map(days_udf, days_field),
+            country(),
+            col(VOUCHER_AMOUNT.name).map(amount_udf, int64),
+            col(TOTAL_ORDERS.name).map(count_udf, int64),
+            col(TIMESTAMP.name).map(days_udf, days_field),
+            col(LAST_ORDER_TS.name).map(days_udf, days_field),
+            col(FIRST_ORDER_TS.name).map(days_udf, days_field),
         ])
         .select([
-            col(COUNTRY_CODE),
-            reason,
-            segment_of(SegmentType::Frequent, orders),
+            country(),
+            reason(),
+            segment_of(SegmentType::Frequent, col(TOTAL_ORDERS.name)),
             segment_of(SegmentType::Recency, days),
-            col(VOUCHER_AMOUNT),
+            col(VOUCHER_AMOUNT.name),
         ])
         .group_by([
-            col(COUNTRY_CODE),
+            country(),
             col(REASON),
             col(SegmentType::Frequent.name()),
             col(SegmentType::Recency.name()),
-            col(VOUCHER_AMOUNT),
+            col(VOUCHER_AMOUNT.name),
         ])
         .agg([len().alias(ROWS)])
 }
@@ -313,50 +285,63 @@ fn amount_udf(c: Column) -> PolarsResult<Column> {
 impl Tally {
     /// Folds the grouped query result into drop counts and per-segment amount counts.
     fn from_groups(groups: &DataFrame, segments: &SegmentSet) -> PolarsResult<Tally> {
-        let country = groups.column(COUNTRY_CODE)?.str()?;
+        let country = groups.column(COUNTRY_CODE.name)?.str()?;
         let reason = groups.column(REASON)?.i32()?;
         let frequent = groups.column(SegmentType::Frequent.name())?.i32()?;
         let recency = groups.column(SegmentType::Recency.name())?.i32()?;
-        let amount = groups.column(VOUCHER_AMOUNT)?.i64()?;
+        let amount = groups.column(VOUCHER_AMOUNT.name)?.i64()?;
         let rows = groups.column(ROWS)?.cast(&DataType::UInt64)?;
         let rows = rows.u64()?;
 
         let mut tally = Tally::default();
         for i in 0..groups.height() {
             let n = rows.get(i).unwrap_or(0);
-            let d = &mut tally.dropped;
-            match reason.get(i) {
-                Some(1) => d.voucher_amount += n,
-                Some(2) => d.total_orders += n,
-                Some(3) => d.timestamp += n,
-                Some(4) => d.last_order_ts += n,
-                Some(5) => d.recency += n,
-                Some(6) => d.first_after_last += n,
-                _ => {
-                    tally.rows_kept += n;
-                    let (Some(country), Some(amount)) = (country.get(i), amount.get(i)) else {
-                        continue;
-                    };
-                    for (segment_type, index) in [
-                        (SegmentType::Frequent, frequent.get(i)),
-                        (SegmentType::Recency, recency.get(i)),
-                    ] {
-                        let segment = index.and_then(|ix| {
-                            segments.get(segment_type)?.get(usize::try_from(ix).ok()?)
-                        });
-                        if let Some(segment) = segment {
-                            *tally
-                                .amounts
-                                .entry((country.to_owned(), segment_type, segment.label.clone()))
-                                .or_default()
-                                .entry(amount)
-                                .or_default() += n;
-                        }
-                    }
-                }
+            let rule = reason
+                .get(i)
+                .and_then(|code| usize::try_from(code).ok()?.checked_sub(1))
+                .and_then(|index| DropRule::ALL.get(index));
+            if let Some(rule) = rule {
+                tally.dropped[*rule] += n;
+                continue;
+            }
+            tally.rows_kept += n;
+            let (Some(country), Some(amount)) = (country.get(i), amount.get(i)) else {
+                continue;
+            };
+            for (segment_type, index) in [
+                (SegmentType::Frequent, frequent.get(i)),
+                (SegmentType::Recency, recency.get(i)),
+            ] {
+                let Some(index) = index.and_then(|ix| usize::try_from(ix).ok()) else {
+                    continue;
+                };
+                tally.add(country, segment_type, index, segments, amount, n);
             }
         }
         Ok(tally)
+    }
+
+    /// Counts `n` kept rows of `amount` in segment `index` of `segment_type`.
+    fn add(
+        &mut self,
+        country: &str,
+        segment_type: SegmentType,
+        index: usize,
+        segments: &SegmentSet,
+        amount: i64,
+        n: u64,
+    ) {
+        let Some(segment) = segments.get(segment_type).and_then(|s| s.get(index)) else {
+            return;
+        };
+        let entry = self
+            .segments
+            .entry((country.to_owned(), segment_type, index))
+            .or_insert_with(|| SegmentTally {
+                segment: segment.clone(),
+                amounts: BTreeMap::new(),
+            });
+        *entry.amounts.entry(amount).or_default() += n;
     }
 }
 
@@ -365,7 +350,21 @@ mod tests {
     use super::*;
 
     fn segments() -> SegmentSet {
-        SegmentSet::from_toml(include_str!("../../data/segments.toml")).expect("segments")
+        SegmentSet::builtin()
+    }
+
+    /// Kept rows per amount in a Peru segment, found by its label.
+    fn amounts<'t>(
+        t: &'t Tally,
+        segment_type: SegmentType,
+        label: &str,
+    ) -> Option<&'t BTreeMap<i64, u64>> {
+        t.segments
+            .iter()
+            .find(|((country, st, _), s)| {
+                country == "Peru" && *st == segment_type && s.segment.label == label
+            })
+            .map(|(_, s)| &s.amounts)
     }
 
     /// Runs the real query on an in-memory frame.
@@ -379,12 +378,12 @@ mod tests {
     /// A frame of rows that pass every rule unless a test breaks one.
     fn history(n: usize) -> DataFrame {
         df!(
-            TIMESTAMP => vec!["2021-05-01 10:00:00.123456"; n],
-            COUNTRY_CODE => vec!["Peru"; n],
-            LAST_ORDER_TS => vec!["2021-03-01"; n],
-            FIRST_ORDER_TS => vec![Some("2020-01-01 00:00:00+00:00"); n],
-            TOTAL_ORDERS => vec![Some("14.0"); n],
-            VOUCHER_AMOUNT => vec![Some(2640.0); n],
+            TIMESTAMP.name => vec!["2021-05-01 10:00:00.123456"; n],
+            COUNTRY_CODE.name => vec!["Peru"; n],
+            LAST_ORDER_TS.name => vec!["2021-03-01"; n],
+            FIRST_ORDER_TS.name => vec![Some("2020-01-01 00:00:00+00:00"); n],
+            TOTAL_ORDERS.name => vec![Some("14.0"); n],
+            VOUCHER_AMOUNT.name => vec![Some(2640.0); n],
         )
         .expect("frame")
     }
@@ -398,7 +397,7 @@ mod tests {
 
     fn with_amounts(df: DataFrame, values: Vec<Option<f64>>) -> DataFrame {
         let mut df = df;
-        df.with_column(Series::new(VOUCHER_AMOUNT.into(), values).into())
+        df.with_column(Series::new(VOUCHER_AMOUNT.name.into(), values).into())
             .expect("column");
         df
     }
@@ -422,7 +421,7 @@ mod tests {
         // Row 0 breaks rule 1 and rule 2: only rule 1 counts it.
         let df = with_strings(
             df,
-            TOTAL_ORDERS,
+            TOTAL_ORDERS.name,
             vec![
                 Some(""),
                 Some("1"),
@@ -435,8 +434,8 @@ mod tests {
             ],
         );
         let t = run(df, &Countries::Only(vec!["Peru".into()]));
-        assert_eq!(t.dropped.voucher_amount, 4);
-        assert_eq!(t.dropped.total_orders, 4);
+        assert_eq!(t.dropped[DropRule::VoucherAmount], 4);
+        assert_eq!(t.dropped[DropRule::TotalOrders], 4);
         assert_eq!(t.rows_kept, 0);
     }
 
@@ -445,7 +444,7 @@ mod tests {
         let df = history(6);
         let df = with_strings(
             df,
-            TIMESTAMP,
+            TIMESTAMP.name,
             vec![
                 Some("garbage"),
                 Some("2021-02-30 10:00:00"),
@@ -457,7 +456,7 @@ mod tests {
         );
         let df = with_strings(
             df,
-            LAST_ORDER_TS,
+            LAST_ORDER_TS.name,
             vec![
                 Some("2021-03-01"),
                 Some("2021-03-01"),
@@ -469,16 +468,16 @@ mod tests {
         );
         let df = with_strings(
             df,
-            FIRST_ORDER_TS,
+            FIRST_ORDER_TS.name,
             vec![None, None, None, None, Some("2021-05-02 00:00:00"), None],
         );
         let t = run(df, &Countries::All);
-        assert_eq!(t.dropped.timestamp, 2);
-        assert_eq!(t.dropped.last_order_ts, 1);
+        assert_eq!(t.dropped[DropRule::Timestamp], 2);
+        assert_eq!(t.dropped[DropRule::LastOrderTs], 1);
         // Last order the day after the voucher.
-        assert_eq!(t.dropped.recency, 1);
+        assert_eq!(t.dropped[DropRule::Recency], 1);
         // First order after the last one; a null first order passes (the last row).
-        assert_eq!(t.dropped.first_after_last, 1);
+        assert_eq!(t.dropped[DropRule::FirstAfterLast], 1);
         assert_eq!(t.rows_kept, 1);
     }
 
@@ -487,12 +486,15 @@ mod tests {
         // 23:30 at UTC-5 is the next day in UTC: 2021-04-01 -> 2021-03-02 is 30 days, in 30-60;
         // read naively it would be 29 days and in no recency segment.
         let df = history(1);
-        let df = with_strings(df, TIMESTAMP, vec![Some("2021-03-31 23:30:00-05:00")]);
-        let df = with_strings(df, LAST_ORDER_TS, vec![Some("2021-03-02 00:00:00+00:00")]);
+        let df = with_strings(df, TIMESTAMP.name, vec![Some("2021-03-31 23:30:00-05:00")]);
+        let df = with_strings(
+            df,
+            LAST_ORDER_TS.name,
+            vec![Some("2021-03-02 00:00:00+00:00")],
+        );
         let t = run(df, &Countries::All);
-        let key = ("Peru".to_owned(), SegmentType::Recency, "30-60".to_owned());
         assert_eq!(
-            t.amounts.get(&key).and_then(|m| m.get(&2640)),
+            amounts(&t, SegmentType::Recency, "30-60").and_then(|m| m.get(&2640)),
             Some(&1),
             "{t:?}"
         );
@@ -503,14 +505,12 @@ mod tests {
         let orders = ["4.0", "5", "13.0", "14", "37.0", "38.0"];
         let df = with_strings(
             history(6),
-            TOTAL_ORDERS,
+            TOTAL_ORDERS.name,
             orders.iter().map(|s| Some(*s)).collect(),
         );
         let t = run(df, &Countries::All);
         let count = |label: &str| {
-            t.amounts
-                .get(&("Peru".to_owned(), SegmentType::Frequent, label.to_owned()))
-                .map_or(0, |m| m.values().sum::<u64>())
+            amounts(&t, SegmentType::Frequent, label).map_or(0, |m| m.values().sum::<u64>())
         };
         assert_eq!((count("0-4"), count("5-13"), count("14-37")), (1, 2, 2));
         assert_eq!(
@@ -533,15 +533,13 @@ mod tests {
         ];
         let df = with_strings(
             history(10),
-            LAST_ORDER_TS,
+            LAST_ORDER_TS.name,
             last.iter().map(|s| Some(*s)).collect(),
         );
-        let df = with_strings(df, TIMESTAMP, vec![Some("2021-05-01"); 10]);
+        let df = with_strings(df, TIMESTAMP.name, vec![Some("2021-05-01"); 10]);
         let t = run(df, &Countries::All);
         let count = |label: &str| {
-            t.amounts
-                .get(&("Peru".to_owned(), SegmentType::Recency, label.to_owned()))
-                .map_or(0, |m| m.values().sum::<u64>())
+            amounts(&t, SegmentType::Recency, label).map_or(0, |m| m.values().sum::<u64>())
         };
         // 29, 30 | 60, 61 | 90, 91 | 120, 121 | 180, 181
         assert_eq!(
@@ -554,7 +552,7 @@ mod tests {
     fn other_countries_are_skipped_before_the_rules() {
         let df = with_strings(
             history(3),
-            COUNTRY_CODE,
+            COUNTRY_CODE.name,
             vec![Some("Peru"), Some("Chile"), None],
         );
         let df = with_amounts(df, vec![Some(2640.0), None, None]);
@@ -562,7 +560,7 @@ mod tests {
         assert_eq!((t.rows_kept, t.dropped.total()), (1, 0));
         let t = run(df, &Countries::All);
         assert_eq!(
-            (t.rows_kept, t.dropped.voucher_amount),
+            (t.rows_kept, t.dropped[DropRule::VoucherAmount]),
             (1, 1),
             "null country is skipped"
         );
@@ -571,13 +569,16 @@ mod tests {
     #[test]
     fn typed_time_columns_are_read_as_utc_dates() {
         let df = history(2);
-        let ts = Series::new(TIMESTAMP.into(), [1_619_913_600_000i64, 1_619_913_600_000])
-            .cast(&DataType::Datetime(
-                TimeUnit::Milliseconds,
-                Some(TimeZone::UTC),
-            ))
-            .expect("datetime");
-        let last = Series::new(LAST_ORDER_TS.into(), [18_687i32, 18_718])
+        let ts = Series::new(
+            TIMESTAMP.name.into(),
+            [1_619_913_600_000i64, 1_619_913_600_000],
+        )
+        .cast(&DataType::Datetime(
+            TimeUnit::Milliseconds,
+            Some(TimeZone::UTC),
+        ))
+        .expect("datetime");
+        let last = Series::new(LAST_ORDER_TS.name.into(), [18_687i32, 18_718])
             .cast(&DataType::Date)
             .expect("date");
         let mut df = df;
@@ -586,10 +587,10 @@ mod tests {
         // 2021-05-02 (1619913600 s) minus 2021-03-01 (day 18687) is 62 days: 61-90; minus
         // 2021-04-01 (day 18718) is 31 days: 30-60.
         let t = run(df, &Countries::All);
-        let key = ("Peru".to_owned(), SegmentType::Recency, "61-90".to_owned());
-        assert_eq!(t.amounts.get(&key).and_then(|m| m.get(&2640)), Some(&1));
-        let key = ("Peru".to_owned(), SegmentType::Recency, "30-60".to_owned());
-        assert_eq!(t.amounts.get(&key).and_then(|m| m.get(&2640)), Some(&1));
+        for label in ["61-90", "30-60"] {
+            let n = amounts(&t, SegmentType::Recency, label).and_then(|m| m.get(&2640));
+            assert_eq!(n, Some(&1), "{label}");
+        }
     }
 
     #[test]

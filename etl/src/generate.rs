@@ -12,18 +12,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use voucher_shared::manifest::DropCounts;
+use tempfile::NamedTempFile;
+use voucher_shared::publish::fsync_dir;
+use voucher_shared::rules::{DropCounts, DropRule};
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
-use crate::clean::Countries;
-use crate::clean::columns::*;
+use crate::history::{
+    COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
+};
 use crate::progress::Progress;
 
 /// Rows per chunk (and per Parquet row group).
@@ -35,8 +37,13 @@ pub const DEFAULT_COUNTRIES: &str = "Peru,Chile,Colombia,Mexico";
 /// A generation failure.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("cannot write {path}: {message}")]
-    Write { path: String, message: String },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the history for {}", path.display())]
+    Encode { path: PathBuf, source: PolarsError },
     #[error("--rows must be at least 1")]
     NoRows,
     #[error("--countries must name at least one country (`all` is not a country list here)")]
@@ -89,17 +96,6 @@ impl Truth {
             mine.favourites.extend(t.favourites);
         }
     }
-
-    /// The truths of the countries `selection` asks for.
-    pub fn select<'a>(
-        &'a self,
-        selection: &'a Countries,
-    ) -> impl Iterator<Item = (&'a String, &'a CountryTruth)> {
-        self.countries.iter().filter(move |(c, _)| match selection {
-            Countries::All => true,
-            Countries::Only(list) => list.contains(c),
-        })
-    }
 }
 
 /// A country's amounts; known countries look like their real markets.
@@ -148,6 +144,23 @@ impl Profile {
             amounts,
         }
     }
+
+    /// (segment type, label) → the amount this country favours in that segment.
+    fn favourite_labels(
+        &self,
+        segments: &SegmentSet,
+    ) -> impl Iterator<Item = ((SegmentType, String), i64)> {
+        SegmentType::ALL.into_iter().zip(&self.favourites).flat_map(
+            move |(segment_type, favourites)| {
+                segments
+                    .get(segment_type)
+                    .unwrap_or(&[])
+                    .iter()
+                    .zip(favourites)
+                    .map(move |(s, fav)| ((segment_type, s.label.clone()), *fav))
+            },
+        )
+    }
 }
 
 /// Draws values inside a chosen segment of a type, or (rarely) outside every segment.
@@ -188,40 +201,29 @@ impl<'a> Drawer<'a> {
     }
 }
 
-/// One chunk of columns being built.
+/// One chunk of columns being built; country names are borrowed from the profiles.
 #[derive(Default)]
-struct Chunk {
+struct Chunk<'p> {
     index: Vec<i64>,
     timestamp: Vec<String>,
-    country: Vec<&'static str>,
+    country: Vec<&'p str>,
     last_order: Vec<String>,
     first_order: Vec<Option<i64>>,
     total_orders: Vec<String>,
     amount: Vec<Option<f64>>,
 }
 
-/// Which rule a row is built to fail, if any.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Defect {
-    None,
-    Amount,
-    Orders,
-    Timestamp,
-    LastOrder,
-    Recency,
-    FirstAfterLast,
-}
-
-fn pick_defect(rng: &mut SmallRng) -> Defect {
+/// Which rule a row is built to fail, if any, with the rules' real-world frequencies.
+fn pick_defect(rng: &mut SmallRng) -> Option<DropRule> {
     let x: f64 = rng.random();
     match x {
-        x if x < 0.075 => Defect::Amount,
-        x if x < 0.130 => Defect::Orders,
-        x if x < 0.134 => Defect::Timestamp,
-        x if x < 0.138 => Defect::LastOrder,
-        x if x < 0.158 => Defect::Recency,
-        x if x < 0.168 => Defect::FirstAfterLast,
-        _ => Defect::None,
+        x if x < 0.075 => Some(DropRule::VoucherAmount),
+        x if x < 0.130 => Some(DropRule::TotalOrders),
+        x if x < 0.134 => Some(DropRule::Timestamp),
+        x if x < 0.138 => Some(DropRule::LastOrderTs),
+        x if x < 0.158 => Some(DropRule::Recency),
+        x if x < 0.168 => Some(DropRule::FirstAfterLast),
+        _ => None,
     }
 }
 
@@ -241,6 +243,9 @@ fn push_date(s: &mut String, days: i64) {
 }
 
 /// Writes the history; returns what a correct ETL must find in it.
+///
+/// The file is written under a temporary name beside `output`, fsynced, and renamed over it
+/// (then the directory is fsynced), so `output` is either the old file or the whole new one.
 pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
     if opts.rows == 0 {
         return Err(GenerateError::NoRows);
@@ -248,9 +253,27 @@ pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
     if opts.countries.is_empty() {
         return Err(GenerateError::NoCountries);
     }
-    let fail = |message: String| GenerateError::Write {
-        path: opts.output.display().to_string(),
-        message,
+    let write_err = |source| GenerateError::Write {
+        path: opts.output.clone(),
+        source,
+    };
+    let dir = match opts.output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut tmp = NamedTempFile::with_prefix_in(".voucher-history-", dir).map_err(write_err)?;
+    let truth = write_chunks(opts, tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(&opts.output).map_err(|e| write_err(e.error))?;
+    fsync_dir(dir).map_err(write_err)?;
+    Ok(truth)
+}
+
+/// Generates and writes every chunk; returns the merged truth.
+fn write_chunks(opts: &GenerateOptions, file: &mut std::fs::File) -> Result<Truth, GenerateError> {
+    let encode_err = |source| GenerateError::Encode {
+        path: opts.output.clone(),
+        source,
     };
     let profiles: Vec<Profile> = opts
         .countries
@@ -258,94 +281,80 @@ pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
         .enumerate()
         .map(|(i, c)| Profile::new(i, c, &opts.segments))
         .collect();
-    // Country names live as long as the run; leaking a handful of short strings lets chunk
-    // columns borrow them as &'static str.
-    let names: Vec<&'static str> = profiles
-        .iter()
-        .map(|p| &*Box::leak(p.country.clone().into_boxed_str()))
-        .collect();
-
-    let tmp = temp_path(&opts.output);
-    let file =
-        File::create(&tmp).map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
-    let result = (|| {
-        let mut writer = ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .batched(&schema())
-            .map_err(|e| fail(e.to_string()))?;
-        let progress = Progress::rows("generating", opts.rows);
-        let mut truth = Truth::default();
-        let mut done = 0u64;
-        let mut chunk_no = 0u64;
-        while done < opts.rows {
-            let n = (opts.rows - done).min(CHUNK_ROWS as u64) as usize;
-            let (df, chunk_truth) = chunk(opts, &profiles, &names, chunk_no, done, n)
-                .map_err(|e| fail(e.to_string()))?;
-            writer.write_batch(&df).map_err(|e| fail(e.to_string()))?;
-            truth.merge(chunk_truth);
-            done += n as u64;
-            chunk_no += 1;
-            progress.set(done);
-        }
-        writer.finish().map_err(|e| fail(e.to_string()))?;
-        progress.finish();
-        Ok(truth)
-    })();
-    match result {
-        Ok(truth) => {
-            std::fs::rename(&tmp, &opts.output).map_err(|e| fail(e.to_string()))?;
-            Ok(truth)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    let mut writer = ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .batched(&schema())
+        .map_err(encode_err)?;
+    let progress = Progress::rows("generating", opts.rows);
+    let mut truth = Truth::default();
+    let mut done = 0u64;
+    let mut chunk_no = 0u64;
+    while done < opts.rows {
+        let n = (opts.rows - done).min(CHUNK_ROWS as u64) as usize;
+        let (df, chunk_truth) = chunk(opts, &profiles, chunk_no, done, n).map_err(encode_err)?;
+        writer.write_batch(&df).map_err(encode_err)?;
+        truth.merge(chunk_truth);
+        done += n as u64;
+        chunk_no += 1;
+        progress.set(done);
     }
-}
-
-fn temp_path(output: &Path) -> PathBuf {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    output.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    writer.finish().map_err(encode_err)?;
+    progress.finish();
+    Ok(truth)
 }
 
 fn schema() -> Schema {
     Schema::from_iter([
         Field::new("index".into(), DataType::Int64),
-        Field::new(TIMESTAMP.into(), DataType::String),
-        Field::new(COUNTRY_CODE.into(), DataType::String),
-        Field::new(LAST_ORDER_TS.into(), DataType::String),
+        Field::new(TIMESTAMP.name.into(), DataType::String),
+        Field::new(COUNTRY_CODE.name.into(), DataType::String),
+        Field::new(LAST_ORDER_TS.name.into(), DataType::String),
         Field::new(
-            FIRST_ORDER_TS.into(),
+            FIRST_ORDER_TS.name.into(),
             DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
         ),
-        Field::new(TOTAL_ORDERS.into(), DataType::String),
-        Field::new(VOUCHER_AMOUNT.into(), DataType::Float64),
+        Field::new(TOTAL_ORDERS.name.into(), DataType::String),
+        Field::new(VOUCHER_AMOUNT.name.into(), DataType::Float64),
     ])
 }
 
-fn chunk(
-    opts: &GenerateOptions,
-    profiles: &[Profile],
-    names: &[&'static str],
-    chunk_no: u64,
-    first_row: u64,
-    n: usize,
-) -> PolarsResult<(DataFrame, Truth)> {
-    let mut rng = SmallRng::seed_from_u64(opts.seed ^ chunk_no.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let empty: &[Segment] = &[];
-    let frequent = Drawer::new(opts.segments.get(SegmentType::Frequent).unwrap_or(empty));
-    let recency = Drawer::new(opts.segments.get(SegmentType::Recency).unwrap_or(empty));
-    let total_weight: u32 = profiles.iter().map(|p| p.weight).sum();
-    let mut c = Chunk::default();
-    let mut truth = Truth::default();
-    let mut s = String::with_capacity(40);
+/// What one row is made of, before it is written in the source's messy format.
+struct RowSpec {
+    country: usize,
+    defect: Option<DropRule>,
+    orders: i64,
+    /// The row's segment of each type (in [`SegmentType::ALL`] order), if any.
+    segments: [Option<usize>; 2],
+    amount: i64,
+    /// The voucher's instant, as UTC seconds.
+    ts_secs: i64,
+    micros: u32,
+    last_day: i64,
+    first_day: Option<i64>,
+}
 
-    for row in 0..n {
-        let mut w = rng.random_range(0..total_weight);
-        let ci = profiles
+/// The state shared by the rows of one chunk.
+struct Rows<'a> {
+    profiles: &'a [Profile],
+    total_weight: u32,
+    drawers: [Drawer<'a>; 2],
+}
+
+impl<'a> Rows<'a> {
+    fn new(profiles: &'a [Profile], segments: &'a SegmentSet) -> Self {
+        let drawer = |t| Drawer::new(segments.get(t).unwrap_or(&[]));
+        Rows {
+            profiles,
+            total_weight: profiles.iter().map(|p| p.weight).sum(),
+            drawers: [drawer(SegmentType::Frequent), drawer(SegmentType::Recency)],
+        }
+    }
+
+    /// Draws a row's facts. The order of the draws fixes the file a seed gives: keep it.
+    fn draw(&self, rng: &mut SmallRng) -> RowSpec {
+        let mut w = rng.random_range(0..self.total_weight);
+        let country = self
+            .profiles
             .iter()
             .position(|p| {
                 let hit = w < p.weight;
@@ -353,12 +362,11 @@ fn chunk(
                 hit
             })
             .unwrap_or(0);
-        let p = &profiles[ci];
-        let defect = pick_defect(&mut rng);
-
-        let (orders, f_seg) = frequent.draw(&mut rng, (38, 200));
-        let (mut days, r_seg) = recency.draw(&mut rng, (0, 29));
-        if defect == Defect::Recency {
+        let p = &self.profiles[country];
+        let defect = pick_defect(rng);
+        let (orders, f_seg) = self.drawers[0].draw(rng, (38, 200));
+        let (mut days, r_seg) = self.drawers[1].draw(rng, (0, 29));
+        if defect == Some(DropRule::Recency) {
             days = -rng.random_range(1..=60);
         }
         let amount = {
@@ -372,157 +380,192 @@ fn chunk(
                 favs[rng.random_range(0..favs.len())]
             }
         };
-
-        // The voucher's instant, as UTC seconds, and its UTC date.
         let ts_day = rng.random_range(FIRST_DAY..=LAST_DAY);
         let ts_secs = ts_day * 86_400 + rng.random_range(0..86_400);
         let micros: u32 = rng.random_range(0..1_000_000);
         let last_day = ts_day - days;
-        let first_day = if defect == Defect::FirstAfterLast {
+        let first_day = if defect == Some(DropRule::FirstAfterLast) {
             Some(last_day + rng.random_range(1..=100))
         } else if rng.random_bool(0.03) {
             None
         } else {
             Some(last_day - rng.random_range(0..=900))
         };
-
-        // timestamp: naive UTC, +00:00, or a local time at -05:00 (whose date may differ).
-        s.clear();
-        if defect == Defect::Timestamp {
-            s.push_str(
-                [
-                    "",
-                    "2020-02-30 10:00:00.000000",
-                    "not a time",
-                    "2020-13-01 00:00:00",
-                ][rng.random_range(0..4)],
-            );
-        } else {
-            let form = rng.random_range(0..20);
-            let local = if form == 0 {
-                ts_secs - 5 * 3600
-            } else {
-                ts_secs
-            };
-            push_date(&mut s, local.div_euclid(86_400));
-            let t = local.rem_euclid(86_400);
-            let _ = write!(
-                s,
-                " {:02}:{:02}:{:02}.{micros:06}",
-                t / 3600,
-                t / 60 % 60,
-                t % 60
-            );
-            match form {
-                0 => s.push_str("-05:00"),
-                1..=9 => s.push_str("+00:00"),
-                _ => {}
-            }
+        RowSpec {
+            country,
+            defect,
+            orders,
+            segments: [f_seg, r_seg],
+            amount,
+            ts_secs,
+            micros,
+            last_day,
+            first_day,
         }
-        c.timestamp.push(s.clone());
+    }
+}
+
+impl<'p> Chunk<'p> {
+    /// Writes a row in the source's messy format; its defect, if any, is the only one.
+    fn push(&mut self, row: &RowSpec, country: &'p str, index: i64, rng: &mut SmallRng) {
+        let defect = row.defect;
+        let mut s = String::with_capacity(40);
+        push_timestamp(&mut s, row, rng);
+        self.timestamp.push(s.clone());
 
         s.clear();
-        if defect == Defect::LastOrder {
+        if defect == Some(DropRule::LastOrderTs) {
             s.push_str(
                 ["", "2019-02-29", "unknown", "2019-11-31 00:00:00+00:00"][rng.random_range(0..4)],
             );
         } else {
-            push_date(&mut s, last_day);
+            push_date(&mut s, row.last_day);
             if rng.random_bool(0.5) {
                 s.push_str(" 00:00:00+00:00");
             }
         }
-        c.last_order.push(s.clone());
+        self.last_order.push(s.clone());
 
         s.clear();
-        if defect == Defect::Orders {
+        if defect == Some(DropRule::TotalOrders) {
             s.push_str(["", "", "", " ", "abc", "-3.0", "2.5", "n/a"][rng.random_range(0..8)]);
         } else if rng.random_bool(0.02) {
-            let _ = write!(s, " {orders}.0 ");
+            let _ = write!(s, " {}.0 ", row.orders);
         } else {
-            let _ = write!(s, "{orders}.0");
+            let _ = write!(s, "{}.0", row.orders);
         }
-        c.total_orders.push(s.clone());
+        self.total_orders.push(s);
 
-        c.amount.push(if defect == Defect::Amount {
+        let amount = row.amount as f64;
+        self.amount
+            .push(if defect == Some(DropRule::VoucherAmount) {
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(f64::NAN),
+                    Some(-amount),
+                    Some(amount + 0.5),
+                    Some(0.0),
+                ][rng.random_range(0..8)]
+            } else {
+                Some(amount)
+            });
+        self.first_order.push(row.first_day.map(|d| d * NS_PER_DAY));
+        self.country.push(country);
+        self.index.push(index);
+    }
+
+    fn into_frame(self) -> PolarsResult<DataFrame> {
+        let n = self.index.len();
+        let first_order = Series::new(FIRST_ORDER_TS.name.into(), self.first_order).cast(
+            &DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
+        )?;
+        DataFrame::new(
+            n,
+            vec![
+                Series::new("index".into(), self.index).into_column(),
+                Series::new(TIMESTAMP.name.into(), self.timestamp).into_column(),
+                Series::new(COUNTRY_CODE.name.into(), self.country).into_column(),
+                Series::new(LAST_ORDER_TS.name.into(), self.last_order).into_column(),
+                first_order.into_column(),
+                Series::new(TOTAL_ORDERS.name.into(), self.total_orders).into_column(),
+                Series::new(VOUCHER_AMOUNT.name.into(), self.amount).into_column(),
+            ],
+        )
+    }
+}
+
+/// `timestamp`: naive UTC, `+00:00`, or a local time at `-05:00` (whose date may differ);
+/// or, for a row built to fail the rule, something that is not a time.
+fn push_timestamp(s: &mut String, row: &RowSpec, rng: &mut SmallRng) {
+    if row.defect == Some(DropRule::Timestamp) {
+        s.push_str(
             [
-                None,
-                None,
-                None,
-                None,
-                Some(f64::NAN),
-                Some(-(amount as f64)),
-                Some(amount as f64 + 0.5),
-                Some(0.0),
-            ][rng.random_range(0..8)]
-        } else {
-            Some(amount as f64)
-        });
-        c.first_order.push(first_day.map(|d| d * NS_PER_DAY));
-        c.country.push(names[ci]);
-        c.index.push((first_row + row as u64) as i64);
+                "",
+                "2020-02-30 10:00:00.000000",
+                "not a time",
+                "2020-13-01 00:00:00",
+            ][rng.random_range(0..4)],
+        );
+        return;
+    }
+    let form = rng.random_range(0..20);
+    let local = if form == 0 {
+        row.ts_secs - 5 * 3600
+    } else {
+        row.ts_secs
+    };
+    push_date(s, local.div_euclid(86_400));
+    let t = local.rem_euclid(86_400);
+    let _ = write!(
+        s,
+        " {:02}:{:02}:{:02}.{:06}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        row.micros
+    );
+    match form {
+        0 => s.push_str("-05:00"),
+        1..=9 => s.push_str("+00:00"),
+        _ => {}
+    }
+}
 
-        let t = truth.countries.entry(p.country.clone()).or_default();
-        t.rows += 1;
-        let d = &mut t.dropped;
-        match defect {
-            Defect::Amount => d.voucher_amount += 1,
-            Defect::Orders => d.total_orders += 1,
-            Defect::Timestamp => d.timestamp += 1,
-            Defect::LastOrder => d.last_order_ts += 1,
-            Defect::Recency => d.recency += 1,
-            Defect::FirstAfterLast => d.first_after_last += 1,
-            Defect::None => {
-                t.kept += 1;
-                for (segment_type, drawer, seg) in [
-                    (SegmentType::Frequent, &frequent, f_seg),
-                    (SegmentType::Recency, &recency, r_seg),
-                ] {
-                    if let Some(i) = seg {
-                        let label = drawer.segments[i].label.clone();
-                        *t.amounts
-                            .entry((segment_type, label))
-                            .or_default()
-                            .entry(amount)
-                            .or_default() += 1;
-                    }
-                }
+impl CountryTruth {
+    /// Records what a correct ETL must do with `row`.
+    fn record(&mut self, row: &RowSpec, segments: &SegmentSet) {
+        self.rows += 1;
+        if let Some(rule) = row.defect {
+            self.dropped[rule] += 1;
+            return;
+        }
+        self.kept += 1;
+        for (segment_type, seg) in SegmentType::ALL.into_iter().zip(row.segments) {
+            let label = seg.and_then(|i| Some(segments.get(segment_type)?.get(i)?.label.clone()));
+            if let Some(label) = label {
+                *self
+                    .amounts
+                    .entry((segment_type, label))
+                    .or_default()
+                    .entry(row.amount)
+                    .or_default() += 1;
             }
         }
+    }
+}
+
+/// Generates rows `first_row .. first_row + n` from their own seed.
+fn chunk(
+    opts: &GenerateOptions,
+    profiles: &[Profile],
+    chunk_no: u64,
+    first_row: u64,
+    n: usize,
+) -> PolarsResult<(DataFrame, Truth)> {
+    let mut rng = SmallRng::seed_from_u64(opts.seed ^ chunk_no.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let rows = Rows::new(profiles, &opts.segments);
+    let mut c = Chunk::default();
+    let mut truth = Truth::default();
+    for i in 0..n {
+        let row = rows.draw(&mut rng);
+        let p = &profiles[row.country];
+        c.push(&row, &p.country, (first_row + i as u64) as i64, &mut rng);
+        truth
+            .countries
+            .entry(p.country.clone())
+            .or_default()
+            .record(&row, &opts.segments);
     }
     truth.rows = n as u64;
     for p in profiles {
         if let Some(t) = truth.countries.get_mut(&p.country) {
-            for (ti, segment_type) in SegmentType::ALL.into_iter().enumerate() {
-                for (s, fav) in opts
-                    .segments
-                    .get(segment_type)
-                    .unwrap_or(&[])
-                    .iter()
-                    .zip(&p.favourites[ti])
-                {
-                    t.favourites.insert((segment_type, s.label.clone()), *fav);
-                }
-            }
+            t.favourites.extend(p.favourite_labels(&opts.segments));
         }
     }
-
-    let first_order = Series::new(FIRST_ORDER_TS.into(), c.first_order).cast(
-        &DataType::Datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC)),
-    )?;
-    let df = DataFrame::new(
-        n,
-        vec![
-            Series::new("index".into(), c.index).into_column(),
-            Series::new(TIMESTAMP.into(), c.timestamp).into_column(),
-            Series::new(COUNTRY_CODE.into(), c.country).into_column(),
-            Series::new(LAST_ORDER_TS.into(), c.last_order).into_column(),
-            first_order.into_column(),
-            Series::new(TOTAL_ORDERS.into(), c.total_orders).into_column(),
-            Series::new(VOUCHER_AMOUNT.into(), c.amount).into_column(),
-        ],
-    )?;
-    Ok((df, truth))
+    Ok((c.into_frame()?, truth))
 }
 
 #[cfg(test)]
@@ -539,8 +582,7 @@ mod tests {
 
     #[test]
     fn favourites_differ_between_segments_and_countries() {
-        let segments =
-            SegmentSet::from_toml(include_str!("../../data/segments.toml")).expect("segments");
+        let segments = SegmentSet::builtin();
         let peru = Profile::new(0, "Peru", &segments);
         let chile = Profile::new(1, "Chile", &segments);
         assert_eq!(peru.favourites[0].len(), 3);

@@ -1,6 +1,7 @@
 //! `voucher-etl`: builds the voucher table from raw voucher history and publishes it.
 //!
 //! - [`source`]: where the history comes from (a file, or an http(s) URL downloaded first);
+//! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
 //! - [`run`]: one complete run, from input to a published version;
@@ -10,6 +11,7 @@
 
 pub mod clean;
 pub mod generate;
+pub mod history;
 pub mod progress;
 pub mod run;
 pub mod schedule;
@@ -44,17 +46,26 @@ pub fn bound_polars_memory() {
     }
 }
 
-/// Everything that can make a run fail. Each names the file, URL or column at fault.
+/// Everything that can make a run fail. Each names the file, URL or column at fault and
+/// keeps the underlying error as its source (shown after it, once).
 #[derive(Debug, thiserror::Error)]
 pub enum EtlError {
     #[error(transparent)]
     Segments(#[from] SegmentsError),
-    #[error("input file {file} does not exist")]
+    #[error("input {file} does not exist; expected a Parquet file or an http(s) URL of one")]
     InputMissing { file: String },
     #[error("input {file} is not a Parquet file: {reason}")]
     NotParquet { file: String, reason: String },
-    #[error("cannot read {file}: {message}")]
-    Read { file: String, message: String },
+    #[error("cannot open input {file}")]
+    Open {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read input {file} as voucher history")]
+    Read {
+        file: String,
+        source: polars::error::PolarsError,
+    },
     #[error("input {file} has no column `{column}` (columns found: {})", found.join(", "))]
     MissingColumn {
         file: String,
@@ -66,18 +77,37 @@ pub enum EtlError {
         file: String,
         column: &'static str,
         found: String,
-        accepted: &'static str,
+        accepted: history::Accepts,
     },
-    #[error("cannot download {url}: {message}")]
-    Download { url: String, message: String },
+    #[error("cannot download {url}")]
+    Download { url: String, source: reqwest::Error },
+    #[error("cannot download {url}: the server answered {status}")]
+    DownloadStatus {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("cannot download {url}: the transfer broke off")]
+    DownloadRead { url: String, source: std::io::Error },
+    #[error("cannot save the download of {url} to a temporary file")]
+    DownloadSave { url: String, source: std::io::Error },
     #[error(
         "no row of {countries} in {file} passed the cleaning rules; nothing was published and the live version is unchanged"
     )]
     NothingKept { file: String, countries: String },
-    #[error("cannot write {path}: {message}")]
-    Write { path: String, message: String },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the table to {}", path.display())]
+    WriteTable {
+        path: std::path::PathBuf,
+        source: TableError,
+    },
+    #[error("cannot serialize the manifest")]
+    Manifest(#[from] serde_json::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
-    #[error("the computed table is invalid: {0}")]
+    #[error("the computed table is invalid")]
     Table(#[from] TableError),
 }

@@ -50,9 +50,9 @@ struct RunArgs {
     /// Countries to build tables for: `all`, or codes separated by commas.
     #[arg(long, env = "VOUCHER_COUNTRIES", default_value = "Peru", value_parser = Countries::parse)]
     countries: Countries,
-    /// Segment definitions (TOML).
-    #[arg(long, env = "VOUCHER_SEGMENTS", default_value = "data/segments.toml")]
-    segments: PathBuf,
+    /// Segment definitions (TOML) to use instead of the built-in Peru segments.
+    #[arg(long, env = "VOUCHER_SEGMENTS")]
+    segments: Option<PathBuf>,
     /// Versions to keep; older ones are deleted, never the live one.
     #[arg(long, env = "VOUCHER_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     keep: u64,
@@ -72,9 +72,9 @@ struct GenerateArgs {
     /// Countries to generate, separated by commas.
     #[arg(long, env = "VOUCHER_GENERATE_COUNTRIES", default_value = generate::DEFAULT_COUNTRIES)]
     countries: String,
-    /// Segment definitions the values are drawn around (TOML).
-    #[arg(long, env = "VOUCHER_SEGMENTS", default_value = "data/segments.toml")]
-    segments: PathBuf,
+    /// Segment definitions (TOML) the values are drawn around, instead of the built-in ones.
+    #[arg(long, env = "VOUCHER_SEGMENTS")]
+    segments: Option<PathBuf>,
     /// Parquet file to write (replaced atomically).
     #[arg(long, env = "VOUCHER_GENERATE_OUTPUT")]
     output: PathBuf,
@@ -122,7 +122,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .block_on(schedule(&cron, run.into(), run_at_start))?;
         }
         Command::Generate(args) => {
-            let segments = SegmentSet::from_file(&args.segments)?;
+            let segments = SegmentSet::load(args.segments.as_deref())?;
             let countries: Vec<String> = args
                 .countries
                 .split(',')

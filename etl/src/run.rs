@@ -22,7 +22,8 @@ pub struct RunOptions {
     pub input: String,
     pub tables_dir: PathBuf,
     pub countries: Countries,
-    pub segments: PathBuf,
+    /// A segments file; the built-in segments when `None`.
+    pub segments: Option<PathBuf>,
     /// Versions to keep (the live one is always kept).
     pub keep: usize,
     pub download_timeout: Duration,
@@ -40,7 +41,7 @@ pub struct RunReport {
 /// Runs the whole job. On any error nothing is published and the live version is untouched.
 pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let started = Instant::now();
-    let segments = SegmentSet::from_file(&opts.segments)?;
+    let segments = SegmentSet::load(opts.segments.as_deref())?;
     let tables = TablesDir::new(&opts.tables_dir);
     // Staging first fails fast on an unwritable output, before any heavy work; an error
     // later drops the stage, which deletes it.
@@ -53,9 +54,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         opts.countries.to_list().join(",")
     );
 
-    let history = clean::scan(input.path())?;
-    let rows_read = clean::count_rows(input.path())?;
-    let tally = clean::tally(history, &opts.countries, &segments, &input.name)?;
+    let history = clean::scan(&input)?;
+    let rows_read = clean::count_rows(&input)?;
+    let tally = clean::tally(history, &opts.countries, &segments, &input)?;
     log::info!(
         "cleaned {rows_read} rows in {:.1}s: {} kept, {} dropped",
         started.elapsed().as_secs_f64(),
@@ -63,7 +64,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         tally.dropped.total()
     );
 
-    let rows = vouchers::choose(&tally, &segments);
+    let rows = vouchers::choose(&tally);
     if rows.is_empty() {
         return Err(EtlError::NothingKept {
             file: input.name.clone(),
@@ -73,14 +74,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let table = VoucherTable::new(rows)?;
 
     let table_path = staged.path(TABLE_FILE);
-    let write_err = |path: &PathBuf, message: String| EtlError::Write {
-        path: path.display().to_string(),
-        message,
-    };
-    let file = File::create(&table_path).map_err(|e| write_err(&table_path, e.to_string()))?;
+    let file = File::create(&table_path).map_err(|source| EtlError::Write {
+        path: table_path.clone(),
+        source,
+    })?;
     table
         .write(BufWriter::new(file))
-        .map_err(|e| write_err(&table_path, e.to_string()))?;
+        .map_err(|source| EtlError::WriteTable {
+            path: table_path,
+            source,
+        })?;
 
     let manifest = Manifest {
         version: staged.version().to_string(),
@@ -90,7 +93,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         rows_kept: tally.rows_kept,
         dropped: tally.dropped,
         countries: opts.countries.to_list(),
-        segments: serde_json::to_value(&segments).unwrap_or_default(),
+        segments: serde_json::to_value(&segments)?,
         table_rows: table.rows().len() as u64,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         producer: Producer {
@@ -99,9 +102,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         },
     };
     let manifest_path = staged.path(MANIFEST_FILE);
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| write_err(&manifest_path, e.to_string()))?;
-    std::fs::write(&manifest_path, json).map_err(|e| write_err(&manifest_path, e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    std::fs::write(&manifest_path, json).map_err(|source| EtlError::Write {
+        path: manifest_path,
+        source,
+    })?;
 
     let published = staged.commit()?;
     if published.live {

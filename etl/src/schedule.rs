@@ -8,20 +8,29 @@
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use voucher_shared::errors::Chain;
 
 use crate::run::{RunOptions, run};
+
+/// What the cron expression must look like, for messages.
+const CRON_FORMAT: &str = "6 fields: second minute hour day-of-month month day-of-week, e.g. \"0 0 3 * * *\" for 03:00 UTC daily";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
     #[error(
-        "invalid cron expression {expression:?}: {message}; expected 6 fields: second minute hour day-of-month month day-of-week, e.g. \"0 0 3 * * *\" for 03:00 UTC daily"
+        "invalid cron expression {expression:?}: it has {fields} fields; expected {CRON_FORMAT}"
     )]
-    Cron { expression: String, message: String },
-    #[error("scheduler failed: {0}")]
-    Scheduler(String),
-    #[error("cannot listen for signals: {0}")]
-    Signal(std::io::Error),
+    CronFields { expression: String, fields: usize },
+    #[error("invalid cron expression {expression:?}; expected {CRON_FORMAT}")]
+    Cron {
+        expression: String,
+        source: JobSchedulerError,
+    },
+    #[error("the scheduler failed")]
+    Scheduler(#[from] JobSchedulerError),
+    #[error("cannot listen for signals")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Runs `opts` at every tick of `cron` (UTC), and once at start if `run_at_start`.
@@ -30,10 +39,11 @@ pub async fn schedule(
     opts: RunOptions,
     run_at_start: bool,
 ) -> Result<(), ScheduleError> {
-    if cron.split_whitespace().count() != 6 {
-        return Err(ScheduleError::Cron {
+    let fields = cron.split_whitespace().count();
+    if fields != 6 {
+        return Err(ScheduleError::CronFields {
             expression: cron.to_owned(),
-            message: format!("it has {} fields", cron.split_whitespace().count()),
+            fields,
         });
     }
     let busy = Arc::new(Mutex::new(()));
@@ -48,24 +58,16 @@ pub async fn schedule(
         }
     };
 
-    let scheduler = JobScheduler::new()
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    let scheduler = JobScheduler::new().await?;
     let job_tick = tick.clone();
-    let job = Job::new_async(cron, move |_, _| Box::pin(job_tick())).map_err(|e| {
+    let job = Job::new_async(cron, move |_, _| Box::pin(job_tick())).map_err(|source| {
         ScheduleError::Cron {
             expression: cron.to_owned(),
-            message: e.to_string(),
+            source,
         }
     })?;
-    scheduler
-        .add(job)
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
-    scheduler
-        .start()
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
     log::info!(
         "scheduled runs at {cron:?} (UTC); input {}, tables {}",
         opts.input,
@@ -79,7 +81,7 @@ pub async fn schedule(
     log::info!("stopping: no new runs will start");
     let mut scheduler = scheduler;
     if let Err(e) = scheduler.shutdown().await {
-        log::warn!("scheduler shutdown: {e}");
+        log::warn!("scheduler shutdown: {}", Chain(&e));
     }
     if busy.try_lock().is_err() {
         log::info!("waiting for the run in progress to finish");
@@ -107,7 +109,7 @@ async fn run_once(busy: &Arc<Mutex<()>>, opts: Arc<RunOptions>) {
             report.manifest.rows_kept,
             report.manifest.table_rows
         ),
-        Ok(Err(e)) => log::error!("run failed, live version unchanged: {e}"),
+        Ok(Err(e)) => log::error!("run failed, live version unchanged: {}", Chain(&e)),
         Err(e) => log::error!("run crashed, live version unchanged: {e}"),
     }
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use polars::prelude::PlRefPath;
 use tempfile::NamedTempFile;
 
 use crate::EtlError;
@@ -23,6 +24,11 @@ impl Input {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The path in the form polars' scans take.
+    pub fn polars_path(&self) -> PlRefPath {
+        PlRefPath::new(self.path.to_string_lossy().as_ref())
+    }
 }
 
 /// Resolves `input` (a path or an http(s) URL) to a local Parquet file.
@@ -33,13 +39,13 @@ pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
         (file.path().to_owned(), Some(file))
     } else {
         // Absolute and without `..`: polars' async reader refuses `..` path segments.
-        let path = std::fs::canonicalize(input).map_err(|e| match e.kind() {
+        let path = std::fs::canonicalize(input).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => EtlError::InputMissing {
                 file: input.to_owned(),
             },
-            _ => EtlError::Read {
+            _ => EtlError::Open {
                 file: input.to_owned(),
-                message: e.to_string(),
+                source,
             },
         })?;
         (path, None)
@@ -53,87 +59,91 @@ pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
 }
 
 /// Parquet files start and end with the magic bytes `PAR1`; checking them first turns "this is
-/// a CSV" into a clear message instead of a decoder error.
+/// a CSV" or "this was cut short" into a clear message instead of a decoder error.
 fn check_parquet(path: &Path, name: &str) -> Result<(), EtlError> {
     let not_parquet = |reason: String| EtlError::NotParquet {
         file: name.to_owned(),
         reason,
     };
-    let mut file = File::open(path).map_err(|e| EtlError::Read {
+    let open_err = |source| EtlError::Open {
         file: name.to_owned(),
-        message: e.to_string(),
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|e| not_parquet(e.to_string()))?
-        .len();
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(open_err)?;
+    if meta.is_dir() {
         return Err(not_parquet("it is a directory".into()));
+    }
+    let len = meta.len();
+    if len == 0 {
+        return Err(not_parquet("it is empty".into()));
     }
     if len < 12 {
         return Err(not_parquet(format!("it is only {len} bytes long")));
     }
+    let mut file = File::open(path).map_err(open_err)?;
     let mut head = [0u8; 4];
     let mut tail = [0u8; 4];
     file.read_exact(&mut head)
         .and_then(|_| file.seek(SeekFrom::End(-4)))
         .and_then(|_| file.read_exact(&mut tail))
-        .map_err(|e| not_parquet(e.to_string()))?;
-    if &head != b"PAR1" || &tail != b"PAR1" {
+        .map_err(open_err)?;
+    if &head != b"PAR1" {
+        return Err(not_parquet("it does not start with the bytes PAR1".into()));
+    }
+    if &tail != b"PAR1" {
         return Err(not_parquet(
-            "it does not start and end with the Parquet magic bytes PAR1".into(),
+            "it does not end with the bytes PAR1 (is it truncated?)".into(),
         ));
     }
     Ok(())
 }
 
 fn download(url: &str, timeout: Duration) -> Result<NamedTempFile, EtlError> {
-    let fail = |message: String| EtlError::Download {
+    // reqwest's messages repeat the URL, which ours already names.
+    let fail = |source: reqwest::Error| EtlError::Download {
         url: url.to_owned(),
-        message,
+        source: source.without_url(),
     };
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(30).min(timeout))
         .user_agent(concat!("voucher-etl/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     log::info!("downloading {url} (timeout {}s)", timeout.as_secs());
-    let mut response = client.get(url).send().map_err(|e| fail(describe(&e)))?;
+    let mut response = client.get(url).send().map_err(fail)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(fail(format!("the server answered {status}")));
+        return Err(EtlError::DownloadStatus {
+            url: url.to_owned(),
+            status,
+        });
     }
-    let mut file = NamedTempFile::with_prefix("voucher-history-")
-        .map_err(|e| fail(format!("cannot create a temporary file: {e}")))?;
+    let save_err = |source| EtlError::DownloadSave {
+        url: url.to_owned(),
+        source,
+    };
+    let mut file = NamedTempFile::with_prefix("voucher-history-").map_err(save_err)?;
     let progress = Progress::bytes("downloading", response.content_length());
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
-        let n = response.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        let n = response
+            .read(&mut buf)
+            .map_err(|source| EtlError::DownloadRead {
+                url: url.to_owned(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
-        std::io::Write::write_all(&mut file, &buf[..n])
-            .map_err(|e| fail(format!("cannot write the download to disk: {e}")))?;
+        std::io::Write::write_all(&mut file, &buf[..n]).map_err(save_err)?;
         total += n as u64;
         progress.set(total);
     }
     progress.finish();
     log::info!("downloaded {url}: {total} bytes");
     Ok(file)
-}
-
-/// reqwest's top-level message ("error sending request") hides the cause; include it.
-fn describe(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -2,61 +2,61 @@
 
 use std::cmp::Reverse;
 
-use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherRow;
 
 use crate::clean::Tally;
 
 /// One table row per segment with kept rows: the amount with the most rows, the smaller
-/// amount on a tie. Rows come out ordered by country, segment type and lower bound.
-pub fn choose(tally: &Tally, segments: &SegmentSet) -> Vec<VoucherRow> {
-    let mut rows: Vec<VoucherRow> = tally
-        .amounts
+/// amount on a tie. Rows come out ordered by country, segment type and lower bound (the
+/// tally's order).
+pub fn choose(tally: &Tally) -> Vec<VoucherRow> {
+    tally
+        .segments
         .iter()
-        .filter_map(|((country, segment_type, label), amounts)| {
-            let segment = segments
-                .get(*segment_type)?
-                .iter()
-                .find(|s| &s.label == label)?;
-            let (&voucher_amount, &occurrences) = amounts
+        .filter_map(|((country, segment_type, _), tallied)| {
+            let (&voucher_amount, &occurrences) = tallied
+                .amounts
                 .iter()
                 .max_by_key(|(amount, count)| (**count, Reverse(**amount)))?;
+            let segment = &tallied.segment;
             Some(VoucherRow {
                 country_code: country.clone(),
                 segment_name: *segment_type,
-                segment: label.clone(),
+                segment: segment.label.clone(),
                 lower: segment.lower,
                 upper: segment.upper,
                 voucher_amount,
                 occurrences: i64::try_from(occurrences).ok()?,
-                segment_rows: i64::try_from(amounts.values().sum::<u64>()).ok()?,
+                segment_rows: i64::try_from(tallied.amounts.values().sum::<u64>()).ok()?,
             })
         })
-        .collect();
-    rows.sort_by(|a, b| {
-        (&a.country_code, a.segment_name, a.lower).cmp(&(&b.country_code, b.segment_name, b.lower))
-    });
-    rows
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voucher_shared::segments::SegmentType;
-
-    fn segments() -> SegmentSet {
-        SegmentSet::from_toml(include_str!("../../data/segments.toml")).expect("segments")
-    }
+    use crate::clean::SegmentTally;
+    use voucher_shared::segments::{SegmentSet, SegmentType};
 
     /// (country, segment type, label, [(amount, rows)]).
     type Entry<'a> = (&'a str, SegmentType, &'a str, &'a [(i64, u64)]);
 
-    fn tally(entries: &[Entry]) -> Tally {
+    fn tally(entries: &[Entry<'_>]) -> Tally {
+        let segments = SegmentSet::builtin();
         let mut t = Tally::default();
         for (country, st, label, amounts) in entries {
-            t.amounts.insert(
-                (country.to_string(), *st, label.to_string()),
-                amounts.iter().copied().collect(),
+            let list = segments.get(*st).expect("configured type");
+            let index = list
+                .iter()
+                .position(|s| s.label == *label)
+                .expect("known label");
+            t.segments.insert(
+                (country.to_string(), *st, index),
+                SegmentTally {
+                    segment: list[index].clone(),
+                    amounts: amounts.iter().copied().collect(),
+                },
             );
         }
         t
@@ -70,7 +70,7 @@ mod tests {
             "14-37",
             &[(2640, 3), (3520, 7), (4400, 5)],
         )]);
-        let rows = choose(&t, &segments());
+        let rows = choose(&t);
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!(
@@ -88,7 +88,7 @@ mod tests {
             "180+",
             &[(4400, 6), (2640, 6), (3520, 2)],
         )]);
-        let rows = choose(&t, &segments());
+        let rows = choose(&t);
         assert_eq!((rows[0].voucher_amount, rows[0].occurrences), (2640, 6));
         assert_eq!((rows[0].lower, rows[0].upper), (181, None));
     }
@@ -101,7 +101,7 @@ mod tests {
             ("Peru", SegmentType::Frequent, "14-37", &[(1, 1)]),
             ("Peru", SegmentType::Frequent, "0-4", &[(1, 1)]),
         ]);
-        let labels: Vec<_> = choose(&t, &segments())
+        let labels: Vec<_> = choose(&t)
             .into_iter()
             .map(|r| format!("{} {}", r.country_code, r.segment))
             .collect();

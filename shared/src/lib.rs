@@ -5,11 +5,15 @@
 //! - [`table`]: the Parquet layout of the voucher table;
 //! - [`manifest`]: what produced a table version;
 //! - [`publish`]: the versioned tables directory and its atomic publishing protocol;
-//! - [`numbers`]: the whole-number rules for amounts and order counts.
+//! - [`numbers`]: the whole-number rules for amounts and order counts;
+//! - [`rules`]: the drop rules of the history cleaning;
+//! - [`errors`]: showing an error with its causes.
 
+pub mod errors;
 pub mod manifest;
 pub mod numbers;
 pub mod publish;
+pub mod rules;
 pub mod segments;
 pub mod table;
 pub mod time;

@@ -2,46 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How many rows each drop rule removed, in the order the rules apply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DropCounts {
-    pub voucher_amount: u64,
-    pub total_orders: u64,
-    pub timestamp: u64,
-    pub last_order_ts: u64,
-    pub recency: u64,
-    pub first_after_last: u64,
-}
-
-impl DropCounts {
-    /// The rule names with their counts, in rule order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
-        [
-            ("voucher_amount", self.voucher_amount),
-            ("total_orders", self.total_orders),
-            ("timestamp", self.timestamp),
-            ("last_order_ts", self.last_order_ts),
-            ("recency", self.recency),
-            ("first_after_last", self.first_after_last),
-        ]
-        .into_iter()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.iter().map(|(_, n)| n).sum()
-    }
-}
-
-impl std::ops::AddAssign for DropCounts {
-    fn add_assign(&mut self, other: DropCounts) {
-        self.voucher_amount += other.voucher_amount;
-        self.total_orders += other.total_orders;
-        self.timestamp += other.timestamp;
-        self.last_order_ts += other.last_order_ts;
-        self.recency += other.recency;
-        self.first_after_last += other.first_after_last;
-    }
-}
+pub use crate::rules::DropCounts;
 
 /// The program that wrote a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +24,7 @@ pub struct Manifest {
     pub rows_read: u64,
     /// Rows of the selected countries that passed every drop rule.
     pub rows_kept: u64,
+    /// Rows dropped per rule, in rule order.
     pub dropped: DropCounts,
     /// The countries asked for (`["all"]` for every country).
     pub countries: Vec<String>,

@@ -71,7 +71,7 @@ impl std::fmt::Display for Version {
 /// A failure to read or change a tables directory.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}", path = path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -303,10 +303,13 @@ impl Drop for Staged {
     }
 }
 
+/// Makes a directory's entries (new names, renames) durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 fn sync_dir(dir: &Path) -> Result<(), PublishError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot fsync", dir))
+    fsync_dir(dir).map_err(io_err("cannot fsync", dir))
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl fmt::Display for Segment {
 /// Why a set of segments was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentsError {
-    #[error("cannot read segments file {path}: {source}")]
+    #[error("cannot read segments file {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -140,6 +140,9 @@ pub struct SegmentSet {
     types: BTreeMap<SegmentType, Vec<Segment>>,
 }
 
+/// The built-in segment definitions (TOML).
+pub const BUILTIN: &str = include_str!("../../data/segments.toml");
+
 /// The on-disk form of a segments file: one array of tables per segment type.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +170,18 @@ impl SegmentSet {
             return Err(SegmentsError::Empty);
         }
         Ok(SegmentSet { types: map })
+    }
+
+    /// The segments compiled into the programs: the Peru segments of `data/segments.toml`.
+    pub fn builtin() -> Self {
+        // The shipped file is checked by `the_shipped_config_has_the_contract_bounds`.
+        Self::from_toml(BUILTIN)
+            .unwrap_or_else(|e| unreachable!("the built-in segments are invalid: {e}"))
+    }
+
+    /// The segments of `file` if given, else the built-in ones.
+    pub fn load(file: Option<&Path>) -> Result<Self, SegmentsError> {
+        file.map_or_else(|| Ok(Self::builtin()), Self::from_file)
     }
 
     /// Reads and validates a segments file (TOML).
@@ -261,15 +276,15 @@ fn validate(segment_type: SegmentType, sorted: &[Segment]) -> Result<(), Segment
 mod tests {
     use super::*;
 
-    pub(crate) const CONTRACT: &str = include_str!("../../data/segments.toml");
-
     fn label(set: &SegmentSet, t: SegmentType, v: i64) -> Option<&str> {
         set.find(t, v).map(|s| s.label.as_str())
     }
 
     #[test]
     fn the_shipped_config_has_the_contract_bounds() {
-        let set = SegmentSet::from_toml(CONTRACT).expect("shipped segments are valid");
+        let set = SegmentSet::from_toml(BUILTIN).expect("shipped segments are valid");
+        assert_eq!(SegmentSet::builtin(), set);
+        assert_eq!(SegmentSet::load(None).expect("built-in"), set);
         let f = SegmentType::Frequent;
         for (v, want) in [
             (0, Some("0-4")),

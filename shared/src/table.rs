@@ -1,8 +1,8 @@
 //! The voucher table: one row per (country, segment type, segment) with the chosen amount.
 //!
 //! The ETL writes it and the API reads it, both through this module, so the Parquet layout
-//! (column names, physical types, nullability) is defined once. See
-//! `../shared/design/voucher-tables.md` for the contract.
+//! (column names, physical types, nullability) is defined once. `docs/voucher-tables.md`
+//! describes the contract.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -70,9 +70,9 @@ pub struct VoucherRow {
 /// Why a table could not be written, read or accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("not a readable Parquet file: {0}")]
+    #[error("not a readable Parquet file")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
     #[error("column `{0}` is missing")]
     MissingColumn(&'static str),
@@ -84,7 +84,7 @@ pub enum TableError {
     },
     #[error("row {row}: {message}")]
     BadRow { row: usize, message: String },
-    #[error("{country_code} {segment_name}: {source}")]
+    #[error("the {segment_name} segments of {country_code} are not valid")]
     BadSegments {
         country_code: String,
         segment_name: SegmentType,
@@ -336,7 +336,8 @@ mod tests {
         let mut rows = sample_rows();
         rows[1].lower = 3;
         let err = VoucherTable::new(rows).unwrap_err();
-        assert!(err.to_string().contains("overlap"), "{err}");
+        let msg = crate::errors::Chain(&err).to_string();
+        assert!(msg.contains("Peru") && msg.contains("overlap"), "{msg}");
     }
 
     #[test]

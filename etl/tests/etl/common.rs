@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: they run the real `voucher-etl` binary.
-#![allow(dead_code)]
+//! Helpers shared by the integration tests: they run the real `voucher-etl` binary on
+//! history the generator writes (or the real sample in `tests/fixtures`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,12 +23,10 @@ pub fn bin() -> Command {
     cmd
 }
 
-pub fn segments_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/segments.toml")
-}
-
-pub fn segments() -> SegmentSet {
-    SegmentSet::from_file(&segments_path()).expect("shipped segments")
+/// The real Peru sample: 10,655 rows of voucher history in the source's messy format.
+pub fn real_sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/peru-voucher-history-sample.parquet.gzip")
 }
 
 /// Writes synthetic history and returns what a correct ETL must find in it.
@@ -40,13 +38,13 @@ pub fn generate(path: &Path, rows: u64, seed: u64) -> Truth {
             .split(',')
             .map(str::to_owned)
             .collect(),
-        segments: segments(),
+        segments: SegmentSet::builtin(),
         output: path.to_owned(),
     })
     .expect("generate")
 }
 
-/// Runs `voucher-etl run` with the shipped segments and the given extra arguments.
+/// Runs `voucher-etl run` (built-in segments) with the given extra arguments.
 pub fn run_etl(input: &str, tables: &Path, extra: &[&str]) -> Output {
     bin()
         .arg("run")
@@ -54,8 +52,6 @@ pub fn run_etl(input: &str, tables: &Path, extra: &[&str]) -> Output {
         .arg(input)
         .arg("--output")
         .arg(tables)
-        .arg("--segments")
-        .arg(segments_path())
         .args(extra)
         .output()
         .expect("start voucher-etl")

@@ -1,12 +1,10 @@
 //! The generator's output, run through `voucher-etl run`, gives the table the generator was
 //! built to produce.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
-use voucher_shared::manifest::DropCounts;
+use crate::common::*;
+use voucher_shared::rules::DropCounts;
 
 const ROWS: u64 = 120_000;
 
@@ -123,8 +121,6 @@ fn the_generate_command_writes_a_file_the_run_command_reads() {
             "--output",
         ])
         .arg(&history)
-        .arg("--segments")
-        .arg(segments_path())
         .output()
         .expect("start");
     assert_success(&out);
@@ -142,4 +138,23 @@ fn the_generate_command_writes_a_file_the_run_command_reads() {
         .map(|r| r.country_code.clone())
         .collect();
     assert_eq!(countries.into_iter().collect::<Vec<_>>(), ["Chile", "Peru"]);
+}
+
+#[test]
+fn a_run_from_any_directory_uses_the_built_in_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate(&dir.path().join("history.parquet"), 2_000, 3);
+    // Relative paths, no --segments, and a working directory without data/segments.toml.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["run", "--input", "history.parquet", "--output", "tables"])
+        .output()
+        .expect("start voucher-etl");
+    assert_success(&out);
+    let (_, _, manifest) = read_live(&dir.path().join("tables"));
+    let builtin = voucher_shared::segments::SegmentSet::builtin();
+    assert_eq!(
+        manifest.segments,
+        serde_json::to_value(&builtin).expect("json")
+    );
 }

@@ -1,31 +1,16 @@
-//! The real Peru sample through the binary, checked against an independent computation: a
-//! plain row loop with chrono's parsers and the contract's bounds written out by hand.
-
-mod common;
+//! The real Peru sample (a fixture in `tests/fixtures`) through the binary, checked against an
+//! independent computation: a plain row loop with chrono's parsers and the contract's bounds
+//! written out by hand.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 
+use crate::common::*;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use common::*;
 use polars::prelude::*;
-use voucher_shared::manifest::DropCounts;
+use voucher_shared::rules::{DropCounts, DropRule};
 use voucher_shared::segments::SegmentType;
-
-fn sample() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/peru-voucher-history-sample.parquet.gzip");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIPPED: real sample {} is absent; this test needs the team's shared/ folder beside the checkout",
-            path.display()
-        );
-        None
-    }
-}
 
 /// UTC date of a history time string, with chrono only.
 fn utc_date(s: &str) -> Option<NaiveDate> {
@@ -129,7 +114,7 @@ fn expected(path: &PathBuf) -> Expected {
             .get(i)
             .filter(|a| a.is_finite() && *a > 0.0 && a.fract() == 0.0);
         let Some(a) = a else {
-            e.dropped.voucher_amount += 1;
+            e.dropped[DropRule::VoucherAmount] += 1;
             continue;
         };
         let o = orders
@@ -137,26 +122,26 @@ fn expected(path: &PathBuf) -> Expected {
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|o| o.is_finite() && *o >= 0.0 && o.fract() == 0.0);
         let Some(o) = o else {
-            e.dropped.total_orders += 1;
+            e.dropped[DropRule::TotalOrders] += 1;
             continue;
         };
         let Some(t) = ts.get(i).and_then(utc_date) else {
-            e.dropped.timestamp += 1;
+            e.dropped[DropRule::Timestamp] += 1;
             continue;
         };
         let Some(l) = last.get(i).and_then(utc_date) else {
-            e.dropped.last_order_ts += 1;
+            e.dropped[DropRule::LastOrderTs] += 1;
             continue;
         };
         if t < l {
-            e.dropped.recency += 1;
+            e.dropped[DropRule::Recency] += 1;
             continue;
         }
         let f = first
             .get(i)
             .map(|ns| DateTime::from_timestamp_nanos(ns).date_naive());
         if f.is_some_and(|f| f > l) {
-            e.dropped.first_after_last += 1;
+            e.dropped[DropRule::FirstAfterLast] += 1;
             continue;
         }
         e.kept += 1;
@@ -181,7 +166,7 @@ fn expected(path: &PathBuf) -> Expected {
 
 #[test]
 fn the_real_sample_gives_the_independently_computed_table() {
-    let Some(path) = sample() else { return };
+    let path = real_sample();
     let want = expected(&path);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run_etl(path.to_str().expect("utf-8"), dir.path(), &[]);

@@ -1,11 +1,9 @@
 //! `voucher-etl schedule`: runs on its cron, survives failed runs, stops cleanly on SIGTERM.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use voucher_shared::publish::TablesDir;
 
 fn spawn_schedule(input: &str, tables: &std::path::Path, extra: &[&str]) -> Child {
@@ -19,8 +17,6 @@ fn spawn_schedule(input: &str, tables: &std::path::Path, extra: &[&str]) -> Chil
             "--output",
         ])
         .arg(tables)
-        .arg("--segments")
-        .arg(segments_path())
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

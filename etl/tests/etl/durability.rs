@@ -1,11 +1,9 @@
 //! Publishing survives crashes and concurrency, and retention never deletes the live version.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use voucher_shared::publish::TablesDir;
 
 /// Every version directory present is complete, and CURRENT names one of them.
@@ -37,8 +35,6 @@ fn a_run_killed_at_any_moment_leaves_a_complete_live_version() {
         let mut child = bin()
             .args(["run", "--keep", "100", "--input", input, "--output"])
             .arg(&tables)
-            .arg("--segments")
-            .arg(segments_path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,8 +68,6 @@ fn two_runs_at_once_publish_two_complete_versions() {
             .arg(&history)
             .arg("--output")
             .arg(&tables)
-            .arg("--segments")
-            .arg(segments_path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,13 +1,11 @@
 //! Bad input: one clear error, a non-zero exit, nothing published, the live version untouched.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use polars::prelude::*;
 
 /// A tables directory with one live version, and the history that made it.
@@ -54,6 +52,14 @@ impl Live {
             assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
         }
         assert!(!err.contains("panicked"), "{err}");
+        for line in err.lines() {
+            assert!(
+                line.matches("(os error").count() <= 1,
+                "an OS error is shown once: {line}"
+            );
+        }
+        let error_lines = err.lines().filter(|l| l.starts_with("error: ")).count();
+        assert_eq!(error_lines, 1, "one error message:\n{err}");
         assert_eq!(
             snapshot(&self.tables()),
             before,
@@ -104,8 +110,53 @@ fn serve(status: &'static str, body: Vec<u8>, count: usize) -> String {
 #[test]
 fn a_missing_file() {
     let live = Live::new();
-    live.assert_refused(&["does not exist", "/no/such/file.parquet"], |t| {
-        run_etl("/no/such/file.parquet", t, &[])
+    live.assert_refused(
+        &[
+            "does not exist",
+            "/no/such/file.parquet",
+            "expected a Parquet file",
+        ],
+        |t| run_etl("/no/such/file.parquet", t, &[]),
+    );
+}
+
+#[test]
+fn an_unreadable_path_names_the_os_error_once() {
+    let live = Live::new();
+    // A path through a regular file: ENOTDIR, which even root gets.
+    let through_file = live.history.join("x.parquet");
+    live.assert_refused(
+        &["cannot open input", "x.parquet", "Not a directory"],
+        |t| run_etl(through_file.to_str().expect("utf-8"), t, &[]),
+    );
+}
+
+#[test]
+fn an_empty_file_a_truncated_one_and_a_directory_are_not_parquet() {
+    let live = Live::new();
+    let empty = live.path("empty.parquet");
+    std::fs::write(&empty, b"").expect("write");
+    live.assert_refused(
+        &["empty.parquet", "is not a Parquet file", "it is empty"],
+        |t| run_etl(empty.to_str().expect("utf-8"), t, &[]),
+    );
+
+    let truncated = live.path("truncated.parquet");
+    let bytes = std::fs::read(&live.history).expect("history");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    live.assert_refused(
+        &[
+            "truncated.parquet",
+            "is not a Parquet file",
+            "does not end with the bytes PAR1",
+        ],
+        |t| run_etl(truncated.to_str().expect("utf-8"), t, &[]),
+    );
+
+    let dir = live.path("a-directory");
+    std::fs::create_dir(&dir).expect("mkdir");
+    live.assert_refused(&["a-directory", "it is a directory"], |t| {
+        run_etl(dir.to_str().expect("utf-8"), t, &[])
     });
 }
 
@@ -114,9 +165,14 @@ fn a_file_that_is_not_parquet() {
     let live = Live::new();
     let csv = live.path("history.csv");
     std::fs::write(&csv, "timestamp,country_code\n").expect("write");
-    live.assert_refused(&["not a Parquet file", "history.csv"], |t| {
-        run_etl(csv.to_str().expect("utf-8"), t, &[])
-    });
+    live.assert_refused(
+        &[
+            "not a Parquet file",
+            "history.csv",
+            "does not start with the bytes PAR1",
+        ],
+        |t| run_etl(csv.to_str().expect("utf-8"), t, &[]),
+    );
 }
 
 #[test]
@@ -137,9 +193,14 @@ fn an_unusable_column_type_is_named_with_the_type_found() {
     df.with_column(Series::new("voucher_amount".into(), ["2640"]).into())
         .expect("column");
     write_parquet(&file, df);
-    live.assert_refused(&["`voucher_amount`", "type str", "float or integer"], |t| {
-        run_etl(file.to_str().expect("utf-8"), t, &[])
-    });
+    live.assert_refused(
+        &[
+            "`voucher_amount`",
+            "type str",
+            "accepted: a float or integer type",
+        ],
+        |t| run_etl(file.to_str().expect("utf-8"), t, &[]),
+    );
 
     let file = live.path("country-as-number.parquet");
     let mut df = history_frame();
@@ -161,7 +222,7 @@ fn an_unreachable_url() {
         .expect("addr")
         .port();
     let url = format!("http://127.0.0.1:{port}/history.parquet");
-    live.assert_refused(&["cannot download", &url], |t| {
+    live.assert_refused(&["cannot download", &url, "Connection refused"], |t| {
         run_etl(&url, t, &["--download-timeout", "5s"])
     });
 }
@@ -170,7 +231,10 @@ fn an_unreachable_url() {
 fn a_url_that_answers_404() {
     let live = Live::new();
     let url = serve("404 Not Found", b"no such file".to_vec(), 1);
-    live.assert_refused(&["cannot download", "404"], |t| run_etl(&url, t, &[]));
+    live.assert_refused(
+        &["cannot download", &url, "the server answered 404 Not Found"],
+        |t| run_etl(&url, t, &[]),
+    );
 }
 
 #[test]
@@ -237,6 +301,24 @@ fn malformed_segment_files() {
                 .expect("start")
         });
     }
+}
+
+#[test]
+fn a_missing_segments_file_is_named() {
+    let live = Live::new();
+    live.assert_refused(
+        &[
+            "cannot read segments file /no/such/segments.toml",
+            "No such file",
+        ],
+        |t| {
+            run_etl(
+                live.history.to_str().expect("utf-8"),
+                t,
+                &["--segments", "/no/such/segments.toml"],
+            )
+        },
+    );
 }
 
 #[test]

@@ -1,0 +1,115 @@
+//! The real binary: signals, exit codes and its log.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::helpers::{BinaryApp, contract_request, contract_rows, json_of, publish, wait_until};
+
+/// Generous for a loaded CI machine.
+const SLACK: Duration = Duration::from_secs(5);
+
+#[test]
+fn the_token_is_never_logged_and_each_5xx_is_logged_with_its_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "s3cret-token-value";
+    let api = BinaryApp::start(dir.path(), &["--api-token", secret]);
+    let response = api
+        .client
+        .post(api.url("/api/v1/voucher"))
+        .bearer_auth(secret)
+        .json(&contract_request())
+        .send()
+        .expect("POST");
+    assert_eq!(response.status(), 503, "no table yet");
+    wait_until(SLACK, "the 503 to be logged", || {
+        api.logs()
+            .contains("POST /api/v1/voucher -> 503: no voucher table is loaded yet")
+    });
+    assert!(
+        api.logs().contains("starting voucher-api"),
+        "the config is logged:\n{}",
+        api.logs()
+    );
+    assert!(!api.logs().contains(secret), "{}", api.logs());
+}
+
+#[test]
+fn routes_prints_the_route_table() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_voucher-api"))
+        .arg("routes")
+        .env_remove("VOUCHER_TABLES_DIR")
+        .output()
+        .expect("run voucher-api routes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let routes = routes.as_array().expect("an array");
+    assert_eq!(routes.len(), voucher_api::routes::ROUTES.len());
+    assert!(routes.contains(&serde_json::json!(
+        {"method": "POST", "path": "/api/v1/voucher", "token": true}
+    )));
+    assert!(routes.contains(&serde_json::json!(
+        {"method": "GET", "path": "/readyz", "token": false}
+    )));
+}
+
+#[test]
+fn sigterm_turns_readiness_off_finishes_in_flight_requests_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let mut api = BinaryApp::start(dir.path(), &["--drain-delay", "1s"]);
+    let address = api.base.trim_start_matches("http://").to_owned();
+
+    // A request whose body is only half sent when the signal arrives.
+    let body = contract_request().to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut in_flight = TcpStream::connect(&address).expect("connect");
+    write!(
+        in_flight,
+        "POST /api/v1/voucher HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        body.len()
+    )
+    .expect("write head");
+    in_flight.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(100));
+
+    api.signal("TERM");
+    wait_until(SLACK, "readiness to turn 503", || {
+        api.get("/readyz").status() == 503
+    });
+    let (_, json) = json_of(api.get("/readyz"));
+    assert_eq!(json["status"], "draining");
+    assert_eq!(
+        api.post_voucher(&contract_request()).status(),
+        200,
+        "still serving while draining"
+    );
+
+    // After the drain delay the listener is closed, but the in-flight request completes.
+    std::thread::sleep(Duration::from_millis(1500));
+    in_flight.write_all(tail.as_bytes()).expect("write tail");
+    let mut response = String::new();
+    in_flight
+        .read_to_string(&mut response)
+        .expect("read response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"voucher\":2640"), "{response}");
+
+    let status = api.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", api.logs());
+    assert!(api.logs().contains("SIGTERM received"), "{}", api.logs());
+}
+
+#[test]
+fn ctrl_c_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut api = BinaryApp::start(dir.path(), &[]);
+    api.signal("INT");
+    let status = api.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", api.logs());
+    assert!(api.logs().contains("stopped"), "{}", api.logs());
+}

@@ -1,0 +1,7 @@
+//! voucher-api's integration tests, in one binary so that it links once. Most run the app
+//! in-process on a free port and talk HTTP to it; `e2e` starts the real binary.
+
+mod contract;
+mod e2e;
+mod helpers;
+mod reload;

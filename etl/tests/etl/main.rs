@@ -1,0 +1,9 @@
+//! voucher-etl's integration tests, in one binary so that it links once. Most run the real
+//! binary: publishing is about what survives a process (kill -9, SIGTERM, exit codes).
+
+mod bad_input;
+mod common;
+mod durability;
+mod generated;
+mod real_sample;
+mod schedule;

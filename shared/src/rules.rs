@@ -1,0 +1,226 @@
+//! The drop rules of the history cleaning, in the order they apply.
+//!
+//! This list is the one source of the rules: the cleaner builds its query from it, the
+//! manifest counts drops per rule with it, the API's metrics label drops with it, the
+//! generator builds its defective rows from it, and a test checks that `docs/drop-rules.md`
+//! describes every rule.
+
+use std::fmt;
+use std::ops::{Index, IndexMut};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a history row was dropped. A row is dropped by the first rule it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropRule {
+    VoucherAmount,
+    TotalOrders,
+    Timestamp,
+    LastOrderTs,
+    Recency,
+    FirstAfterLast,
+}
+
+impl DropRule {
+    /// Every rule, in the order the rules apply.
+    pub const ALL: [DropRule; 6] = [
+        DropRule::VoucherAmount,
+        DropRule::TotalOrders,
+        DropRule::Timestamp,
+        DropRule::LastOrderTs,
+        DropRule::Recency,
+        DropRule::FirstAfterLast,
+    ];
+
+    /// The names of [`DropRule::ALL`], in order.
+    pub const NAMES: [&'static str; 6] = {
+        let mut names = [""; 6];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = DropRule::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
+    /// The rule's name: the key in `manifest.json` and in the run summary.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropRule::VoucherAmount => "voucher_amount",
+            DropRule::TotalOrders => "total_orders",
+            DropRule::Timestamp => "timestamp",
+            DropRule::LastOrderTs => "last_order_ts",
+            DropRule::Recency => "recency",
+            DropRule::FirstAfterLast => "first_after_last",
+        }
+    }
+
+    /// When the rule drops a row, in words (also in `docs/drop-rules.md`).
+    pub const fn description(self) -> &'static str {
+        match self {
+            DropRule::VoucherAmount => {
+                "`voucher_amount` is null, NaN, infinite, zero or negative, or not a whole number"
+            }
+            DropRule::TotalOrders => {
+                "`total_orders` is blank, unparseable, negative or not a whole number (surrounding spaces are ignored; `14` and `14.0` are whole)"
+            }
+            DropRule::Timestamp => "`timestamp` is null or does not parse as a time",
+            DropRule::LastOrderTs => "`last_order_ts` is null or does not parse as a time",
+            DropRule::Recency => {
+                "the last order is after the voucher: date(`timestamp`) < date(`last_order_ts`)"
+            }
+            DropRule::FirstAfterLast => {
+                "the first order is after the last one: date(`first_order_ts`) > date(`last_order_ts`); a null `first_order_ts` passes"
+            }
+        }
+    }
+
+    /// The value of the `rule` label of metrics about drops.
+    pub const fn metric_label(self) -> &'static str {
+        self.name()
+    }
+
+    /// The rule's position in [`DropRule::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn from_name(name: &str) -> Option<DropRule> {
+        DropRule::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for DropRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many rows each drop rule removed.
+///
+/// Serialized as an object from rule name to count, in rule order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropRule::ALL.len()]);
+
+impl DropCounts {
+    /// The rules with their counts, in rule order.
+    pub fn iter(&self) -> impl Iterator<Item = (DropRule, u64)> + '_ {
+        DropRule::ALL.into_iter().map(|rule| (rule, self[rule]))
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl Index<DropRule> for DropCounts {
+    type Output = u64;
+
+    fn index(&self, rule: DropRule) -> &u64 {
+        &self.0[rule.index()]
+    }
+}
+
+impl IndexMut<DropRule> for DropCounts {
+    fn index_mut(&mut self, rule: DropRule) -> &mut u64 {
+        &mut self.0[rule.index()]
+    }
+}
+
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, other: DropCounts) {
+        for rule in DropRule::ALL {
+            self[rule] += other[rule];
+        }
+    }
+}
+
+impl Serialize for DropCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(DropRule::ALL.len()))?;
+        for (rule, count) in self.iter() {
+            map.serialize_entry(rule.name(), &count)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for DropCounts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountsVisitor;
+        impl<'de> Visitor<'de> for CountsVisitor {
+            type Value = DropCounts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object from drop rule name to row count")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DropCounts, A::Error> {
+                let mut counts = DropCounts::default();
+                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let rule = DropRule::from_name(&name)
+                        .ok_or_else(|| de::Error::unknown_field(&name, &DropRule::NAMES))?;
+                    counts[rule] = map.next_value()?;
+                }
+                Ok(counts)
+            }
+        }
+        deserializer.deserialize_map(CountsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_docs_describe_every_rule() {
+        let docs = include_str!("../../docs/drop-rules.md");
+        for rule in DropRule::ALL {
+            assert!(
+                docs.contains(&format!("`{}`", rule.name())),
+                "docs/drop-rules.md does not name `{rule}`"
+            );
+            assert!(
+                docs.contains(rule.description()),
+                "docs/drop-rules.md lacks the description of `{rule}`: {}",
+                rule.description()
+            );
+        }
+    }
+
+    #[test]
+    fn counts_serialize_as_an_object_in_rule_order() {
+        let mut counts = DropCounts::default();
+        counts[DropRule::Recency] = 3;
+        counts[DropRule::VoucherAmount] = 1;
+        let json = serde_json::to_string(&counts).expect("json");
+        assert_eq!(
+            json,
+            r#"{"voucher_amount":1,"total_orders":0,"timestamp":0,"last_order_ts":0,"recency":3,"first_after_last":0}"#
+        );
+        let back: DropCounts = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, counts);
+        assert_eq!(back.total(), 4);
+    }
+
+    #[test]
+    fn an_unknown_rule_in_a_manifest_is_named() {
+        let err = serde_json::from_str::<DropCounts>(r#"{"colour": 1}"#).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("colour") && msg.contains("first_after_last"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        for (i, rule) in DropRule::ALL.into_iter().enumerate() {
+            assert_eq!(rule.index(), i);
+            assert_eq!(DropRule::from_name(rule.name()), Some(rule));
+            assert_eq!(rule.metric_label(), rule.name());
+        }
+        assert_eq!(DropRule::from_name("nope"), None);
+    }
+}
