@@ -1,4 +1,4 @@
-//! Publishes a small voucher table with the contract's segments, for scripts that need a live
+//! Publishes a small voucher table with the built-in segments, for scripts that need a live
 //! table without running the ETL (`api/tests/schemathesis.sh`, `bench/load_test.sh`).
 //!
 //! Usage: `publish_table <tables-dir> [country ...]` (default countries: Peru, Latvia, China,
@@ -8,20 +8,8 @@
 use anyhow::{Context, bail};
 use chrono::Utc;
 use voucher_shared::publish::{TABLE_FILE, TablesDir};
-use voucher_shared::segments::SegmentType;
+use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 use voucher_shared::table::{VoucherRow, VoucherTable};
-
-/// The contract's segments: (type, label, lower, upper).
-const SEGMENTS: [(SegmentType, &str, i64, Option<i64>); 8] = [
-    (SegmentType::Frequent, "0-4", 0, Some(4)),
-    (SegmentType::Frequent, "5-13", 5, Some(13)),
-    (SegmentType::Frequent, "14-37", 14, Some(37)),
-    (SegmentType::Recency, "30-60", 30, Some(60)),
-    (SegmentType::Recency, "61-90", 61, Some(90)),
-    (SegmentType::Recency, "91-120", 91, Some(120)),
-    (SegmentType::Recency, "121-180", 121, Some(180)),
-    (SegmentType::Recency, "180+", 181, None),
-];
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -34,17 +22,22 @@ fn main() -> anyhow::Result<()> {
             .map(String::from)
             .to_vec();
     }
+    let segments = SegmentSet::builtin();
+    let all: Vec<(SegmentType, &Segment)> = segments
+        .iter()
+        .flat_map(|(t, list)| list.iter().map(move |s| (t, s)))
+        .collect();
     let mut rows = Vec::new();
     for (c, country) in countries.iter().enumerate() {
-        for (s, (segment_type, label, lower, upper)) in SEGMENTS.into_iter().enumerate() {
+        for (s, (segment_type, segment)) in all.iter().enumerate() {
             // Amounts in multiples of 880 as in the history; Peru 14-37 is the contract's 2640.
             let amount = 880 * (1 + ((c + s) % 6) as i64);
             rows.push(VoucherRow {
                 country_code: country.clone(),
-                segment_name: segment_type,
-                segment: label.to_owned(),
-                lower,
-                upper,
+                segment_name: *segment_type,
+                segment: segment.label.clone(),
+                lower: segment.lower,
+                upper: segment.upper,
                 voucher_amount: amount,
                 occurrences: 3,
                 segment_rows: 7,

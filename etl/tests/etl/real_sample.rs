@@ -59,47 +59,81 @@ struct Expected {
     counts: BTreeMap<(SegmentType, &'static str), BTreeMap<i64, u64>>,
 }
 
+/// The sample's columns, each in the one physical type the real file has.
+struct Columns {
+    ts: StringChunked,
+    country: StringChunked,
+    last: StringChunked,
+    first: Int64Chunked,
+    orders: StringChunked,
+    amount: Float64Chunked,
+}
+
+impl Columns {
+    fn read(df: &DataFrame) -> Columns {
+        let text = |name: &str| df.column(name).expect(name).str().expect("str").clone();
+        let first = df.column("first_order_ts").expect("first");
+        assert!(matches!(
+            first.dtype(),
+            DataType::Datetime(TimeUnit::Nanoseconds, _)
+        ));
+        Columns {
+            ts: text("timestamp"),
+            country: text("country_code"),
+            last: text("last_order_ts"),
+            first: first.to_physical_repr().i64().expect("i64").clone(),
+            orders: text("total_orders"),
+            amount: df
+                .column("voucher_amount")
+                .expect("amount")
+                .f64()
+                .expect("f64")
+                .clone(),
+        }
+    }
+
+    /// Row `i` as (amount, orders, days since last order), or the rule that drops it.
+    fn classify(&self, i: usize) -> Result<(i64, i64, i64), DropRule> {
+        let a = self
+            .amount
+            .get(i)
+            .filter(|a| a.is_finite() && *a > 0.0 && a.fract() == 0.0)
+            .ok_or(DropRule::VoucherAmount)?;
+        let o = self
+            .orders
+            .get(i)
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|o| o.is_finite() && *o >= 0.0 && o.fract() == 0.0)
+            .ok_or(DropRule::TotalOrders)?;
+        let t = self
+            .ts
+            .get(i)
+            .and_then(utc_date)
+            .ok_or(DropRule::Timestamp)?;
+        let l = self
+            .last
+            .get(i)
+            .and_then(utc_date)
+            .ok_or(DropRule::LastOrderTs)?;
+        if t < l {
+            return Err(DropRule::Recency);
+        }
+        let f = self
+            .first
+            .get(i)
+            .map(|ns| DateTime::from_timestamp_nanos(ns).date_naive());
+        if f.is_some_and(|f| f > l) {
+            return Err(DropRule::FirstAfterLast);
+        }
+        Ok((a as i64, o as i64, (t - l).num_days()))
+    }
+}
+
 fn expected(path: &PathBuf) -> Expected {
     let df = ParquetReader::new(File::open(path).expect("open"))
         .finish()
         .expect("read sample");
-    let ts = df
-        .column("timestamp")
-        .expect("timestamp")
-        .str()
-        .expect("str")
-        .clone();
-    let country = df
-        .column("country_code")
-        .expect("country")
-        .str()
-        .expect("str")
-        .clone();
-    let last = df
-        .column("last_order_ts")
-        .expect("last")
-        .str()
-        .expect("str")
-        .clone();
-    let first_col = df.column("first_order_ts").expect("first");
-    assert!(matches!(
-        first_col.dtype(),
-        DataType::Datetime(TimeUnit::Nanoseconds, _)
-    ));
-    let first = first_col.to_physical_repr().i64().expect("i64").clone();
-    let orders = df
-        .column("total_orders")
-        .expect("orders")
-        .str()
-        .expect("str")
-        .clone();
-    let amount = df
-        .column("voucher_amount")
-        .expect("amount")
-        .f64()
-        .expect("f64")
-        .clone();
-
+    let cols = Columns::read(&df);
     let mut e = Expected {
         rows_read: df.height() as u64,
         kept: 0,
@@ -107,58 +141,28 @@ fn expected(path: &PathBuf) -> Expected {
         counts: BTreeMap::new(),
     };
     for i in 0..df.height() {
-        if country.get(i) != Some("Peru") {
+        if cols.country.get(i) != Some("Peru") {
             continue;
         }
-        let a = amount
-            .get(i)
-            .filter(|a| a.is_finite() && *a > 0.0 && a.fract() == 0.0);
-        let Some(a) = a else {
-            e.dropped[DropRule::VoucherAmount] += 1;
-            continue;
+        let (amount, orders, days) = match cols.classify(i) {
+            Ok(row) => row,
+            Err(rule) => {
+                e.dropped[rule] += 1;
+                continue;
+            }
         };
-        let o = orders
-            .get(i)
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|o| o.is_finite() && *o >= 0.0 && o.fract() == 0.0);
-        let Some(o) = o else {
-            e.dropped[DropRule::TotalOrders] += 1;
-            continue;
-        };
-        let Some(t) = ts.get(i).and_then(utc_date) else {
-            e.dropped[DropRule::Timestamp] += 1;
-            continue;
-        };
-        let Some(l) = last.get(i).and_then(utc_date) else {
-            e.dropped[DropRule::LastOrderTs] += 1;
-            continue;
-        };
-        if t < l {
-            e.dropped[DropRule::Recency] += 1;
-            continue;
-        }
-        let f = first
-            .get(i)
-            .map(|ns| DateTime::from_timestamp_nanos(ns).date_naive());
-        if f.is_some_and(|f| f > l) {
-            e.dropped[DropRule::FirstAfterLast] += 1;
-            continue;
-        }
         e.kept += 1;
-        let days = (t - l).num_days();
-        if let Some(s) = label(&FREQUENT, o as i64) {
-            *e.counts
-                .entry((SegmentType::Frequent, s))
-                .or_default()
-                .entry(a as i64)
-                .or_default() += 1;
-        }
-        if let Some(s) = label(&RECENCY, days) {
-            *e.counts
-                .entry((SegmentType::Recency, s))
-                .or_default()
-                .entry(a as i64)
-                .or_default() += 1;
+        for (segment_type, label) in [
+            (SegmentType::Frequent, label(&FREQUENT, orders)),
+            (SegmentType::Recency, label(&RECENCY, days)),
+        ] {
+            if let Some(label) = label {
+                *e.counts
+                    .entry((segment_type, label))
+                    .or_default()
+                    .entry(amount)
+                    .or_default() += 1;
+            }
         }
     }
     e
