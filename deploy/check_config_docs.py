@@ -118,7 +118,9 @@ def real_config(root: Path) -> dict[str, list[Flag]]:
         binary = binary_path(root, name, variable)
         top = run_help(binary)
         subs = subcommands(top)
-        if not subs:
+        # A program may have flags of its own beside subcommands (voucher-api serves with
+        # flags, `voucher-api routes` prints its route table).
+        if not subs or any(f.name not in SKIP_FLAGS for f in parse_flags(top)):
             commands[name] = parse_flags(top)
         for sub in subs:
             commands[f"{name} {sub}"] = parse_flags(run_help(binary, sub))

@@ -10,9 +10,11 @@ Kubernetes (k8s/ and its kustomization):
 - each HPA targets an existing Deployment; each PodDisruptionBudget and NetworkPolicy selects
   some workload's pods;
 - every image is pinned (a tag other than `latest`, or a digest), in manifests and Dockerfiles;
-- probes and the prometheus.io annotations point at real routes (read from the API's
-  routes.rs) on a real container port;
-- the segments ConfigMap holds the same text as data/segments.toml.
+- probes and the prometheus.io annotations point at real routes (read from the API binary's
+  `voucher-api routes`, so never from a copy of its source) that no token guards, on a real
+  container port;
+- the optional custom-segments component: its ConfigMap holds segments voucher-etl accepts,
+  and its patch names the ETL CronJob and container of k8s/.
 Docker: the Dockerfiles' HEALTHCHECK routes are real routes and EXPOSE matches the API port;
 docker-compose.yml's named volumes are declared, the API's healthcheck route is real and it
 publishes the API port.
@@ -23,8 +25,12 @@ Usage: check_refs.py [--root DIR]   (prints each problem; exit 1 if any)
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -44,11 +50,21 @@ class Checker:
 
     # --- sources of truth -------------------------------------------------------------------
     def read_routes(self) -> set[str]:
-        path = self.root / "api/src/routes.rs"
-        routes = set(re.findall(r'pub const \w+: &str = "(/[^"{]*)";', path.read_text()))
-        if not routes:
-            self.fail(str(path), "no routes found (expected `pub const NAME: &str = \"/...\";`)")
-        return routes
+        """The GET routes a probe or scraper may use: fixed paths that no token guards."""
+        binary = os.environ.get("VOUCHER_API_BIN")
+        if not binary:
+            self.fail("VOUCHER_API_BIN", "not set: the routes are read from `voucher-api routes`")
+            return set()
+        try:
+            out = subprocess.run([binary, "routes"], check=True, capture_output=True, text=True).stdout
+            table = json.loads(out)
+        except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as e:
+            self.fail(f"{binary} routes", f"cannot read the route table: {e}")
+            return set()
+        return {
+            r["path"] for r in table
+            if r["method"] == "GET" and not r["token"] and "{" not in r["path"]
+        }
 
     # --- Kubernetes ---------------------------------------------------------------------------
     def load_k8s(self, directory: Path) -> list[tuple[str, dict]]:
@@ -139,10 +155,35 @@ class Checker:
                 labels = spec.get("podSelector", {}).get("matchLabels", {})
                 if labels and not matching(labels, ns, all_pods):
                     self.fail(where, f"podSelector {labels} matches no workload's pods")
-            elif kind == "ConfigMap" and doc["metadata"]["name"] == "voucher-segments":
-                want = (self.root / "data/segments.toml").read_text()
-                if doc.get("data", {}).get("segments.toml", "").strip() != want.strip():
-                    self.fail(where, "segments.toml differs from data/segments.toml")
+
+    def check_segments_component(self, directory: Path, k8s: Path) -> None:
+        where = str(directory.relative_to(self.root))
+        configmap = yaml.safe_load((directory / "configmap-segments.yaml").read_text())
+        text = configmap.get("data", {}).get("segments.toml", "")
+        binary = os.environ.get("VOUCHER_ETL_BIN")
+        if not binary:
+            self.fail("VOUCHER_ETL_BIN", "not set: segments are checked with `voucher-etl generate`")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                segments = Path(tmp) / "segments.toml"
+                segments.write_text(text)
+                run = subprocess.run(
+                    [binary, "generate", "--rows", "10", "--segments", str(segments),
+                     "--output", str(Path(tmp) / "history.parquet")],
+                    capture_output=True, text=True)
+                if run.returncode != 0:
+                    self.fail(f"{where}/configmap-segments.yaml",
+                              f"segments.toml is not valid segments: {run.stderr.strip()}")
+        patch = yaml.safe_load((directory / "cronjob-segments.yaml").read_text())
+        cronjob = next((d for d in yaml.safe_load_all((k8s / "cronjob-etl.yaml").read_text())
+                        if d and d.get("kind") == "CronJob"), {})
+        if patch["metadata"]["name"] != cronjob.get("metadata", {}).get("name"):
+            self.fail(f"{where}/cronjob-segments.yaml", "patches no CronJob of k8s/cronjob-etl.yaml")
+        containers = cronjob.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get(
+            "template", {}).get("spec", {}).get("containers", [])
+        for c in patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]:
+            if c["name"] not in {k["name"] for k in containers}:
+                self.fail(f"{where}/cronjob-segments.yaml", f"container {c['name']} is not in the CronJob")
 
     def check_pod(self, where: str, ns: str, template: dict, exists) -> None:
         meta = template.get("metadata", {})
@@ -311,6 +352,7 @@ def main() -> int:
     root = args.root.resolve()
     checker = Checker(root)
     checker.check_k8s(root / "k8s")
+    checker.check_segments_component(root / "k8s/components/custom-segments", root / "k8s")
     for dockerfile in ("Dockerfile.api", "Dockerfile.etl"):
         checker.check_dockerfile(root / dockerfile)
     checker.check_compose(root / "docker-compose.yml")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Proves that each deploy check can fail: every case under deploy/broken/ is a deliberately
-# broken copy of one or more deployment files, laid over a copy of the real ones, and its
-# EXPECT file says which check must fail on it and with which message (one `CHECK REGEX` a
-# line; REGEX is an extended regular expression). The real files must pass every check first,
-# so a case fails because of its sample and nothing else.
+# Proves that each deploy check can fail: every case under deploy/broken/<case>/ is a small
+# patch (change.patch, a unified diff against the real files) that breaks one thing, applied
+# to a copy of the real files; its EXPECT file says which check must fail on it and with which
+# message (one `CHECK REGEX` a line; REGEX is an extended regular expression). A patch that no
+# longer applies fails the case, so a sample cannot drift from the files it breaks. The real
+# files must pass every check first, so a case fails because of its patch and nothing else.
 #
 # Usage: deploy/test_checks.sh [CASE...]    (default: every case)
 # Closes with "N passed, N failed"; exits 1 if a case did not fail as expected, or if there
@@ -15,7 +16,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 BROKEN=$HERE/broken
 # What the checks read, besides deploy/ itself (which they use from this repository).
 FILES=(k8s kind docker-compose.yml Dockerfile.api Dockerfile.etl .dockerignore docs/operations.md
-    api/src/routes.rs data/segments.toml deploy/check.sh deploy/test_checks.sh deploy/build_images.sh)
+    data/segments.toml deploy/check.sh deploy/test_checks.sh deploy/build_images.sh)
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -46,6 +47,18 @@ else
     exit 1
 fi
 
+# A patch whose context is not in the files must be refused, so that a drifted sample fails.
+probe=$WORK/probe
+cp -a "$pristine" "$probe"
+printf -- '--- a/k8s/hpa-api.yaml\n+++ b/k8s/hpa-api.yaml\n@@ -1,2 +1,2 @@\n-a line that is not there\n+x\n context\n' >"$WORK/stale.patch"
+if patch --directory="$probe" --strip=1 --forward --batch --fuzz=0 --dry-run \
+    --input="$WORK/stale.patch" >/dev/null 2>&1; then
+    fail "a patch that does not match the files applied"
+else
+    pass "a patch that does not match the files is refused"
+fi
+rm -rf "$probe"
+
 cases=("$@")
 if ((${#cases[@]} == 0)); then
     for dir in "$BROKEN"/*/; do
@@ -66,13 +79,13 @@ for name in "${cases[@]}"; do
     fi
     copy=$WORK/case-$name
     cp -a "$pristine" "$copy"
-    # Lay the sample's files over the copy; each must replace an existing file.
-    while IFS= read -r -d '' file; do
-        rel=${file#"$case_dir"/}
-        [[ -e $copy/$rel ]] || fail "$name: $rel replaces no file of the repository"
-        mkdir -p "$(dirname "$copy/$rel")"
-        cp "$file" "$copy/$rel"
-    done < <(find "$case_dir" -type f ! -name EXPECT -print0)
+    if ! out=$(patch --directory="$copy" --strip=1 --forward --batch --no-backup-if-mismatch \
+        --fuzz=0 --input="$case_dir/change.patch" 2>&1); then
+        fail "$name: change.patch does not apply to the current files; remake it against them:"
+        indent <<<"$out"
+        rm -rf "$copy"
+        continue
+    fi
     while read -r check regex; do
         [[ -z $check ]] && continue
         out=$("$HERE/check.sh" --root "$copy" "$check" 2>&1)

@@ -57,7 +57,7 @@ pub struct Config {
     #[arg(long, env = "VOUCHER_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_interval)]
     pub reload_interval: Duration,
 
-    /// When set, the voucher and segments routes require `Authorization: Bearer <token>`.
+    /// When set, every route under `/api/v1` requires `Authorization: Bearer <token>`.
     #[arg(long, env = "VOUCHER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Token>,
 

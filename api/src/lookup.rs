@@ -198,34 +198,11 @@ impl LiveTable {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use voucher_shared::table::VoucherRow;
 
     /// The contract's segments for Peru, and only frequent segments for Latvia.
     pub(crate) fn sample_table() -> VoucherTable {
-        let row = |country: &str, t, seg: &str, lower, upper, amount| VoucherRow {
-            country_code: country.into(),
-            segment_name: t,
-            segment: seg.into(),
-            lower,
-            upper,
-            voucher_amount: amount,
-            occurrences: 3,
-            segment_rows: 5,
-        };
-        let f = SegmentType::Frequent;
-        let r = SegmentType::Recency;
-        VoucherTable::new(vec![
-            row("Peru", f, "14-37", 14, Some(37), 2640),
-            row("Peru", f, "0-4", 0, Some(4), 1760),
-            row("Peru", f, "5-13", 5, Some(13), 3520),
-            row("Peru", r, "30-60", 30, Some(60), 880),
-            row("Peru", r, "61-90", 61, Some(90), 1320),
-            row("Peru", r, "91-120", 91, Some(120), 2200),
-            row("Peru", r, "121-180", 121, Some(180), 4400),
-            row("Peru", r, "180+", 181, None, 5280),
-            row("Latvia", f, "0-4", 0, Some(4), 100),
-        ])
-        .expect("valid sample table")
+        VoucherTable::new(voucher_shared::fixtures::contract_rows(2640))
+            .expect("valid sample table")
     }
 
     pub(crate) fn sample_live() -> LiveTable {

@@ -258,6 +258,54 @@ mod tests {
     }
 
     #[test]
+    fn the_live_manifest_s_drop_counts_are_exported_per_rule() {
+        use voucher_shared::manifest::{Manifest, Producer};
+        use voucher_shared::rules::{DropCounts, DropRule};
+        let mut dropped = DropCounts::default();
+        dropped[DropRule::Recency] = 723;
+        let manifest = Manifest {
+            version: "20261123T101000Z".into(),
+            created_at: "2026-11-23T10:10:00Z".into(),
+            input: "history.parquet".into(),
+            rows_read: 1000,
+            rows_kept: 277,
+            dropped,
+            countries: vec!["Peru".into()],
+            segments: serde_json::Value::Null,
+            table_rows: 9,
+            duration_ms: 1,
+            producer: Producer {
+                name: "voucher-etl".into(),
+                version: "0.1.0".into(),
+            },
+        };
+        let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
+        let live = LiveTable::new(
+            version,
+            &crate::lookup::tests::sample_table(),
+            Some(manifest),
+        )
+        .expect("live");
+        let metrics = Metrics::new().expect("metrics");
+        metrics.table_loaded(&live);
+        let out = text(&metrics, Some(&live), 0);
+        for rule in DropRule::ALL {
+            let want = if rule == DropRule::Recency { 723 } else { 0 };
+            let line = format!(
+                "voucher_api_table_rows_dropped{{rule=\"{}\"}} {want}",
+                rule.metric_label()
+            );
+            assert!(out.contains(&line), "{line}\n{out}");
+        }
+        metrics.table_loaded(&sample_live());
+        let out = text(&metrics, None, 0);
+        assert!(
+            !out.contains("rows_dropped{"),
+            "no manifest, no drop counts:\n{out}"
+        );
+    }
+
+    #[test]
     fn routes_count_by_status_including_rare_ones() {
         let metrics = Metrics::new().expect("metrics");
         metrics.observe("/x", StatusCode::OK, Instant::now());

@@ -10,6 +10,8 @@
 //! - [`errors`]: showing an error with its causes.
 
 pub mod errors;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod manifest;
 pub mod numbers;
 pub mod publish;

@@ -17,7 +17,6 @@ use chrono::{TimeDelta, Utc};
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 use voucher_shared::publish::{TABLE_FILE, TablesDir, Version};
-use voucher_shared::segments::SegmentType;
 use voucher_shared::table::{VoucherRow, VoucherTable};
 
 /// An HTTP client pointed at one running API.
@@ -287,33 +286,7 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
     }
 }
 
-/// The contract's segments for Peru (frequent 14-37 pays `base`) and frequent segments only
-/// for Latvia.
-pub fn contract_rows(base: i64) -> Vec<VoucherRow> {
-    let row = |country: &str, t, seg: &str, lower, upper, amount| VoucherRow {
-        country_code: country.into(),
-        segment_name: t,
-        segment: seg.into(),
-        lower,
-        upper,
-        voucher_amount: amount,
-        occurrences: 4,
-        segment_rows: 10,
-    };
-    let f = SegmentType::Frequent;
-    let r = SegmentType::Recency;
-    vec![
-        row("Peru", f, "0-4", 0, Some(4), base - 880),
-        row("Peru", f, "5-13", 5, Some(13), base + 880),
-        row("Peru", f, "14-37", 14, Some(37), base),
-        row("Peru", r, "30-60", 30, Some(60), base + 1),
-        row("Peru", r, "61-90", 61, Some(90), base + 2),
-        row("Peru", r, "91-120", 91, Some(120), base + 3),
-        row("Peru", r, "121-180", 121, Some(180), base + 4),
-        row("Peru", r, "180+", 181, None, base + 5),
-        row("Latvia", f, "0-4", 0, Some(4), 1000),
-    ]
-}
+pub use voucher_shared::fixtures::contract_rows;
 
 /// Publishes a table built from `rows`; returns its version.
 pub fn publish(dir: &Path, rows: Vec<VoucherRow>) -> Version {
