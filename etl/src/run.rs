@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use voucher_shared::manifest::{Manifest, Producer};
-use voucher_shared::publish::{MANIFEST_FILE, Published, TABLE_FILE, TablesDir};
+use voucher_shared::publish::{MANIFEST_FILE, Published, Staged, TABLE_FILE, TablesDir};
 use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherTable;
 
@@ -73,18 +73,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     }
     let table = VoucherTable::new(rows)?;
 
-    let table_path = staged.path(TABLE_FILE);
-    let file = File::create(&table_path).map_err(|source| EtlError::Write {
-        path: table_path.clone(),
-        source,
-    })?;
-    table
-        .write(BufWriter::new(file))
-        .map_err(|source| EtlError::WriteTable {
-            path: table_path,
-            source,
-        })?;
-
     let manifest = Manifest {
         version: staged.version().to_string(),
         created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -101,12 +89,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
             version: env!("CARGO_PKG_VERSION").into(),
         },
     };
-    let manifest_path = staged.path(MANIFEST_FILE);
-    let json = serde_json::to_vec_pretty(&manifest)?;
-    std::fs::write(&manifest_path, json).map_err(|source| EtlError::Write {
-        path: manifest_path,
-        source,
-    })?;
+    write_version(&staged, &table, &manifest)?;
 
     let published = staged.commit()?;
     if published.live {
@@ -127,6 +110,33 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         table,
         pruned: pruned.len(),
     })
+}
+
+/// Writes the version's files into its staging directory.
+fn write_version(
+    staged: &Staged,
+    table: &VoucherTable,
+    manifest: &Manifest,
+) -> Result<(), EtlError> {
+    let table_path = staged.path(TABLE_FILE);
+    let file = File::create(&table_path).map_err(|source| EtlError::Write {
+        path: table_path.clone(),
+        source,
+    })?;
+    table
+        .write(BufWriter::new(file))
+        .map_err(|source| EtlError::WriteTable {
+            path: table_path,
+            source,
+        })?;
+
+    let manifest_path = staged.path(MANIFEST_FILE);
+    let json = serde_json::to_vec_pretty(manifest)?;
+    std::fs::write(&manifest_path, json).map_err(|source| EtlError::Write {
+        path: manifest_path,
+        source,
+    })?;
+    Ok(())
 }
 
 /// The short human summary printed after a run.
