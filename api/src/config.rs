@@ -61,9 +61,15 @@ pub struct Config {
     #[arg(long, env = "VOUCHER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Token>,
 
-    /// Largest accepted request body, e.g. `16KiB`, `1MiB`, `4096`.
+    /// Largest accepted body of a single request (and longest line of an NDJSON stream), e.g.
+    /// `16KiB`, `1MiB`, `4096`.
     #[arg(long, env = "VOUCHER_MAX_BODY", default_value = "16KiB")]
     pub max_body: ByteSize,
+
+    /// Largest accepted body of a JSON batch (`POST /api/v1/vouchers`, at most 10,000
+    /// requests). NDJSON streams have no total limit.
+    #[arg(long, env = "VOUCHER_MAX_BATCH_BODY", default_value = "8MiB")]
+    pub max_batch_body: ByteSize,
 
     /// On SIGTERM, how long to keep serving with readiness at 503 before closing the listener,
     /// so that load balancers stop sending traffic first. Ctrl-C (SIGINT) does not wait.

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use voucher_api::config::{Cli, Command};
-use voucher_api::routes;
+use voucher_api::http::routes;
 use voucher_api::server::Application;
 
 fn main() -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! Requests are labelled by route pattern, never by raw path, so label cardinality stays
 //! bounded.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -11,11 +12,11 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpRequest};
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
-use crate::lookup::LiveTable;
+use crate::live::LiveTable;
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -30,10 +31,72 @@ const LATENCY_BUCKETS: [f64; 14] = [
     1.0,
 ];
 
+/// A way in to the scoring core, for the `door` label of the scoring counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// `POST /api/v1/voucher`.
+    Http,
+    /// `POST /api/v1/vouchers` with a JSON array.
+    HttpBatch,
+    /// `POST /api/v1/vouchers` with NDJSON.
+    HttpNdjson,
+    /// gRPC `GetVoucher`.
+    Grpc,
+    /// gRPC `ScoreVouchers`.
+    GrpcStream,
+}
+
+impl Door {
+    pub const ALL: [Door; 5] = [
+        Door::Http,
+        Door::HttpBatch,
+        Door::HttpNdjson,
+        Door::Grpc,
+        Door::GrpcStream,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Door::Http => "http",
+            Door::HttpBatch => "http_batch",
+            Door::HttpNdjson => "http_ndjson",
+            Door::Grpc => "grpc",
+            Door::GrpcStream => "grpc_stream",
+        }
+    }
+}
+
+/// The scoring counters of one door, resolved once so that counting an item is one atomic add.
+#[derive(Debug, Clone)]
+pub struct DoorCounters {
+    /// Answered with a voucher.
+    pub ok: IntCounter,
+    /// Refused for bad fields.
+    pub invalid: IntCounter,
+    /// Valid, but no segment covers it.
+    pub no_segment: IntCounter,
+    /// Not readable at all (a stream line that is not JSON or is too long).
+    pub malformed: IntCounter,
+}
+
+impl DoorCounters {
+    /// Counts one outcome of the scoring core.
+    pub fn count(&self, scored: &voucher_shared::score::Scored<'_>) {
+        use voucher_shared::score::Refusal;
+        match scored {
+            Ok(_) => self.ok.inc(),
+            Err(Refusal::Invalid(_)) => self.invalid.inc(),
+            Err(Refusal::NoSegment(_)) => self.no_segment.inc(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    /// The scoring counters of each door, in [`Door::ALL`] order.
+    doors: Arc<[DoorCounters; Door::ALL.len()]>,
     latency: HistogramVec,
     table_info: IntGaugeVec,
     table_age: Gauge,
@@ -76,6 +139,13 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         )?;
+        let scored = IntCounterVec::new(
+            Opts::new(
+                "scored_total",
+                "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream) and outcome (ok, invalid, no_segment, malformed).",
+            ),
+            &["door", "outcome"],
+        )?;
         let table_info = IntGaugeVec::new(
             Opts::new("table_info", "The live table version (value 1)."),
             &["version"],
@@ -101,6 +171,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(scored.clone()))?;
         registry.register(Box::new(table_info.clone()))?;
         registry.register(Box::new(table_age.clone()))?;
         registry.register(Box::new(table_rows.clone()))?;
@@ -113,6 +184,15 @@ impl Metrics {
         Ok(Metrics {
             registry,
             requests,
+            doors: Arc::new(Door::ALL.map(|door| {
+                let counter = |outcome| scored.with_label_values(&[door.label(), outcome]);
+                DoorCounters {
+                    ok: counter("ok"),
+                    invalid: counter("invalid"),
+                    no_segment: counter("no_segment"),
+                    malformed: counter("malformed"),
+                }
+            })),
             latency,
             table_info,
             table_age,
@@ -120,6 +200,11 @@ impl Metrics {
             table_dropped,
             reloads,
         })
+    }
+
+    /// The scoring counters of `door`.
+    pub fn door(&self, door: Door) -> &DoorCounters {
+        &self.doors[door as usize]
     }
 
     pub fn reload(&self, result: ReloadResult) {
@@ -218,7 +303,7 @@ fn log_server_error<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::tests::sample_live;
+    use crate::live::tests::sample_live;
 
     fn text(metrics: &Metrics, live: Option<&LiveTable>, now: i64) -> String {
         String::from_utf8(metrics.render(live, now).expect("render")).expect("utf-8")
@@ -282,7 +367,7 @@ mod tests {
         let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
         let live = LiveTable::new(
             version,
-            &crate::lookup::tests::sample_table(),
+            &voucher_shared::fixtures::contract_table(),
             Some(manifest),
         )
         .expect("live");

@@ -12,9 +12,9 @@ use actix_web::{App, HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::http::openapi;
+use crate::http::routes::{self, AppState};
 use crate::metrics::{self, Metrics};
-use crate::openapi;
-use crate::routes::{self, AppState};
 use crate::tables::{PollState, Reloader, Tables};
 
 /// Why the application could not start.
@@ -62,6 +62,7 @@ impl Application {
             metrics: metrics.clone(),
             token: config.api_token.clone(),
             max_body: config.max_body.0,
+            max_batch_body: config.max_batch_body.0,
             retry_after_secs: config.reload_interval.as_secs_f64().ceil().max(1.0) as u64,
             draining: AtomicBool::new(false),
             openapi_json: openapi_json.into(),

@@ -22,7 +22,7 @@ use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::table::{TableError, VoucherTable};
 
-use crate::lookup::LiveTable;
+use crate::live::LiveTable;
 use crate::metrics::{Metrics, ReloadResult};
 
 /// Why a version could not be loaded.
@@ -165,8 +165,9 @@ impl Tables {
                 log::info!(
                     "table version {wanted} is live: {} rows, {} countries, segment types [{}], loaded from {} in {} ms (was {})",
                     table.rows(),
-                    table.countries().len(),
+                    table.snapshot().countries().len(),
                     table
+                        .snapshot()
                         .segment_types()
                         .iter()
                         .map(|t| t.name())
@@ -275,8 +276,8 @@ impl Drop for Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::tests::sample_table;
     use chrono::{TimeZone, Utc};
+    use voucher_shared::fixtures::contract_table as sample_table;
     use voucher_shared::publish::TABLE_FILE;
 
     fn publish(dir: &TablesDir, minute: u32, bytes: &[u8]) -> Version {

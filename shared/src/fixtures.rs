@@ -1,8 +1,24 @@
 //! A small voucher table for tests of both programs (feature `fixtures`): the built-in
 //! segments for Peru, and only the frequent segment `0-4` for Latvia.
 
+use crate::publish::Version;
+use crate::score::Snapshot;
 use crate::segments::{SegmentSet, SegmentType};
-use crate::table::VoucherRow;
+use crate::table::{VoucherRow, VoucherTable};
+
+/// The version name of [`contract_snapshot`].
+pub const CONTRACT_VERSION: &str = "20261123T101000Z";
+
+/// [`contract_rows`] with base 2640, as a table.
+pub fn contract_table() -> VoucherTable {
+    VoucherTable::new(contract_rows(2640)).expect("the contract rows make a valid table")
+}
+
+/// [`contract_table`] as version [`CONTRACT_VERSION`], without a manifest.
+pub fn contract_snapshot() -> Snapshot {
+    let version = Version::parse(CONTRACT_VERSION).expect("a valid version name");
+    Snapshot::new(version, &contract_table(), None)
+}
 
 /// Peru's `frequent_segment` `14-37` pays `base` (the contract's example answers 2640 with
 /// `base` 2640), `0-4` pays `base - 880` and `5-13` `base + 880`; the recency segments pay

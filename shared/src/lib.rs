@@ -7,6 +7,7 @@
 //! - [`publish`]: the versioned tables directory and its atomic publishing protocol;
 //! - [`numbers`]: the whole-number rules for amounts and order counts;
 //! - [`rules`]: the drop rules of the history cleaning;
+//! - [`score`]: validating a request and answering it from one table version;
 //! - [`errors`]: showing an error with its causes.
 
 pub mod errors;
@@ -16,6 +17,7 @@ pub mod manifest;
 pub mod numbers;
 pub mod publish;
 pub mod rules;
+pub mod score;
 pub mod segments;
 pub mod table;
 pub mod time;

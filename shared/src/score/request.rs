@@ -2,81 +2,65 @@
 //! every bad field is reported at once, as FastAPI does.
 //!
 //! Parsing borrows strings from the body (no allocation unless a string has escapes) and keeps
-//! each field's JSON kind, so that a wrong type becomes a 422 entry rather than a parse failure.
+//! each field's JSON kind, so that a wrong type becomes a field error rather than a parse
+//! failure. Doors that are not JSON (gRPC, Parquet columns) build the request from their own
+//! values with the same [`Json`] kinds, and so get the same checks.
 
-use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
-use utoipa::ToSchema;
-use voucher_shared::numbers::whole_count;
-use voucher_shared::segments::SegmentType;
-use voucher_shared::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 
-use crate::lookup::LiveTable;
-use crate::model::ValidationError;
-
-/// A JSON value as far as validation cares: scalars are kept, containers only noted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum Json<'a> {
-    /// The field is absent.
-    #[default]
-    Missing,
-    Null,
-    Bool(bool),
-    Int(i64),
-    /// Only for integers above `i64::MAX`.
-    UInt(u64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Array,
-    Object,
-}
+use super::Snapshot;
+use super::json::{Json, ObjectOnly};
+use crate::numbers::whole_count;
+use crate::segments::SegmentType;
+use crate::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 
 /// The voucher request as sent. This one type gives both the field names that are read and
 /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
 /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
 /// ignored; a field given twice is refused.
-#[derive(Debug, Default, PartialEq, Deserialize, ToSchema)]
-#[schema(example = json!({
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
     "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
     "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
-}))]
+})))]
 pub struct VoucherRequest<'a> {
     /// The customer's id; not used to choose the voucher.
     #[serde(borrow, default)]
-    #[schema(value_type = i64, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
     pub customer_id: Json<'a>,
     /// A country with a voucher table, e.g. `Peru`.
     #[serde(borrow, default)]
-    #[schema(value_type = String, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub country_code: Json<'a>,
     /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
     /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
     #[serde(borrow, default)]
-    #[schema(value_type = String, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub last_order_ts: Json<'a>,
     /// When the customer first ordered, in the same formats; not after `last_order_ts`.
     #[serde(borrow, default)]
-    #[schema(value_type = String, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub first_order_ts: Json<'a>,
     /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
     #[serde(borrow, default)]
-    #[schema(value_type = i64, minimum = 0, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
     pub total_orders: Json<'a>,
     // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
     // untyped object, which no value satisfies. The enum's own description says it all.
     #[serde(borrow, default)]
-    #[schema(value_type = SegmentTypeName, inline, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
     pub segment_name: Json<'a>,
 }
 
 /// A segment type; it must be present in the loaded table.
-#[derive(serde::Serialize, ToSchema)]
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // Only documented: requests are read as [`Json`] and checked by name.
+// Only documented: requests are read as [`Json`] and checked by name.
 pub enum SegmentTypeName {
     FrequentSegment,
     RecencySegment,
@@ -87,6 +71,26 @@ macro_rules! field {
     ($request:ident . $name:ident) => {
         (stringify!($name), &$request.$name)
     };
+}
+
+/// One bad field, as FastAPI reports it (the 422 body's `detail` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValidationError {
+    /// Where the problem is: `["body", "<field>"]`, or `["body"]` for the body as a whole.
+    pub loc: Vec<&'static str>,
+    /// What is wrong and what is accepted.
+    pub msg: String,
+    /// The kind of problem, e.g. `missing`, `int_type`, `value_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl ValidationError {
+    /// The field concerned, or `None` for the request as a whole.
+    pub fn field(&self) -> Option<&'static str> {
+        self.loc.get(1).copied()
+    }
 }
 
 /// Why a body could not be parsed at all.
@@ -127,7 +131,7 @@ impl<'a> VoucherRequest<'a> {
 
     /// Checks every field against the live table and the current time (`now`, seconds since
     /// the epoch, UTC) and returns what to look up, or one error per bad field.
-    pub fn validate(&self, table: &LiveTable, now: i64) -> Result<Query<'_>, Vec<ValidationError>> {
+    pub fn validate(&self, table: &Snapshot, now: i64) -> Result<Query<'_>, Vec<ValidationError>> {
         let mut errors = Vec::new();
         let e = &mut errors;
         let (name, value) = field!(self.customer_id);
@@ -231,7 +235,7 @@ fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
     }
 }
 
-fn country<'v>(value: &'v Json<'_>, table: &LiveTable) -> Check<&'v str> {
+fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
     let name = string(value)?;
     if table.has_country(name) {
         return Ok(name);
@@ -285,7 +289,7 @@ fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
     }
 }
 
-fn segment_type(value: &Json<'_>, table: &LiveTable) -> Check<SegmentType> {
+fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
     let name = string(value)?;
     let known = table.segment_types();
     match name.parse::<SegmentType>() {
@@ -303,75 +307,12 @@ fn segment_type(value: &Json<'_>, table: &LiveTable) -> Check<SegmentType> {
     }
 }
 
-/// Deserializes `T` from a JSON object only: serde's derived visitor would also accept an
-/// array of the fields' values.
-struct ObjectOnly<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-            type Value = ObjectOnly<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ObjectOnly<T>, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
-            type Value = Json<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Json<'a>, E> {
-                Ok(Json::Null)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Json<'a>, E> {
-                Ok(Json::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Json<'a>, E> {
-                Ok(Json::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Json<'a>, E> {
-                Ok(i64::try_from(v).map_or(Json::UInt(v), Json::Int))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Json<'a>, E> {
-                Ok(Json::Float(v))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'a>, E> {
-                Ok(Json::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Json<'a>, E> {
-                Ok(Json::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Json<'a>, E> {
-                Ok(Json::Str(Cow::Owned(v)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Json::Array)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'a>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Json::Object)
-            }
-        }
-        deserializer.deserialize_any(JsonVisitor(std::marker::PhantomData))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
-    use crate::lookup::tests::sample_live;
+    use crate::fixtures::contract_snapshot as sample_live;
 
     /// 2026-11-23T12:00:00Z.
     const NOW: i64 = 1_795_435_200;
@@ -525,9 +466,9 @@ mod tests {
 
     #[test]
     fn a_segment_type_absent_from_the_table_is_refused() {
-        let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
-        let only_frequent = voucher_shared::table::VoucherTable::new(
-            crate::lookup::tests::sample_table()
+        let version = crate::publish::Version::parse("20261123T101000Z").expect("v");
+        let only_frequent = crate::table::VoucherTable::new(
+            crate::fixtures::contract_table()
                 .rows()
                 .iter()
                 .filter(|r| r.segment_name == SegmentType::Frequent)
@@ -535,7 +476,7 @@ mod tests {
                 .collect(),
         )
         .expect("table");
-        let live = LiveTable::new(version, &only_frequent, None).expect("live");
+        let live = Snapshot::new(version, &only_frequent, None);
         let bytes = body(&[("segment_name", "recency_segment".into())]);
         let errors = VoucherRequest::parse(&bytes)
             .expect("parses")

@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 
-use crate::routes;
+use crate::http::routes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use crate::routes;
     ),
     paths(
         routes::voucher,
+        crate::http::batch::vouchers,
         routes::segments,
         routes::healthz,
         routes::readyz,
@@ -21,7 +22,7 @@ use crate::routes;
         routes::openapi,
         routes::docs_redirect,
     ),
-    components(schemas(crate::request::SegmentTypeName)),
+    components(schemas(voucher_shared::score::SegmentTypeName)),
     tags(
         (name = "vouchers", description = "Vouchers and the table they come from"),
         (name = "operations", description = "Health, readiness, metrics and documentation"),

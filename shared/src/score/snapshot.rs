@@ -1,18 +1,15 @@
-//! The live table decoded for requests: segments keyed by country and segment type.
+//! One table version decoded for scoring: segments keyed by country and segment type.
 //!
-//! Built once per version, off the request path, so that a request costs one hash lookup and a
+//! Built once per version, off the request path, so that scoring costs one hash lookup and a
 //! scan of a handful of segments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use bytes::Bytes;
-use voucher_shared::manifest::Manifest;
-use voucher_shared::publish::Version;
-use voucher_shared::segments::{Segment, SegmentType};
-use voucher_shared::table::VoucherTable;
-
-use crate::model::{SegmentEntry, SegmentsResponse};
+use crate::manifest::Manifest;
+use crate::publish::Version;
+use crate::segments::{Segment, SegmentType};
+use crate::table::VoucherTable;
 
 /// One segment with its voucher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +30,15 @@ pub struct NoSegment {
     pub message: String,
 }
 
-/// A loaded table version, ready to answer requests.
+/// A table version, ready to score requests. Every door answers from one of these, so that a
+/// request (or a batch, or a stream) is answered by one version even if a reload swaps it.
 #[derive(Debug)]
-pub struct LiveTable {
+pub struct Snapshot {
     version: Version,
     version_name: Box<str>,
     countries: HashMap<Box<str>, Country>,
     types: Vec<SegmentType>,
     rows: usize,
-    /// `/api/v1/segments` answers with these bytes; they only change with the version.
-    segments_json: Bytes,
     /// What produced the version, when its `manifest.json` could be read.
     manifest: Option<Manifest>,
 }
@@ -55,14 +51,9 @@ fn slot(segment_type: SegmentType) -> usize {
     }
 }
 
-impl LiveTable {
-    pub fn new(
-        version: Version,
-        table: &VoucherTable,
-        manifest: Option<Manifest>,
-    ) -> Result<Self, serde_json::Error> {
+impl Snapshot {
+    pub fn new(version: Version, table: &VoucherTable, manifest: Option<Manifest>) -> Self {
         let mut countries: HashMap<Box<str>, Country> = HashMap::new();
-        let mut listing: BTreeMap<String, BTreeMap<String, Vec<SegmentEntry>>> = BTreeMap::new();
         let mut types = Vec::new();
         for row in table.rows() {
             countries
@@ -76,49 +67,22 @@ impl LiveTable {
             if !types.contains(&row.segment_name) {
                 types.push(row.segment_name);
             }
-            listing
-                .entry(row.country_code.clone())
-                .or_default()
-                .entry(row.segment_name.name().to_owned())
-                .or_default()
-                .push(SegmentEntry {
-                    segment: row.segment.clone(),
-                    lower: row.lower,
-                    upper: row.upper,
-                    voucher: row.voucher_amount,
-                    occurrences: row.occurrences,
-                    segment_rows: row.segment_rows,
-                });
         }
         for country in countries.values_mut() {
             for entries in &mut country.by_type {
                 entries.sort_by_key(|e| e.segment.lower);
             }
         }
-        for types in listing.values_mut() {
-            for entries in types.values_mut() {
-                entries.sort_by_key(|e| e.lower);
-            }
-        }
         types.sort();
-        let segments_json = serde_json::to_vec(&SegmentsResponse {
-            version: version.to_string(),
-            created_at: version
-                .time()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            countries: listing,
-        })?;
-        Ok(LiveTable {
+        Snapshot {
             version,
             version_name: version.to_string().into(),
             countries,
             types,
             rows: table.rows().len(),
-            segments_json: segments_json.into(),
             manifest,
-        })
+        }
     }
-
     pub fn version(&self) -> Version {
         self.version
     }
@@ -151,10 +115,6 @@ impl LiveTable {
         self.countries.contains_key(country)
     }
 
-    pub fn segments_json(&self) -> Bytes {
-        self.segments_json.clone()
-    }
-
     /// The segments of a country and type, ordered by lower bound; empty when there are none.
     pub fn segments(&self, country: &str, segment_type: SegmentType) -> &[Entry] {
         self.countries
@@ -162,17 +122,19 @@ impl LiveTable {
             .map_or(&[], |c| c.by_type[slot(segment_type)].as_slice())
     }
 
-    /// The entry whose segment covers `value`, or a message naming the value and the segments
-    /// that exist.
+    /// The entry whose segment covers `value`, with the country's name as the table spells it,
+    /// or a message naming the value and the segments that exist.
     pub fn find(
         &self,
         country: &str,
         segment_type: SegmentType,
         value: i64,
-    ) -> Result<&Entry, NoSegment> {
+    ) -> Result<(&str, &Entry), NoSegment> {
         let entries = self.segments(country, segment_type);
-        if let Some(entry) = entries.iter().find(|e| e.segment.contains(value)) {
-            return Ok(entry);
+        if let Some(entry) = entries.iter().find(|e| e.segment.contains(value))
+            && let Some((name, _)) = self.countries.get_key_value(country)
+        {
+            return Ok((name, entry));
         }
         let mut message = format!(
             "no {segment_type} segment of {country} covers {} = {value}; ",
@@ -196,19 +158,9 @@ impl LiveTable {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// The contract's segments for Peru, and only frequent segments for Latvia.
-    pub(crate) fn sample_table() -> VoucherTable {
-        VoucherTable::new(voucher_shared::fixtures::contract_rows(2640))
-            .expect("valid sample table")
-    }
-
-    pub(crate) fn sample_live() -> LiveTable {
-        let version = Version::parse("20261123T101000Z").expect("version");
-        LiveTable::new(version, &sample_table(), None).expect("live table")
-    }
+    use crate::fixtures::contract_snapshot as sample_live;
 
     #[test]
     fn finds_the_covering_segment_at_every_bound() {
@@ -221,14 +173,14 @@ pub(crate) mod tests {
             (14, "14-37", 2640),
             (37, "14-37", 2640),
         ] {
-            let e = live.find("Peru", f, value).expect("covered");
+            let (_, e) = live.find("Peru", f, value).expect("covered");
             assert_eq!(
                 (e.segment.label.as_str(), e.voucher),
                 (label, amount),
                 "{value}"
             );
         }
-        let e = live
+        let (_, e) = live
             .find("Peru", SegmentType::Recency, 10_000)
             .expect("open-ended");
         assert_eq!(e.segment.label, "180+");
@@ -255,7 +207,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn lists_countries_types_and_the_table_as_json() {
+    fn lists_countries_and_types() {
         let live = sample_live();
         assert_eq!(live.countries(), ["Latvia", "Peru"]);
         assert_eq!(
@@ -263,15 +215,6 @@ pub(crate) mod tests {
             [SegmentType::Frequent, SegmentType::Recency]
         );
         assert_eq!(live.rows(), 9);
-        let json: serde_json::Value = serde_json::from_slice(&live.segments_json()).expect("json");
-        assert_eq!(json["version"], "20261123T101000Z");
-        assert_eq!(json["created_at"], "2026-11-23T10:10:00Z");
-        let peru = &json["countries"]["Peru"]["frequent_segment"];
-        assert_eq!(peru[0]["segment"], "0-4");
-        assert_eq!(peru[2]["voucher"], 2640);
-        assert_eq!(
-            json["countries"]["Peru"]["recency_segment"][4]["upper"],
-            serde_json::Value::Null
-        );
+        assert_eq!(live.version_name(), "20261123T101000Z");
     }
 }

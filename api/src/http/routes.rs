@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,14 +12,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
+use voucher_shared::score::{self, BodyError, VoucherRequest, now_secs};
+
 use crate::config::Token;
-use crate::errors::ApiError;
-use crate::metrics::{Metrics, UNMATCHED_PATTERN};
-use crate::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
-use crate::request::{BodyError, VoucherRequest};
+use crate::http::errors::ApiError;
+use crate::http::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
+use crate::http::{batch, ndjson};
+use crate::metrics::{Door, Metrics, UNMATCHED_PATTERN};
 use crate::tables::Tables;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
+pub const VOUCHERS: &str = "/api/v1/vouchers";
 pub const SEGMENTS: &str = "/api/v1/segments";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
@@ -49,11 +51,16 @@ impl Route {
 
 /// The route table: what `configure` registers, `voucher-api routes` prints and the
 /// deployment checks read.
-pub const ROUTES: [Route; 8] = [
+pub const ROUTES: [Route; 9] = [
     Route {
         method: Method::POST,
         path: VOUCHER,
         handler: |r| r.to(voucher),
+    },
+    Route {
+        method: Method::POST,
+        path: VOUCHERS,
+        handler: |r| r.to(batch::vouchers),
     },
     Route {
         method: Method::GET,
@@ -105,7 +112,10 @@ pub struct AppState {
     pub tables: Arc<Tables>,
     pub metrics: Metrics,
     pub token: Option<Token>,
+    /// Largest body of the single route, and longest line of an NDJSON stream.
     pub max_body: usize,
+    /// Largest body of a JSON batch.
+    pub max_batch_body: usize,
     /// `Retry-After` of a 503: the reload interval, rounded up.
     pub retry_after_secs: u64,
     /// Set on SIGTERM: readiness turns 503 while requests are still served.
@@ -158,12 +168,6 @@ async fn require_token(
     next.call(req).await
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(ContentType::json())
@@ -194,11 +198,18 @@ fn authorize(req: &HttpRequest, token: Option<&Token>) -> Result<(), ApiError> {
     }
 }
 
-/// Accepts `application/json` and `application/*+json`; a missing content type is read as
-/// JSON, as FastAPI does.
-fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+/// What a body holds, by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Ndjson,
+}
+
+/// Accepts `application/json` and `application/*+json`, and with `ndjson`
+/// `application/x-ndjson`; a missing content type is read as JSON, as FastAPI does.
+pub fn body_kind(req: &HttpRequest, ndjson: bool) -> Result<BodyKind, ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(BodyKind::Json);
     };
     let essence = value
         .as_bytes()
@@ -211,18 +222,25 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
             && essence[..12].eq_ignore_ascii_case(b"application/")
             && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"));
     if is_json {
-        Ok(())
+        Ok(BodyKind::Json)
+    } else if ndjson && essence.eq_ignore_ascii_case(ndjson::CONTENT_TYPE.as_bytes()) {
+        Ok(BodyKind::Ndjson)
     } else {
         Err(ApiError::UnsupportedMediaType {
             found: String::from_utf8_lossy(value.as_bytes())
                 .chars()
                 .take(100)
                 .collect(),
+            accepted: if ndjson {
+                "application/json` or `application/x-ndjson"
+            } else {
+                "application/json"
+            },
         })
     }
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
@@ -254,7 +272,7 @@ async fn read_body(
         (status = 404, description = "No segment of that type covers the customer's value", body = ErrorDetail),
         (status = 413, description = "The body is over the size limit", body = ErrorDetail),
         (status = 415, description = "The content type is not JSON", body = ErrorDetail),
-        (status = 422, description = "Invalid fields, one entry each", body = crate::model::ValidationErrors),
+        (status = 422, description = "Invalid fields, one entry each", body = crate::http::model::ValidationErrors),
         (status = 503, description = "No table loaded yet", body = ErrorDetail,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -269,7 +287,7 @@ pub async fn voucher(
             retry_after_secs: state.retry_after_secs,
         });
     }
-    check_content_type(&req)?;
+    body_kind(&req, false)?;
     let body = read_body(&req, payload, state.max_body).await?;
     let raw = VoucherRequest::parse(&body).map_err(|e| match e {
         BodyError::Syntax(message) => ApiError::BadRequest(message),
@@ -282,18 +300,9 @@ pub async fn voucher(
             retry_after_secs: state.retry_after_secs,
         });
     };
-    let query = raw.validate(table, now_secs()).map_err(ApiError::Invalid)?;
-    let entry = table
-        .find(query.country_code, query.segment_type, query.value)
-        .map_err(|e| ApiError::NoSegment(e.message))?;
-    let body = to_json(&VoucherResponse {
-        voucher: entry.voucher,
-        country_code: query.country_code,
-        segment_name: query.segment_type.name(),
-        segment: &entry.segment.label,
-        version: table.version_name(),
-    })?;
-    Ok(json(StatusCode::OK, body))
+    let scored = score::score(&raw, table.snapshot(), now_secs());
+    state.metrics.door(Door::Http).count(&scored);
+    Ok(json(StatusCode::OK, to_json(&scored?)?))
 }
 
 #[utoipa::path(
@@ -301,7 +310,7 @@ pub async fn voucher(
     path = "/api/v1/segments",
     tag = "vouchers",
     responses(
-        (status = 200, description = "The live table", body = crate::model::SegmentsResponse),
+        (status = 200, description = "The live table", body = crate::http::model::SegmentsResponse),
         (status = 401, description = "A token is configured and the request lacks it", body = ErrorDetail),
         (status = 503, description = "No table loaded yet", body = ErrorDetail,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -487,7 +496,11 @@ mod tests {
             "Application/JSON; charset=utf-8",
             "application/vnd.api+json",
         ] {
-            assert!(check_content_type(&with(ok)).is_ok(), "{ok}");
+            assert_eq!(
+                body_kind(&with(ok), false).ok(),
+                Some(BodyKind::Json),
+                "{ok}"
+            );
         }
         for bad in [
             "text/plain",
@@ -496,8 +509,17 @@ mod tests {
             "json",
             "application/jsonx",
         ] {
-            assert!(check_content_type(&with(bad)).is_err(), "{bad}");
+            assert!(body_kind(&with(bad), true).is_err(), "{bad}");
         }
-        assert!(check_content_type(&TestRequest::default().to_http_request()).is_ok());
+        assert_eq!(
+            body_kind(&TestRequest::default().to_http_request(), false).ok(),
+            Some(BodyKind::Json)
+        );
+        let ndjson = with("application/x-ndjson; charset=utf-8");
+        assert_eq!(body_kind(&ndjson, true).ok(), Some(BodyKind::Ndjson));
+        assert!(
+            body_kind(&ndjson, false).is_err(),
+            "the single route takes one JSON body"
+        );
     }
 }

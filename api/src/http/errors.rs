@@ -4,7 +4,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::model::{ErrorDetail, ValidationError, ValidationErrors};
+use voucher_shared::score::Refusal;
+
+use crate::http::model::{ErrorDetail, ValidationError, ValidationErrors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -12,10 +14,17 @@ pub enum ApiError {
     Unauthorized,
     #[error("no voucher table is loaded yet; retry in {retry_after_secs} s")]
     NotReady { retry_after_secs: u64 },
-    #[error("content type {found:?} is not JSON; send `Content-Type: application/json`")]
-    UnsupportedMediaType { found: String },
+    #[error("content type {found:?} is not accepted here; send `Content-Type: {accepted}`")]
+    UnsupportedMediaType {
+        found: String,
+        accepted: &'static str,
+    },
     #[error("the body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error(
+        "the batch holds {count} requests; the limit is {limit} per JSON batch (send more as NDJSON, `Content-Type: application/x-ndjson`, or in several batches)"
+    )]
+    TooManyItems { count: usize, limit: usize },
     #[error("{0}")]
     BadRequest(String),
     #[error("{} invalid field(s)", .0.len())]
@@ -30,13 +39,24 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(errors) => ApiError::Invalid(errors),
+            Refusal::NoSegment(no_segment) => ApiError::NoSegment(no_segment.message),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NoSegment(_) | ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -1,0 +1,144 @@
+//! The scoring rules every door calls, free of any protocol: raw request fields → a valid query
+//! (or one error per bad field) → the voucher from one table [`Snapshot`].
+//!
+//! The HTTP routes (single, batch, NDJSON), gRPC, events and offline campaign scoring only turn
+//! their own input into a [`VoucherRequest`] and the [`Scored`] result into their own output;
+//! validation, the segment lookup and the version in the answer live here once.
+
+mod json;
+mod request;
+mod snapshot;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+pub use json::Json;
+#[cfg(feature = "openapi")]
+pub use request::SegmentTypeName;
+pub use request::{BodyError, Query, ValidationError, VoucherRequest};
+pub use snapshot::{Entry, NoSegment, Snapshot};
+
+/// The voucher for a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"voucher": 2640, "country_code": "Peru",
+    "segment_name": "frequent_segment", "segment": "14-37", "version": "20261123T101000Z"})))]
+pub struct VoucherResponse<'a> {
+    /// The amount most used by similar customers.
+    pub voucher: i64,
+    pub country_code: &'a str,
+    pub segment_name: &'a str,
+    /// The segment the customer falls in, e.g. `14-37`.
+    pub segment: &'a str,
+    /// The table version that answered.
+    pub version: &'a str,
+}
+
+/// Why a request got no voucher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bad fields, one entry each (HTTP 422, gRPC `INVALID_ARGUMENT`).
+    Invalid(Vec<ValidationError>),
+    /// The request is valid but no segment covers it (HTTP 404, gRPC `NOT_FOUND`).
+    NoSegment(NoSegment),
+}
+
+impl Refusal {
+    /// A short name of the kind of refusal, for outputs that are not HTTP.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(_) => "invalid",
+            Refusal::NoSegment(_) => "no_segment",
+        }
+    }
+}
+
+/// The outcome of scoring one request.
+pub type Scored<'a> = Result<VoucherResponse<'a>, Refusal>;
+
+/// Scores one request against one table version at time `now` (seconds since the epoch, UTC).
+///
+/// The answer borrows only from the snapshot, so it can outlive the request's buffer.
+pub fn score<'s>(request: &VoucherRequest<'_>, snapshot: &'s Snapshot, now: i64) -> Scored<'s> {
+    let query = request.validate(snapshot, now).map_err(Refusal::Invalid)?;
+    let (country_code, entry) = snapshot
+        .find(query.country_code, query.segment_type, query.value)
+        .map_err(Refusal::NoSegment)?;
+    Ok(VoucherResponse {
+        voucher: entry.voucher,
+        country_code,
+        segment_name: query.segment_type.name(),
+        segment: &entry.segment.label,
+        version: snapshot.version_name(),
+    })
+}
+
+/// The current time in seconds since the epoch, as [`score`] takes it.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::fixtures::{CONTRACT_VERSION, contract_snapshot};
+
+    /// 2026-11-23T12:00:00Z.
+    const NOW: i64 = 1_795_435_200;
+
+    fn request(total_orders: Json<'static>, segment_name: &'static str) -> VoucherRequest<'static> {
+        VoucherRequest {
+            customer_id: Json::Int(1),
+            country_code: Json::Str(Cow::Borrowed("Peru")),
+            last_order_ts: Json::Str(Cow::Borrowed("2026-10-01")),
+            first_order_ts: Json::Str(Cow::Borrowed("2021-10-26 00:00:00")),
+            total_orders,
+            segment_name: Json::Str(Cow::Borrowed(segment_name)),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_gets_its_segments_voucher_and_the_version() {
+        let snapshot = contract_snapshot();
+        let frequent = request(Json::Int(14), "frequent_segment");
+        assert_eq!(
+            score(&frequent, &snapshot, NOW),
+            Ok(VoucherResponse {
+                voucher: 2640,
+                country_code: "Peru",
+                segment_name: "frequent_segment",
+                segment: "14-37",
+                version: CONTRACT_VERSION,
+            })
+        );
+        // 2026-10-01 to 2026-11-23 is 53 days: the recency segment 30-60, the first one.
+        let recency = request(Json::Int(14), "recency_segment");
+        let answer = score(&recency, &snapshot, NOW).expect("covered");
+        assert_eq!((answer.segment, answer.voucher), ("30-60", 2641));
+    }
+
+    #[test]
+    fn bad_fields_and_uncovered_values_are_refused_with_their_kind() {
+        let snapshot = contract_snapshot();
+        let bad = request(Json::Str(Cow::Borrowed("many")), "frequent_segment");
+        let refusal = score(&bad, &snapshot, NOW).expect_err("invalid");
+        assert_eq!(refusal.kind(), "invalid");
+        let Refusal::Invalid(errors) = refusal else {
+            panic!("{refusal:?}")
+        };
+        assert_eq!(errors[0].field(), Some("total_orders"));
+
+        let uncovered = request(Json::Int(1000), "frequent_segment");
+        let refusal = score(&uncovered, &snapshot, NOW).expect_err("no segment");
+        assert_eq!(refusal.kind(), "no_segment");
+        assert!(
+            matches!(&refusal, Refusal::NoSegment(n) if n.message.contains("total_orders = 1000")),
+            "{refusal:?}"
+        );
+    }
+}
