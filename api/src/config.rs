@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use subtle::ConstantTimeEq;
 
 /// Serves the live voucher table over HTTP.
 ///
@@ -49,7 +50,21 @@ pub struct Config {
     #[arg(long, env = "VOUCHER_PORT", default_value_t = 8000)]
     pub port: u16,
 
-    /// HTTP worker threads [default: the number of CPUs].
+    /// Port of the gRPC service (`voucher.v1.VoucherService`, health, reflection), on the same
+    /// address; 0 picks a free one (the chosen port is logged).
+    #[arg(long, env = "VOUCHER_GRPC_PORT", default_value_t = 50051)]
+    pub grpc_port: u16,
+
+    /// TLS certificate chain (PEM) for both HTTP and gRPC; needs --tls-key. Without it, both
+    /// serve plain text.
+    #[arg(long, env = "VOUCHER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM, PKCS#8, PKCS#1 or SEC1) matching --tls-cert.
+    #[arg(long, env = "VOUCHER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// HTTP worker threads, and gRPC runtime threads [default: the number of CPUs].
     #[arg(long, env = "VOUCHER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
 
@@ -106,8 +121,14 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 pub struct Token(String);
 
 impl Token {
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+    /// Whether an `Authorization` value (an HTTP header or gRPC metadata) is `Bearer <token>`,
+    /// compared in constant time. The scheme name is case-insensitive (RFC 9110, 11.1).
+    pub fn authorizes(&self, authorization: Option<&[u8]>) -> bool {
+        let presented = authorization.and_then(|v| {
+            let (scheme, rest) = v.split_at_checked(7)?;
+            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+        });
+        presented.is_some_and(|p| bool::from(p.ct_eq(self.0.as_bytes())))
     }
 }
 

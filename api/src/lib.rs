@@ -7,11 +7,15 @@
 //! - [`tables`]: loading table versions and hot-reloading the live one; [`live`]: a loaded one;
 //! - [`metrics`]: Prometheus metrics of every door;
 //! - [`server`]: building and running the application;
-//! - [`http`]: the HTTP routes (single, batch and NDJSON scoring, the table, operations).
+//! - [`tls`]: TLS for both doors;
+//! - [`http`]: the HTTP routes (single, batch and NDJSON scoring, the table, operations);
+//! - [`grpc`]: the gRPC service, with health checking and reflection.
 
 pub mod config;
+pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod tables;
+pub mod tls;

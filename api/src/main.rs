@@ -18,12 +18,18 @@ fn main() -> anyhow::Result<()> {
     );
     actix_web::rt::System::new().block_on(async {
         let app = Application::build(&config).context("cannot start voucher-api")?;
+        let scheme = if app.tls() { "https" } else { "http" };
         for address in app.addresses() {
             log::info!(
-                "listening on http://{address} with {} workers",
+                "listening on {scheme}://{address} with {} workers",
                 config.worker_count()
             );
         }
+        log::info!(
+            "gRPC listening on {} ({}; voucher.v1.VoucherService, grpc.health.v1, reflection)",
+            app.grpc_address(),
+            if app.tls() { "TLS" } else { "plain text" }
+        );
         app.run_until_stopped().await.context("voucher-api failed")
     })
 }

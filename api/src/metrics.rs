@@ -80,6 +80,16 @@ pub struct DoorCounters {
 }
 
 impl DoorCounters {
+    fn new(scored: &IntCounterVec, door: Door) -> Self {
+        let counter = |outcome| scored.with_label_values(&[door.label(), outcome]);
+        DoorCounters {
+            ok: counter("ok"),
+            invalid: counter("invalid"),
+            no_segment: counter("no_segment"),
+            malformed: counter("malformed"),
+        }
+    }
+
     /// Counts one outcome of the scoring core.
     pub fn count(&self, scored: &voucher_shared::score::Scored<'_>) {
         use voucher_shared::score::Refusal;
@@ -95,6 +105,8 @@ impl DoorCounters {
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    grpc_requests: IntCounterVec,
+    grpc_latency: HistogramVec,
     /// The scoring counters of each door, in [`Door::ALL`] order.
     doors: Arc<[DoorCounters; Door::ALL.len()]>,
     latency: HistogramVec,
@@ -124,81 +136,87 @@ impl ReloadResult {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("voucher_api".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by route pattern and status.",
-            ),
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels)?,
+            )
+        };
+        let histograms = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            register(&registry, HistogramVec::new(opts, labels)?)
+        };
+        let requests = counters(
+            "http_requests_total",
+            "HTTP requests by route pattern and status.",
             &["route", "status"],
         )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time to answer HTTP requests, by route pattern.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let latency = histograms(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by route pattern.",
             &["route"],
         )?;
-        let scored = IntCounterVec::new(
-            Opts::new(
-                "scored_total",
-                "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream) and outcome (ok, invalid, no_segment, malformed).",
-            ),
+        let scored = counters(
+            "scored_total",
+            "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream) and outcome (ok, invalid, no_segment, malformed).",
             &["door", "outcome"],
         )?;
-        let table_info = IntGaugeVec::new(
-            Opts::new("table_info", "The live table version (value 1)."),
-            &["version"],
+        let grpc_requests = counters(
+            "grpc_requests_total",
+            "gRPC calls by method and status code (a stream counts once, when it ends).",
+            &["method", "code"],
         )?;
-        let table_age = Gauge::new(
-            "table_age_seconds",
-            "Seconds since the live table version was made; NaN before the first table.",
+        let grpc_latency = histograms(
+            "grpc_request_duration_seconds",
+            "Time to answer gRPC calls (a stream's whole duration), by method.",
+            &["method"],
         )?;
-        let table_rows = IntGauge::new("table_rows", "Rows in the live table.")?;
-        let table_dropped = IntGaugeVec::new(
-            Opts::new(
-                "table_rows_dropped",
-                "History rows the live table's ETL run dropped, by drop rule (from its manifest).",
-            ),
-            &["rule"],
-        )?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "table_reloads_total",
-                "Attempts to load a new table version, by result.",
-            ),
+        let reloads = counters(
+            "table_reloads_total",
+            "Attempts to load a new table version, by result.",
             &["result"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(scored.clone()))?;
-        registry.register(Box::new(table_info.clone()))?;
-        registry.register(Box::new(table_age.clone()))?;
-        registry.register(Box::new(table_rows.clone()))?;
-        registry.register(Box::new(table_dropped.clone()))?;
-        registry.register(Box::new(reloads.clone()))?;
-        table_age.set(f64::NAN);
         for result in [ReloadResult::Success, ReloadResult::Failure] {
             reloads.with_label_values(&[result.label()]);
         }
+        let table_age = register(
+            &registry,
+            Gauge::new(
+                "table_age_seconds",
+                "Seconds since the live table version was made; NaN before the first table.",
+            )?,
+        )?;
+        table_age.set(f64::NAN);
         Ok(Metrics {
-            registry,
             requests,
-            doors: Arc::new(Door::ALL.map(|door| {
-                let counter = |outcome| scored.with_label_values(&[door.label(), outcome]);
-                DoorCounters {
-                    ok: counter("ok"),
-                    invalid: counter("invalid"),
-                    no_segment: counter("no_segment"),
-                    malformed: counter("malformed"),
-                }
-            })),
             latency,
-            table_info,
+            grpc_requests,
+            grpc_latency,
+            doors: Arc::new(Door::ALL.map(|door| DoorCounters::new(&scored, door))),
+            table_info: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("table_info", "The live table version (value 1)."),
+                    &["version"],
+                )?,
+            )?,
             table_age,
-            table_rows,
-            table_dropped,
+            table_rows: register(
+                &registry,
+                IntGauge::new("table_rows", "Rows in the live table.")?,
+            )?,
+            table_dropped: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "table_rows_dropped",
+                        "History rows the live table's ETL run dropped, by drop rule (from its manifest).",
+                    ),
+                    &["rule"],
+                )?,
+            )?,
             reloads,
+            registry,
         })
     }
 
@@ -240,6 +258,19 @@ impl Metrics {
         Ok(out)
     }
 
+    /// Counts and times one gRPC call (a whole stream, for streaming calls).
+    pub fn grpc_observe(&self, method: &str, code: tonic::Code, started: Instant) {
+        let code = match code {
+            // As grpc-go and the gRPC docs spell it; tonic's Debug says `Ok`.
+            tonic::Code::Ok => "OK".to_owned(),
+            other => format!("{other:?}"),
+        };
+        self.grpc_latency
+            .with_label_values(&[method])
+            .observe(started.elapsed().as_secs_f64());
+        self.grpc_requests.with_label_values(&[method, &code]).inc();
+    }
+
     /// Counts and times one answered request.
     fn observe(&self, route: &str, status: StatusCode, started: Instant) {
         self.latency
@@ -249,6 +280,15 @@ impl Metrics {
             .with_label_values(&[route, status.as_str()])
             .inc();
     }
+}
+
+/// Registers `metric` and gives it back.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 /// Middleware (wrap the whole app with `from_fn`) that counts and times every request under

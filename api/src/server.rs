@@ -12,10 +12,13 @@ use actix_web::{App, HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
+use crate::grpc::server::{GrpcError, GrpcServer};
+use crate::grpc::service::VoucherGrpc;
 use crate::http::openapi;
 use crate::http::routes::{self, AppState};
 use crate::metrics::{self, Metrics};
 use crate::tables::{PollState, Reloader, Tables};
+use crate::tls::{TlsError, TlsFiles};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,10 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot render the OpenAPI document")]
     OpenApi(#[from] serde_json::Error),
+    #[error("cannot use the TLS certificate and key")]
+    Tls(#[from] TlsError),
+    #[error("cannot start the gRPC server")]
+    Grpc(#[from] GrpcError),
     #[error("cannot listen on {address}")]
     Bind { address: String, source: io::Error },
     #[error("cannot start the table reloader")]
@@ -41,8 +48,11 @@ pub struct Application {
     server: Server,
     addresses: Vec<SocketAddr>,
     state: web::Data<AppState>,
+    grpc: GrpcServer,
     reloader: Reloader,
     drain_delay: Duration,
+    shutdown_timeout: Duration,
+    tls: bool,
 }
 
 impl Application {
@@ -56,6 +66,23 @@ impl Application {
         // A missing or bad table at start is not fatal: the API answers 503 until one loads.
         tables.poll(&mut poll_state, &metrics);
 
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles::load(cert, key)?),
+            _ => None,
+        };
+        let draining = Arc::new(AtomicBool::new(false));
+        let grpc = GrpcServer::start(
+            &format!("{}:{}", config.host, config.grpc_port),
+            config.worker_count(),
+            VoucherGrpc {
+                tables: Arc::clone(&tables),
+                metrics: metrics.clone(),
+                token: config.api_token.clone(),
+            },
+            Arc::clone(&draining),
+            tls.as_ref()
+                .map(|t| (t.cert_pem.as_slice(), t.key_pem.as_slice())),
+        )?;
         let openapi_json = serde_json::to_vec(&openapi::document(config.api_token.is_some()))?;
         let state = web::Data::new(AppState {
             tables: Arc::clone(&tables),
@@ -64,7 +91,7 @@ impl Application {
             max_body: config.max_body.0,
             max_batch_body: config.max_batch_body.0,
             retry_after_secs: config.reload_interval.as_secs_f64().ceil().max(1.0) as u64,
-            draining: AtomicBool::new(false),
+            draining,
             openapi_json: openapi_json.into(),
             swagger: Arc::new(openapi::swagger_config()),
         });
@@ -82,8 +109,11 @@ impl Application {
         .workers(config.worker_count())
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         // Signals are handled in `run_until_stopped`, which turns readiness off first.
-        .disable_signals()
-        .bind(&address)
+        .disable_signals();
+        let server = match &tls {
+            Some(tls) => server.bind_rustls_0_23(&address, (*tls.http).clone()),
+            None => server.bind(&address),
+        }
         .map_err(|source| StartError::Bind {
             address: address.clone(),
             source,
@@ -97,14 +127,27 @@ impl Application {
             server,
             addresses,
             state,
+            grpc,
             reloader,
             drain_delay: config.drain_delay,
+            shutdown_timeout: config.shutdown_timeout,
+            tls: tls.is_some(),
         })
     }
 
     /// The addresses the listener is bound to (useful with port 0).
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
+    }
+
+    /// The address of the gRPC listener.
+    pub fn grpc_address(&self) -> SocketAddr {
+        self.grpc.address()
+    }
+
+    /// Whether both doors serve TLS.
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// The port the listener is bound to (the first address's).
@@ -124,6 +167,7 @@ impl Application {
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
         let state = self.state.clone();
+        let grpc = self.grpc.stopper();
         let drain_delay = self.drain_delay;
         actix_web::rt::spawn(async move {
             let drain = tokio::select! {
@@ -145,14 +189,19 @@ impl Application {
                     _ = interrupt.recv() => {}
                 }
             }
+            grpc.stop_accepting();
             handle.stop(true).await;
         });
         self.run().await
     }
 
-    /// Serves until stopped through [`Application::handle`]; then stops the reloader.
+    /// Serves until stopped through [`Application::handle`]; then stops gRPC (letting its
+    /// calls finish) and the reloader.
     pub async fn run(self) -> Result<(), StartError> {
         let result = self.server.await;
+        let (grpc, timeout) = (self.grpc, self.shutdown_timeout);
+        // Waiting blocks, so off the actix thread.
+        let _ = actix_web::rt::task::spawn_blocking(move || grpc.stop(timeout)).await;
         self.reloader.stop();
         match result {
             Ok(()) => {

@@ -18,7 +18,6 @@ use arc_swap::{ArcSwapOption, Guard};
 use bytes::Bytes;
 use memmap2::Mmap;
 use voucher_shared::errors::Chain;
-use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::table::{TableError, VoucherTable};
 
@@ -112,26 +111,7 @@ impl Tables {
                 path,
                 source: Box::new(source),
             })?;
-        Ok(LiveTable::new(version, &table, self.manifest(version))?)
-    }
-
-    /// A version's manifest. It only describes the table, so a version without a readable one
-    /// is still served (with a warning).
-    fn manifest(&self, version: Version) -> Option<Manifest> {
-        let path = self.dir.manifest_path(version);
-        let result = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
-        match result {
-            Ok(manifest) => Some(manifest),
-            Err(e) => {
-                log::warn!(
-                    "table version {version}: no usable manifest at {}: {e}; serving the table without it",
-                    path.display()
-                );
-                None
-            }
-        }
+        Ok(LiveTable::new(version, &table, self.dir.manifest(version))?)
     }
 
     /// Checks `CURRENT` once and loads the version it names if it is new. Returns whether the

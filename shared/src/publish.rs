@@ -124,6 +124,25 @@ impl TablesDir {
         self.version_dir(version).join(MANIFEST_FILE)
     }
 
+    /// A version's manifest. It only describes the table, so a version without a readable one
+    /// can still be used: that is logged as a warning and `None` returned.
+    pub fn manifest(&self, version: Version) -> Option<crate::manifest::Manifest> {
+        let path = self.manifest_path(version);
+        let result = fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()));
+        match result {
+            Ok(manifest) => Some(manifest),
+            Err(e) => {
+                log::warn!(
+                    "table version {version}: no usable manifest at {}: {e}; using the table without it",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
     /// The live version, or `None` when nothing has been published yet.
     pub fn current(&self) -> Result<Option<Version>, PublishError> {
         let path = self.root.join(CURRENT);

@@ -10,7 +10,6 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use subtle::ConstantTimeEq;
 
 use voucher_shared::score::{self, BodyError, VoucherRequest, now_secs};
 
@@ -119,7 +118,7 @@ pub struct AppState {
     /// `Retry-After` of a 503: the reload interval, rounded up.
     pub retry_after_secs: u64,
     /// Set on SIGTERM: readiness turns 503 while requests are still served.
-    pub draining: AtomicBool,
+    pub draining: Arc<AtomicBool>,
     pub openapi_json: Bytes,
     pub swagger: Arc<utoipa_swagger_ui::Config<'static>>,
 }
@@ -186,15 +185,11 @@ fn authorize(req: &HttpRequest, token: Option<&Token>) -> Result<(), ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .and_then(|v| {
-            // The scheme name is case-insensitive (RFC 9110, section 11.1).
-            let (scheme, rest) = v.split_at_checked(7)?;
-            scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
-        });
-    match presented {
-        Some(presented) if bool::from(presented.ct_eq(token.as_bytes())) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+        .map(HeaderValue::as_bytes);
+    if token.authorizes(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
     }
 }
 

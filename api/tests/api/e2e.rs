@@ -113,3 +113,57 @@ fn ctrl_c_stops_cleanly() {
     assert_eq!(status.code(), Some(0), "{}", api.logs());
     assert!(api.logs().contains("stopped"), "{}", api.logs());
 }
+
+#[test]
+fn sigterm_turns_grpc_health_off_and_lets_an_open_stream_finish() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use voucher_api::grpc::proto::score_result::Outcome;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let mut api = BinaryApp::start(dir.path(), &["--drain-delay", "1s"]);
+    let grpc = format!("http://{}", api.grpc_address());
+    crate::doors::runtime().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(grpc)
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let mut client =
+            voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::new(channel);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut results = client
+            .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+            .await
+            .expect("stream")
+            .into_inner();
+        let message = crate::doors::to_message(&contract_request());
+        tx.send(message.clone()).await.expect("send");
+        assert!(results.message().await.expect("result").is_some());
+
+        api.signal("TERM");
+        let started = std::time::Instant::now();
+        loop {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|r| r.get_ref().status());
+            if status.is_ok_and(|s| s == ServingStatus::NotServing) {
+                break;
+            }
+            assert!(started.elapsed() < SLACK, "health never turned NOT_SERVING");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Past the drain delay the listener is closed; the open stream is still answered.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tx.send(message).await.expect("send");
+        let last = results.message().await.expect("result").expect("one more");
+        assert!(matches!(last.outcome, Some(Outcome::Voucher(v)) if v.voucher == 2640));
+        drop(tx);
+        assert!(results.message().await.expect("end").is_none());
+    });
+    let status = api.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", api.logs());
+    assert!(api.logs().contains("gRPC on"), "{}", api.logs());
+}

@@ -27,9 +27,14 @@ pub struct Http {
 
 impl Http {
     fn new(address: &str) -> Http {
+        Http::with_client(format!("http://{address}"), Client::builder())
+    }
+
+    /// A client of `base` built from `builder` (e.g. one that trusts a test certificate).
+    pub fn with_client(base: String, builder: reqwest::blocking::ClientBuilder) -> Http {
         Http {
-            base: format!("http://{address}"),
-            client: Client::builder()
+            base,
+            client: builder
                 .timeout(Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -43,6 +48,16 @@ impl Http {
 
     pub fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().expect("GET")
+    }
+
+    /// POSTs `body` to `path` with the given content type.
+    pub fn post_to(&self, path: &str, body: impl Into<Vec<u8>>, content_type: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("Content-Type", content_type)
+            .body(body.into())
+            .send()
+            .expect("POST")
     }
 
     pub fn post_voucher(&self, body: &Value) -> Response {
@@ -97,6 +112,8 @@ impl log::Log for CaptureLogger {
 /// of its own with its own actix system. Stopped when dropped.
 pub struct TestApp {
     http: Http,
+    /// The gRPC listener.
+    pub grpc: std::net::SocketAddr,
     tables: PathBuf,
     handle: ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -122,6 +139,9 @@ impl TestApp {
         });
         let mut argv = vec!["voucher-api", "--host", "127.0.0.1", "--port", "0"];
         argv.extend(["--workers", "2"]);
+        if !args.contains(&"--grpc-port") {
+            argv.extend(["--grpc-port", "0"]);
+        }
         if !args.contains(&"--reload-interval") {
             argv.extend(["--reload-interval", "100ms"]);
         }
@@ -137,15 +157,16 @@ impl TestApp {
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(&config).expect("build the app");
-                let _ = started.send((app.addresses()[0], app.handle()));
+                let _ = started.send((app.addresses()[0], app.grpc_address(), app.handle()));
                 app.run().await.expect("serve");
             });
         });
-        let (address, handle) = ready
+        let (address, grpc, handle) = ready
             .recv_timeout(Duration::from_secs(30))
             .expect("the app did not start");
         TestApp {
             http: Http::new(&address.to_string()),
+            grpc,
             tables: tables.to_owned(),
             handle,
             thread: Some(thread),
@@ -203,6 +224,7 @@ impl BinaryApp {
         let mut child = command
             .args(["--tables-dir", &tables.display().to_string()])
             .args(["--host", "127.0.0.1", "--port", "0", "--workers", "2"])
+            .args(["--grpc-port", "0"])
             .args(["--reload-interval", "100ms"])
             .args(args)
             .env("RUST_LOG", "info")
@@ -240,6 +262,25 @@ impl BinaryApp {
 
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").join("\n")
+    }
+
+    /// The gRPC address the binary logged.
+    pub fn grpc_address(&self) -> String {
+        let mut found = None;
+        wait_until(
+            Duration::from_secs(10),
+            "the gRPC address in the log",
+            || {
+                found = self
+                    .logs()
+                    .lines()
+                    .find_map(|l| l.split("gRPC listening on ").nth(1))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned);
+                found.is_some()
+            },
+        );
+        found.unwrap_or_default()
     }
 
     pub fn signal(&self, name: &str) {

@@ -1,0 +1,200 @@
+//! Serving the gRPC door on its own port, in a thread with its own tokio runtime, next to the
+//! HTTP server: health checking follows the live table and the drain, and a stop lets
+//! in-flight calls finish.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::grpc::proto::FILE_DESCRIPTOR_SET;
+use crate::grpc::proto::voucher_service_server::VoucherServiceServer;
+use crate::grpc::service::VoucherGrpc;
+use crate::tables::Tables;
+
+/// Why the gRPC server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("cannot listen for gRPC on {address}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the gRPC runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot set up gRPC TLS")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("cannot build the gRPC reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// How often health checking looks at the live table and the drain flag.
+const HEALTH_POLL: Duration = Duration::from_millis(200);
+
+/// A running gRPC server.
+pub struct GrpcServer {
+    address: SocketAddr,
+    stopper: Stopper,
+    done: Mutex<mpsc::Receiver<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GrpcServer {
+    /// Binds `address` and serves `service` there with `threads` runtime threads, TLS when
+    /// `tls` (PEM certificate chain and key) is given. `draining` turns health to NOT_SERVING.
+    pub fn start(
+        address: &str,
+        threads: usize,
+        service: VoucherGrpc,
+        draining: Arc<AtomicBool>,
+        tls: Option<(&[u8], &[u8])>,
+    ) -> Result<Self, GrpcError> {
+        let listener = std::net::TcpListener::bind(address)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| GrpcError::Bind {
+                address: address.to_owned(),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| GrpcError::Bind {
+            address: address.to_owned(),
+            source,
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("grpc")
+            .enable_all()
+            .build()
+            .map_err(GrpcError::Runtime)?;
+        let mut builder = Server::builder();
+        if let Some((cert, key)) = tls {
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+                .map_err(GrpcError::Tls)?;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let (finished, done) = mpsc::channel();
+        let tables = Arc::clone(&service.tables);
+        let thread = std::thread::Builder::new()
+            .name("grpc-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (reporter, health) = tonic_health::server::health_reporter();
+                    tokio::spawn(follow_health(reporter, tables, draining));
+                    let incoming = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => TcpIncoming::from(listener),
+                        Err(e) => {
+                            log::error!("gRPC on {bound}: cannot use the listener: {e}");
+                            return;
+                        }
+                    };
+                    let served = builder
+                        .add_service(health)
+                        .add_service(reflection_v1)
+                        .add_service(reflection_v1alpha)
+                        .add_service(VoucherServiceServer::new(service))
+                        .serve_with_incoming_shutdown(incoming, async {
+                            // A dropped sender stops the server too.
+                            let _ = stop.await;
+                        })
+                        .await;
+                    match served {
+                        Ok(()) => log::info!("gRPC on {bound} stopped"),
+                        Err(e) => log::error!("gRPC on {bound} failed: {e}"),
+                    }
+                });
+                let _ = finished.send(());
+            })
+            .map_err(GrpcError::Runtime)?;
+        Ok(GrpcServer {
+            address: bound,
+            stopper: Stopper(Arc::new(Mutex::new(Some(shutdown)))),
+            done: Mutex::new(done),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A handle that stops the server accepting calls, for a signal handler.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Stops accepting and waits up to `timeout` for in-flight calls to finish.
+    pub fn stop(mut self, timeout: Duration) {
+        self.stopper.stop_accepting();
+        let finished = self
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv_timeout(timeout);
+        match finished {
+            Ok(()) => {
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            // The thread is left to end with the process.
+            Err(_) => log::warn!(
+                "gRPC on {}: calls still running after {timeout:?}; not waiting for them",
+                self.address
+            ),
+        }
+    }
+}
+
+/// Stops a [`GrpcServer`] accepting calls; those in flight go on.
+#[derive(Debug, Clone)]
+pub struct Stopper(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl Stopper {
+    /// Idempotent.
+    pub fn stop_accepting(&self) {
+        if let Some(shutdown) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Keeps `grpc.health.v1` in step with the API: SERVING (overall and for
+/// `voucher.v1.VoucherService`) once a table is live, NOT_SERVING before that and while
+/// draining.
+async fn follow_health(reporter: HealthReporter, tables: Arc<Tables>, draining: Arc<AtomicBool>) {
+    let mut last = None;
+    loop {
+        let serving = tables.is_loaded() && !draining.load(Ordering::Relaxed);
+        if last != Some(serving) {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status(
+                    <VoucherServiceServer<VoucherGrpc> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+            last = Some(serving);
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
+}

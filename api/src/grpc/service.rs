@@ -1,0 +1,259 @@
+//! `voucher.v1.VoucherService`: each call turns its message into the scoring core's request
+//! and the core's result into a message or a status.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt as _};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+use voucher_shared::score::{
+    self, Json, Refusal, ValidationError, VoucherRequest, VoucherResponse, now_secs,
+};
+
+use crate::config::Token;
+use crate::grpc::proto;
+use crate::live::LiveTable;
+use crate::metrics::{Door, Metrics};
+use crate::tables::Tables;
+
+/// The service, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct VoucherGrpc {
+    pub tables: Arc<Tables>,
+    pub metrics: Metrics,
+    pub token: Option<Token>,
+}
+
+/// The method names, as in the metrics' `method` label.
+pub const GET_VOUCHER: &str = "GetVoucher";
+pub const SCORE_VOUCHERS: &str = "ScoreVouchers";
+
+impl VoucherGrpc {
+    /// The same check as the HTTP door's: `authorization: Bearer <token>` when one is set.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        if token.authorizes(presented) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong bearer token: send metadata `authorization: Bearer <token>`",
+            ))
+        }
+    }
+
+    /// The live table for one call (or one whole stream).
+    fn live(&self) -> Result<Arc<LiveTable>, Status> {
+        self.tables.live().as_ref().cloned().ok_or_else(|| {
+            Status::unavailable(format!(
+                "no voucher table is loaded yet from {}; retry later",
+                self.tables.dir().root().display()
+            ))
+        })
+    }
+
+    fn get(
+        &self,
+        request: &Request<proto::VoucherRequest>,
+    ) -> Result<proto::VoucherResponse, Status> {
+        self.authorize(request)?;
+        let live = self.live()?;
+        let scored = score::score(&to_core(request.get_ref()), live.snapshot(), now_secs());
+        self.metrics.door(Door::Grpc).count(&scored);
+        match scored {
+            Ok(answer) => Ok(to_message(&answer)),
+            Err(Refusal::Invalid(errors)) => Err(invalid_argument(&errors)),
+            Err(Refusal::NoSegment(no_segment)) => Err(Status::not_found(no_segment.message)),
+        }
+    }
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<proto::ScoreResult, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::voucher_service_server::VoucherService for VoucherGrpc {
+    async fn get_voucher(
+        &self,
+        request: Request<proto::VoucherRequest>,
+    ) -> Result<Response<proto::VoucherResponse>, Status> {
+        let started = Instant::now();
+        let result = self.get(&request);
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        self.metrics.grpc_observe(GET_VOUCHER, code, started);
+        result.map(Response::new)
+    }
+
+    type ScoreVouchersStream = ResultStream;
+
+    async fn score_vouchers(
+        &self,
+        request: Request<Streaming<proto::VoucherRequest>>,
+    ) -> Result<Response<ResultStream>, Status> {
+        let started = Instant::now();
+        let live = self.authorize(&request).and_then(|()| self.live());
+        let live = match live {
+            Ok(live) => live,
+            Err(status) => {
+                self.metrics
+                    .grpc_observe(SCORE_VOUCHERS, status.code(), started);
+                return Err(status);
+            }
+        };
+        let counters = self.metrics.door(Door::GrpcStream).clone();
+        // Records the call when the stream ends, however it ends.
+        let mut call = StreamCall {
+            metrics: self.metrics.clone(),
+            started,
+            code: Code::Ok,
+        };
+        let mut index = 0;
+        let results = request.into_inner().map(move |item| {
+            let message = item.inspect_err(|status| call.code = status.code())?;
+            let scored = score::score(&to_core(&message), live.snapshot(), now_secs());
+            counters.count(&scored);
+            let outcome = match scored {
+                Ok(answer) => proto::score_result::Outcome::Voucher(to_message(&answer)),
+                Err(Refusal::Invalid(errors)) => {
+                    proto::score_result::Outcome::Invalid(proto::Invalid {
+                        violations: errors
+                            .iter()
+                            .map(violation)
+                            .map(|v| proto::FieldViolation {
+                                field: v.field,
+                                description: v.description,
+                                reason: v.reason,
+                            })
+                            .collect(),
+                    })
+                }
+                Err(Refusal::NoSegment(no_segment)) => {
+                    proto::score_result::Outcome::NoSegment(no_segment.message)
+                }
+            };
+            let result = proto::ScoreResult {
+                index,
+                outcome: Some(outcome),
+            };
+            index += 1;
+            Ok(result)
+        });
+        Ok(Response::new(Box::pin(results)))
+    }
+}
+
+/// A `ScoreVouchers` call, counted and timed when its stream is dropped.
+struct StreamCall {
+    metrics: Metrics,
+    started: Instant,
+    code: Code,
+}
+
+impl Drop for StreamCall {
+    fn drop(&mut self) {
+        self.metrics
+            .grpc_observe(SCORE_VOUCHERS, self.code, self.started);
+    }
+}
+
+/// The message as the scoring core's request: an absent field is missing, as in JSON.
+fn to_core(message: &proto::VoucherRequest) -> VoucherRequest<'_> {
+    fn text(value: &Option<String>) -> Json<'_> {
+        value
+            .as_deref()
+            .map_or(Json::Missing, |s| Json::Str(Cow::Borrowed(s)))
+    }
+    let int = |value: Option<i64>| value.map_or(Json::Missing, Json::Int);
+    VoucherRequest {
+        customer_id: int(message.customer_id),
+        country_code: text(&message.country_code),
+        last_order_ts: text(&message.last_order_ts),
+        first_order_ts: text(&message.first_order_ts),
+        total_orders: int(message.total_orders),
+        segment_name: text(&message.segment_name),
+    }
+}
+
+fn to_message(answer: &VoucherResponse<'_>) -> proto::VoucherResponse {
+    proto::VoucherResponse {
+        voucher: answer.voucher,
+        country_code: answer.country_code.to_owned(),
+        segment_name: answer.segment_name.to_owned(),
+        segment: answer.segment.to_owned(),
+        version: answer.version.to_owned(),
+    }
+}
+
+/// One field error as a `google.rpc.BadRequest` violation: the field, the HTTP API's message,
+/// and its `type` in upper case as the reason.
+fn violation(error: &ValidationError) -> FieldViolation {
+    FieldViolation {
+        field: error.field().unwrap_or("request").to_owned(),
+        description: error.msg.clone(),
+        reason: error.kind.to_ascii_uppercase(),
+        localized_message: None,
+    }
+}
+
+/// `INVALID_ARGUMENT` with every bad field in the status details.
+fn invalid_argument(errors: &[ValidationError]) -> Status {
+    let summary = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field().unwrap_or("request"), e.msg))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let details = ErrorDetails::with_bad_request(errors.iter().map(violation).collect::<Vec<_>>());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{} invalid field(s): {summary}", errors.len()),
+        details,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_fields_are_missing_and_present_ones_keep_their_values() {
+        let message = proto::VoucherRequest {
+            customer_id: Some(7),
+            country_code: Some("Peru".into()),
+            total_orders: Some(-1),
+            ..Default::default()
+        };
+        let core = to_core(&message);
+        assert_eq!(core.customer_id, Json::Int(7));
+        assert_eq!(core.country_code, Json::Str(Cow::Borrowed("Peru")));
+        assert_eq!(core.total_orders, Json::Int(-1));
+        assert_eq!(core.last_order_ts, Json::Missing);
+        assert_eq!(core.segment_name, Json::Missing);
+    }
+
+    #[test]
+    fn field_errors_become_bad_request_violations() {
+        let errors = [ValidationError {
+            loc: vec!["body", "total_orders"],
+            msg: "Field required".into(),
+            kind: "missing",
+        }];
+        let status = invalid_argument(&errors);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("total_orders: Field required"),
+            "{}",
+            status.message()
+        );
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("a BadRequest detail");
+        assert_eq!(bad.field_violations[0].field, "total_orders");
+        assert_eq!(bad.field_violations[0].reason, "MISSING");
+    }
+}

@@ -1,0 +1,546 @@
+//! Every door answers the same: one generated set of requests, valid and invalid of every kind,
+//! through the single route, the batch route, the NDJSON stream and gRPC (unary and stream).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+use voucher_api::grpc::proto;
+use voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient;
+
+use crate::helpers::{TestApp, contract_rows, days_ago, json_of, publish};
+
+/// What a door said about one request, in a form every door can be brought to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// voucher, country, segment type, segment, version.
+    Answer(i64, String, String, String, String),
+    /// (field, message, kind) per bad field; the field is empty for the body as a whole.
+    Invalid(Vec<(String, String, String)>),
+    NoSegment(String),
+    /// Any other status, with its body.
+    Other(u16, Value),
+}
+
+/// A field's value in a generated request; `None` leaves the field out.
+type Field = Option<Value>;
+
+/// A small deterministic generator (64-bit LCG), so that a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        &items[((self.0 >> 33) % items.len() as u64) as usize]
+    }
+}
+
+/// `count` requests mixing valid values with every kind of invalid one. With `json_only`,
+/// also values only JSON can carry (wrong types, fractions, null); otherwise only what gRPC can
+/// say too (integers, strings, absent fields).
+pub fn generated_requests(count: usize, seed: u64, json_only: bool) -> Vec<Value> {
+    let s = |v: &str| Some(json!(v));
+    let customer_ids: Vec<Field> = vec![Some(json!(1)), Some(json!(987_654)), None];
+    let countries: Vec<Field> = vec![
+        s("Peru"),
+        s("Peru"),
+        s("Latvia"),
+        s("Atlantis"),
+        s(""),
+        None,
+    ];
+    let lasts: Vec<Field> = vec![
+        Some(json!(days_ago(3))),
+        Some(json!(days_ago(45))),
+        Some(json!(days_ago(100))),
+        Some(json!(days_ago(400))),
+        s("2021-10-26"),
+        s("2021-10-26T00:00:00Z"),
+        Some(json!(days_ago(-2))),
+        s("2021-02-30"),
+        s("yesterday"),
+        None,
+    ];
+    let firsts: Vec<Field> = vec![
+        s("2020-01-01 00:00:00"),
+        s("2020-01-01"),
+        s("2099-01-01"),
+        s("x"),
+        None,
+    ];
+    let totals: Vec<Field> = vec![
+        Some(json!(0)),
+        Some(json!(4)),
+        Some(json!(5)),
+        Some(json!(14)),
+        Some(json!(37)),
+        Some(json!(38)),
+        Some(json!(-1)),
+        None,
+    ];
+    let types: Vec<Field> = vec![
+        s("frequent_segment"),
+        s("recency_segment"),
+        s("bogus"),
+        None,
+    ];
+    let mut extra_totals = totals.clone();
+    let mut extra_ids = customer_ids.clone();
+    let mut extra_countries = countries.clone();
+    if json_only {
+        extra_totals.extend([
+            Some(json!(14.0)),
+            Some(json!(2.5)),
+            s("14"),
+            Some(json!(true)),
+            Some(Value::Null),
+        ]);
+        extra_ids.extend([s("abc"), Some(json!(1.5)), Some(json!([1]))]);
+        extra_countries.extend([Some(json!(5)), Some(json!({"a": 1}))]);
+    }
+    let mut rng = Lcg(seed);
+    (0..count)
+        .map(|_| {
+            let mut request = serde_json::Map::new();
+            let fields = [
+                ("customer_id", rng.pick(&extra_ids).clone()),
+                ("country_code", rng.pick(&extra_countries).clone()),
+                ("last_order_ts", rng.pick(&lasts).clone()),
+                ("first_order_ts", rng.pick(&firsts).clone()),
+                ("total_orders", rng.pick(&extra_totals).clone()),
+                ("segment_name", rng.pick(&types).clone()),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    request.insert(name.into(), value);
+                }
+            }
+            Value::Object(request)
+        })
+        .collect()
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// An answer or error body of the HTTP door (single route, batch item, stream line).
+pub fn from_http(status: u16, body: &Value, version: &str) -> Outcome {
+    match status {
+        200 => Outcome::Answer(
+            body["voucher"].as_i64().unwrap_or_default(),
+            text(&body["country_code"]),
+            text(&body["segment_name"]),
+            text(&body["segment"]),
+            body.get("version").map_or_else(|| version.to_owned(), text),
+        ),
+        422 => Outcome::Invalid(
+            body["detail"]
+                .as_array()
+                .expect("a 422 detail list")
+                .iter()
+                .map(|e| (text(&e["loc"][1]), text(&e["msg"]), text(&e["type"])))
+                .collect(),
+        ),
+        404 => Outcome::NoSegment(text(&body["detail"])),
+        other => Outcome::Other(other, body.clone()),
+    }
+}
+
+fn from_grpc_answer(answer: &proto::VoucherResponse) -> Outcome {
+    Outcome::Answer(
+        answer.voucher,
+        answer.country_code.clone(),
+        answer.segment_name.clone(),
+        answer.segment.clone(),
+        answer.version.clone(),
+    )
+}
+
+fn from_status(status: &tonic::Status) -> Outcome {
+    match status.code() {
+        Code::InvalidArgument => Outcome::Invalid(
+            status
+                .get_error_details()
+                .bad_request()
+                .expect("INVALID_ARGUMENT carries a BadRequest")
+                .field_violations
+                .iter()
+                .map(|v| {
+                    (
+                        v.field.clone(),
+                        v.description.clone(),
+                        v.reason.to_ascii_lowercase(),
+                    )
+                })
+                .collect(),
+        ),
+        Code::NotFound => Outcome::NoSegment(status.message().to_owned()),
+        other => Outcome::Other(other as u16, json!(status.message())),
+    }
+}
+
+/// The request as a gRPC message; only for requests gRPC can carry.
+pub fn to_message(request: &Value) -> proto::VoucherRequest {
+    let s = |name: &str| {
+        request
+            .get(name)
+            .map(|v| v.as_str().expect("a string field").to_owned())
+    };
+    let i = |name: &str| {
+        request
+            .get(name)
+            .map(|v| v.as_i64().expect("an integer field"))
+    };
+    proto::VoucherRequest {
+        customer_id: i("customer_id"),
+        country_code: s("country_code"),
+        last_order_ts: s("last_order_ts"),
+        first_order_ts: s("first_order_ts"),
+        total_orders: i("total_orders"),
+        segment_name: s("segment_name"),
+    }
+}
+
+fn single(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
+    requests
+        .iter()
+        .map(|r| {
+            let (status, body) = json_of(app.post_voucher(r));
+            from_http(status, &body, "")
+        })
+        .collect()
+}
+
+fn batch(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
+    let response = app.post_to(
+        "/api/v1/vouchers",
+        serde_json::to_vec(requests).expect("json"),
+        "application/json",
+    );
+    let header = response.headers().get("x-voucher-version").cloned();
+    let (status, body) = json_of(response);
+    assert_eq!(status, 200, "{body}");
+    let version = text(&body["version"]);
+    assert_eq!(
+        header.as_ref().and_then(|h| h.to_str().ok()),
+        Some(version.as_str())
+    );
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), requests.len());
+    results
+        .iter()
+        .map(|item| {
+            assert!(
+                item.get("version").is_none(),
+                "the version is given once: {item}"
+            );
+            from_http(
+                item["status"].as_u64().expect("status") as u16,
+                item,
+                &version,
+            )
+        })
+        .collect()
+}
+
+pub fn ndjson_body(requests: &[Value]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for request in requests {
+        serde_json::to_writer(&mut body, request).expect("json");
+        body.push(b'\n');
+    }
+    body
+}
+
+fn ndjson(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
+    let response = app.post_to(
+        "/api/v1/vouchers",
+        ndjson_body(requests),
+        "application/x-ndjson",
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    let text = response.text().expect("body");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), requests.len());
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            assert_eq!(
+                line["line"].as_u64(),
+                Some(i as u64 + 1),
+                "lines are numbered in order"
+            );
+            from_http(line["status"].as_u64().expect("status") as u16, line, "")
+        })
+        .collect()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn grpc_unary(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
+    runtime().block_on(async {
+        let mut client = VoucherServiceClient::connect(format!("http://{}", app.grpc))
+            .await
+            .expect("connect");
+        let mut out = Vec::new();
+        for request in requests {
+            out.push(match client.get_voucher(to_message(request)).await {
+                Ok(answer) => from_grpc_answer(answer.get_ref()),
+                Err(status) => from_status(&status),
+            });
+        }
+        out
+    })
+}
+
+fn grpc_stream(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
+    let messages: Vec<proto::VoucherRequest> = requests.iter().map(to_message).collect();
+    runtime().block_on(async {
+        let mut client = VoucherServiceClient::connect(format!("http://{}", app.grpc))
+            .await
+            .expect("connect");
+        let mut stream = client
+            .score_vouchers(futures_util::stream::iter(messages))
+            .await
+            .expect("stream")
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(result) = stream.message().await.expect("a result") {
+            assert_eq!(result.index, out.len() as u64, "results come in order");
+            out.push(match result.outcome.expect("an outcome") {
+                proto::score_result::Outcome::Voucher(answer) => from_grpc_answer(&answer),
+                proto::score_result::Outcome::Invalid(invalid) => Outcome::Invalid(
+                    invalid
+                        .violations
+                        .iter()
+                        .map(|v| {
+                            (
+                                v.field.clone(),
+                                v.description.clone(),
+                                v.reason.to_ascii_lowercase(),
+                            )
+                        })
+                        .collect(),
+                ),
+                proto::score_result::Outcome::NoSegment(message) => Outcome::NoSegment(message),
+            });
+        }
+        out
+    })
+}
+
+/// How many of each kind of outcome, so that a test shows it covered every kind.
+fn kinds(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for outcome in outcomes {
+        let keys = match outcome {
+            Outcome::Answer(..) => vec!["answer".to_owned()],
+            Outcome::Invalid(errors) => errors.iter().map(|e| format!("invalid:{}", e.2)).collect(),
+            Outcome::NoSegment(_) => vec!["no_segment".to_owned()],
+            Outcome::Other(status, _) => vec![format!("other:{status}")],
+        };
+        for key in keys {
+            *kinds.entry(key).or_default() += 1;
+        }
+    }
+    kinds
+}
+
+fn started() -> (tempfile::TempDir, TestApp) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let app = TestApp::spawn(dir.path(), &[]);
+    (dir, app)
+}
+
+#[test]
+fn the_single_route_batch_ndjson_and_grpc_answer_the_same() {
+    let (_dir, app) = started();
+    let requests = generated_requests(400, 2026, false);
+    let expected = single(&app, &requests);
+    let kinds = kinds(&expected);
+    for kind in [
+        "answer",
+        "no_segment",
+        "invalid:missing",
+        "invalid:value_error",
+        "invalid:datetime_parsing",
+        "invalid:enum",
+        "invalid:greater_than_equal",
+    ] {
+        assert!(kinds.contains_key(kind), "the set covers {kind}: {kinds:?}");
+    }
+    assert!(!kinds.keys().any(|k| k.starts_with("other")), "{kinds:?}");
+    assert_eq!(batch(&app, &requests), expected, "batch");
+    assert_eq!(ndjson(&app, &requests), expected, "NDJSON");
+    assert_eq!(grpc_unary(&app, &requests), expected, "gRPC GetVoucher");
+    assert_eq!(grpc_stream(&app, &requests), expected, "gRPC ScoreVouchers");
+}
+
+#[test]
+fn the_json_doors_agree_on_what_only_json_can_say() {
+    let (_dir, app) = started();
+    let requests = generated_requests(300, 7, true);
+    let expected = single(&app, &requests);
+    let kinds = kinds(&expected);
+    for kind in [
+        "invalid:int_type",
+        "invalid:int_from_float",
+        "invalid:string_type",
+    ] {
+        assert!(kinds.contains_key(kind), "the set covers {kind}: {kinds:?}");
+    }
+    assert_eq!(batch(&app, &requests), expected, "batch");
+    assert_eq!(ndjson(&app, &requests), expected, "NDJSON");
+}
+
+#[test]
+fn batch_limits_and_bad_bodies_get_the_single_routes_kind_of_error() {
+    let (_dir, app) = started();
+    let one = crate::helpers::contract_request();
+    let too_many = serde_json::to_vec(&vec![one.clone(); 10_001]).expect("json");
+    let (status, body) = json_of(app.post_to("/api/v1/vouchers", too_many, "application/json"));
+    assert_eq!(status, 413);
+    assert!(
+        text(&body["detail"]).contains("10001 requests; the limit is 10000"),
+        "{body}"
+    );
+    let at_limit = serde_json::to_vec(&vec![one.clone(); 10_000]).expect("json");
+    let (status, body) = json_of(app.post_to("/api/v1/vouchers", at_limit, "application/json"));
+    assert_eq!(
+        (status, body["results"].as_array().map(Vec::len)),
+        (200, Some(10_000))
+    );
+
+    let (status, body) =
+        json_of(app.post_to("/api/v1/vouchers", r#"{"a": 1}"#, "application/json"));
+    assert_eq!(
+        (status, text(&body["detail"][0]["type"])),
+        (422, "list_type".to_owned())
+    );
+    let (status, _) = json_of(app.post_to("/api/v1/vouchers", "[{", "application/json"));
+    assert_eq!(status, 400);
+    let (status, body) = json_of(app.post_to("/api/v1/vouchers", "[]", "text/csv"));
+    assert_eq!(status, 415);
+    assert!(
+        text(&body["detail"]).contains("application/x-ndjson"),
+        "{body}"
+    );
+    // Items that are not objects, or repeat a field, are that item's 422, as on the single route.
+    let (status, body) = json_of(app.post_to(
+        "/api/v1/vouchers",
+        r#"[3, {"total_orders": 1, "total_orders": 2}]"#,
+        "application/json",
+    ));
+    assert_eq!(status, 200);
+    for item in body["results"].as_array().expect("results") {
+        assert_eq!(
+            (item["status"].as_u64(), item["detail"][0]["loc"].clone()),
+            (Some(422), json!(["body"]))
+        );
+    }
+    let text = app.get("/metrics").text().expect("metrics");
+    assert!(
+        text.contains(r#"voucher_api_scored_total{door="http_batch",outcome="ok"} 10000"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"voucher_api_http_requests_total{route="/api/v1/vouchers",status="413"} 1"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_long_ndjson_stream_is_answered_line_for_line_and_bad_lines_do_not_stop_it() {
+    let (_dir, app) = started();
+    let good = serde_json::to_string(&crate::helpers::contract_request()).expect("json");
+    let lines = 50_000;
+    let mut body = String::with_capacity(lines * (good.len() + 1));
+    for i in 1..=lines {
+        body.push_str(match i {
+            7 => "{not json",
+            8 => "",
+            9 => r#"{"total_orders": -1}"#,
+            _ => &good,
+        });
+        body.push('\n');
+    }
+    let response = app.post_to("/api/v1/vouchers", body, "application/x-ndjson");
+    assert_eq!(response.status(), 200);
+    let answers: Vec<Value> = response
+        .text()
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    // The blank line 8 asks nothing.
+    assert_eq!(answers.len(), lines - 1);
+    assert_eq!(
+        (answers[6]["line"].as_u64(), answers[6]["status"].as_u64()),
+        (Some(7), Some(400))
+    );
+    assert_eq!(
+        (answers[7]["line"].as_u64(), answers[7]["status"].as_u64()),
+        (Some(9), Some(422))
+    );
+    assert_eq!(
+        answers[7]["detail"].as_array().map(Vec::len),
+        Some(6),
+        "every bad field of line 9"
+    );
+    assert!(
+        answers
+            .last()
+            .is_some_and(|a| a["line"] == lines && a["voucher"] == 2640)
+    );
+    let text = app.get("/metrics").text().expect("metrics");
+    assert!(
+        text.contains(&format!(
+            r#"voucher_api_scored_total{{door="http_ndjson",outcome="ok"}} {}"#,
+            lines - 3
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_token_guards_the_batch_route_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let app = TestApp::spawn(dir.path(), &["--api-token", "s3cret"]);
+    for content_type in ["application/json", "application/x-ndjson"] {
+        let response = app.post_to("/api/v1/vouchers", "[]", content_type);
+        assert_eq!(response.status(), 401, "{content_type}");
+    }
+    let response = app
+        .client
+        .post(app.url("/api/v1/vouchers"))
+        .header("Authorization", "Bearer s3cret")
+        .json(&json!([crate::helpers::contract_request()]))
+        .send()
+        .expect("POST");
+    assert_eq!(json_of(response).1["results"][0]["voucher"], 2640);
+}
