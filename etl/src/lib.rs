@@ -7,6 +7,7 @@
 //! - [`run`]: one complete run, from input to a published version;
 //! - [`generate`]: realistic synthetic history of any size;
 //! - [`schedule`]: runs on a cron schedule;
+//! - [`score`]: offline campaign scoring of a customer list with the API's rules;
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 
 pub mod clean;
@@ -15,6 +16,7 @@ pub mod history;
 pub mod progress;
 pub mod run;
 pub mod schedule;
+pub mod score;
 pub mod source;
 pub mod vouchers;
 

@@ -10,6 +10,7 @@ use voucher_etl::clean::Countries;
 use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::run::{RunOptions, run};
 use voucher_etl::schedule::schedule;
+use voucher_etl::score::{ScoreOptions, score_customers};
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -37,6 +38,27 @@ enum Command {
     },
     /// Write realistic synthetic voucher history in the source's messy format.
     Generate(GenerateArgs),
+    /// Score a customer list (campaign) against the live table, with the API's rules.
+    Score(ScoreArgs),
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    /// The customer list: Parquet (`*.parquet`) or CSV (`*.csv`, with a header), with the
+    /// request fields as columns (customer_id, country_code, last_order_ts, first_order_ts,
+    /// total_orders, segment_name). Other columns are kept in the output.
+    #[arg(long, env = "VOUCHER_SCORE_CUSTOMERS")]
+    customers: PathBuf,
+    /// The tables directory whose live version scores the list.
+    #[arg(long, visible_alias = "tables-dir", env = "VOUCHER_TABLES_DIR")]
+    tables: PathBuf,
+    /// The Parquet file to write: the list with status, voucher, segment, detail and
+    /// table_version columns (replaced atomically).
+    #[arg(long, env = "VOUCHER_SCORE_OUTPUT")]
+    output: PathBuf,
+    /// The time recency is measured from (RFC 3339) [default: now].
+    #[arg(long, env = "VOUCHER_SCORE_NOW")]
+    now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Args)]
@@ -120,6 +142,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
                 .block_on(schedule(&cron, run.into(), run_at_start))?;
+        }
+        Command::Score(args) => {
+            let summary = score_customers(&ScoreOptions {
+                customers: args.customers,
+                tables_dir: args.tables,
+                output: args.output,
+                now: args.now.unwrap_or_else(chrono::Utc::now),
+            })?;
+            print!("{summary}");
         }
         Command::Generate(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;

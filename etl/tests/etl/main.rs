@@ -7,3 +7,4 @@ mod durability;
 mod generated;
 mod real_sample;
 mod schedule;
+mod score;
