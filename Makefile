@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl load-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -46,13 +46,21 @@ $(HISTORY): | build
 sample: build
 	$(ETL) generate --rows $(SAMPLE_ROWS) --seed 42 --output $(HISTORY) --segments $(SEGMENTS)
 
-bench: bench-etl load-test
+bench: bench-etl load-test bench-doors
 
 bench-etl:
 	bash bench/etl.sh
 
 load-test:
 	bash bench/load_test.sh
+
+# Requests/s through the NDJSON and gRPC streams against the single route.
+bench-doors:
+	bash bench/doors.sh
+
+# The gRPC door from Python (grpcio, in a venv it creates), against the real binary.
+grpc-test:
+	bash api/tests/grpc_python.sh
 
 # Fuzzes voucher-api against its own OpenAPI document (schemathesis, in a venv it creates).
 api-fuzz:

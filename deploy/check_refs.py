@@ -36,6 +36,9 @@ from pathlib import Path
 import yaml
 
 API_PORT = 8000
+GRPC_PORT = 50051
+# The services whose status voucher-api's grpc.health.v1 reports ("" is the server as a whole).
+GRPC_HEALTH_SERVICES = {"", "voucher.v1.VoucherService"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 
 
@@ -238,6 +241,12 @@ class Checker:
                 probe = c.get(probe_name)
                 if not probe:
                     continue
+                grpc = probe.get("grpc")
+                if grpc:
+                    if not port_of_container(c, grpc.get("port")):
+                        self.fail(cwhere, f"{probe_name} gRPC port {grpc.get('port')!r} is no port of the container")
+                    if grpc.get("service", "") not in GRPC_HEALTH_SERVICES:
+                        self.fail(cwhere, f"{probe_name} gRPC service {grpc.get('service')!r} is not one the API reports ({sorted(GRPC_HEALTH_SERVICES)})")
                 http = probe.get("httpGet")
                 if http:
                     if http.get("path", "/") not in self.routes:
@@ -279,8 +288,10 @@ class Checker:
             elif instruction == "HEALTHCHECK" and len(words) > 1 and words[1].upper() != "NONE":
                 self.check_health_command(where, line)
             elif instruction == "EXPOSE" and path.name == "Dockerfile.api":
-                if str(API_PORT) not in [w.split("/")[0] for w in words[1:]]:
-                    self.fail(where, f"EXPOSE {' '.join(words[1:])} is not the API port {API_PORT}")
+                exposed = [w.split("/")[0] for w in words[1:]]
+                for port, what in ((API_PORT, "HTTP"), (GRPC_PORT, "gRPC")):
+                    if str(port) not in exposed:
+                        self.fail(where, f"EXPOSE {' '.join(words[1:])} lacks the API's {what} port {port}")
         if path.name == "Dockerfile.api" and "HEALTHCHECK" not in text:
             self.fail(where, "no HEALTHCHECK")
 

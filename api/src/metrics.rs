@@ -179,42 +179,17 @@ impl Metrics {
         for result in [ReloadResult::Success, ReloadResult::Failure] {
             reloads.with_label_values(&[result.label()]);
         }
-        let table_age = register(
-            &registry,
-            Gauge::new(
-                "table_age_seconds",
-                "Seconds since the live table version was made; NaN before the first table.",
-            )?,
-        )?;
-        table_age.set(f64::NAN);
+        let (table_info, table_age, table_rows, table_dropped) = table_gauges(&registry)?;
         Ok(Metrics {
             requests,
             latency,
             grpc_requests,
             grpc_latency,
             doors: Arc::new(Door::ALL.map(|door| DoorCounters::new(&scored, door))),
-            table_info: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new("table_info", "The live table version (value 1)."),
-                    &["version"],
-                )?,
-            )?,
+            table_info,
             table_age,
-            table_rows: register(
-                &registry,
-                IntGauge::new("table_rows", "Rows in the live table.")?,
-            )?,
-            table_dropped: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "table_rows_dropped",
-                        "History rows the live table's ETL run dropped, by drop rule (from its manifest).",
-                    ),
-                    &["rule"],
-                )?,
-            )?,
+            table_rows,
+            table_dropped,
             reloads,
             registry,
         })
@@ -280,6 +255,35 @@ impl Metrics {
             .with_label_values(&[route, status.as_str()])
             .inc();
     }
+}
+
+/// The gauges that describe the live table: version, age, rows and rows dropped per rule.
+fn table_gauges(
+    registry: &Registry,
+) -> Result<(IntGaugeVec, Gauge, IntGauge, IntGaugeVec), prometheus::Error> {
+    let info = IntGaugeVec::new(
+        Opts::new("table_info", "The live table version (value 1)."),
+        &["version"],
+    )?;
+    let age = Gauge::new(
+        "table_age_seconds",
+        "Seconds since the live table version was made; NaN before the first table.",
+    )?;
+    age.set(f64::NAN);
+    let rows = IntGauge::new("table_rows", "Rows in the live table.")?;
+    let dropped = IntGaugeVec::new(
+        Opts::new(
+            "table_rows_dropped",
+            "History rows the live table's ETL run dropped, by drop rule (from its manifest).",
+        ),
+        &["rule"],
+    )?;
+    Ok((
+        register(registry, info)?,
+        register(registry, age)?,
+        register(registry, rows)?,
+        register(registry, dropped)?,
+    ))
 }
 
 /// Registers `metric` and gives it back.
