@@ -99,10 +99,10 @@ impl Application {
         let app_state = state.clone();
         let address = format!("{}:{}", config.host, config.port);
         let server = HttpServer::new(move || {
-            let metrics = app_state.metrics.clone();
+            let meter = app_state.metrics.worker_meter();
             App::new()
                 .wrap(from_fn(move |req, next| {
-                    metrics::meter(metrics.clone(), req, next)
+                    metrics::meter(meter.clone(), req, next)
                 }))
                 .configure(|cfg| routes::configure(cfg, &app_state))
         })

@@ -17,7 +17,7 @@ use crate::config::Token;
 use crate::http::errors::ApiError;
 use crate::http::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
 use crate::http::{batch, ndjson};
-use crate::metrics::{Door, Metrics, UNMATCHED_PATTERN};
+use crate::metrics::{Door, Metrics, UNMATCHED, UNMATCHED_PATTERN};
 use crate::tables::Tables;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
@@ -136,7 +136,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
             .path
             .strip_prefix(GUARDED_SCOPE)
             .filter(|_| route.needs_token());
+        // Named by its full path: the metrics label requests with the name.
         let resource = web::resource(relative.unwrap_or(route.path))
+            .name(route.path)
             .route((route.handler)(web::method(method.clone())))
             // Other methods: 405 with `Allow`.
             .default_service(web::to(move || {
@@ -151,8 +153,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
         }
     }
     // Registered last, so it only sees paths no route matched.
-    cfg.service(guarded)
-        .service(web::resource(UNMATCHED_PATTERN).to(not_found));
+    cfg.service(guarded).service(
+        web::resource(UNMATCHED_PATTERN)
+            .name(UNMATCHED)
+            .to(not_found),
+    );
 }
 
 /// The token guard of [`GUARDED_SCOPE`].

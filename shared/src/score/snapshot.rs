@@ -130,9 +130,10 @@ impl Snapshot {
         segment_type: SegmentType,
         value: i64,
     ) -> Result<(&str, &Entry), NoSegment> {
-        let entries = self.segments(country, segment_type);
-        if let Some(entry) = entries.iter().find(|e| e.segment.contains(value))
-            && let Some((name, _)) = self.countries.get_key_value(country)
+        let found = self.countries.get_key_value(country);
+        let entries = found.map_or(&[][..], |(_, c)| c.by_type[slot(segment_type)].as_slice());
+        if let (Some((name, _)), Some(entry)) =
+            (found, entries.iter().find(|e| e.segment.contains(value)))
         {
             return Ok((name, entry));
         }
