@@ -13,14 +13,15 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test page-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
 	$(ETL) run --input $(HISTORY) --output $(TABLES) --countries $(COUNTRIES) --segments $(SEGMENTS)
 	@echo
-	@echo "voucher-api is starting on http://127.0.0.1:$(API_PORT) (docs: /docs). Try, from another terminal:"
+	@echo "voucher-api is starting. Open the page: http://127.0.0.1:$(API_PORT)/ (API docs: http://127.0.0.1:$(API_PORT)/docs/)"
+	@echo "Or try, from another terminal:"
 	@echo "  curl -s -H 'Content-Type: application/json' -d '$(VOUCHER_BODY)' http://127.0.0.1:$(API_PORT)/api/v1/voucher"
 	@echo "Stop it with Ctrl-C."
 	@echo
@@ -57,6 +58,10 @@ load-test:
 # Requests/s through the NDJSON and gRPC streams against the single route.
 bench-doors:
 	bash bench/doors.sh
+
+# The page at / in a real headless browser (chromium via selenium; installs them when missing).
+page-test:
+	bash api/tests/page_test.sh
 
 # The gRPC door from Python (grpcio, in a venv it creates), against the real binary.
 grpc-test:

@@ -9,13 +9,15 @@
 //! - [`server`]: building and running the application;
 //! - [`tls`]: TLS for both doors;
 //! - [`http`]: the HTTP routes (single, batch and NDJSON scoring, the table, operations);
-//! - [`grpc`]: the gRPC service, with health checking and reflection.
+//! - [`grpc`]: the gRPC service, with health checking and reflection;
+//! - [`page`]: the page for people at `/`.
 
 pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod tables;
 pub mod tls;

@@ -9,7 +9,10 @@ use voucher_shared::publish::Version;
 use voucher_shared::score::Snapshot;
 use voucher_shared::table::VoucherTable;
 
-use crate::http::model::{SegmentEntry, SegmentsResponse};
+use crate::http::model::{
+    DropRuleCount, SegmentEntry, SegmentsResponse, TableManifest, TableResponse,
+};
+use voucher_shared::rules::DropRule;
 
 /// A loaded table version, ready to answer requests.
 #[derive(Debug)]
@@ -17,6 +20,8 @@ pub struct LiveTable {
     snapshot: Snapshot,
     /// `/api/v1/segments` answers with these bytes; they only change with the version.
     segments_json: Bytes,
+    /// `/api/v1/table` answers with these.
+    table_json: Bytes,
 }
 
 impl LiveTable {
@@ -46,16 +51,24 @@ impl LiveTable {
                 entries.sort_by_key(|e| e.lower);
             }
         }
+        let created_at = version
+            .time()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let segments_json = serde_json::to_vec(&SegmentsResponse {
             version: version.to_string(),
-            created_at: version
-                .time()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at: created_at.clone(),
             countries: listing,
         })?;
+        let table_json = serde_json::to_vec(&describe(
+            version,
+            created_at,
+            table.rows().len(),
+            manifest.as_ref(),
+        ))?;
         Ok(LiveTable {
             snapshot: Snapshot::new(version, table, manifest),
             segments_json: segments_json.into(),
+            table_json: table_json.into(),
         })
     }
 
@@ -82,6 +95,41 @@ impl LiveTable {
 
     pub fn segments_json(&self) -> Bytes {
         self.segments_json.clone()
+    }
+
+    pub fn table_json(&self) -> Bytes {
+        self.table_json.clone()
+    }
+}
+
+/// What `/api/v1/table` says about a version.
+fn describe(
+    version: Version,
+    created_at: String,
+    rows: usize,
+    manifest: Option<&Manifest>,
+) -> TableResponse {
+    TableResponse {
+        version: version.to_string(),
+        created_at,
+        rows,
+        manifest: manifest.map(|m| TableManifest {
+            created_at: m.created_at.clone(),
+            input: m.input.clone(),
+            rows_read: m.rows_read,
+            rows_kept: m.rows_kept,
+            countries: m.countries.clone(),
+            duration_ms: m.duration_ms,
+            producer: format!("{} {}", m.producer.name, m.producer.version),
+        }),
+        drop_rules: DropRule::ALL
+            .iter()
+            .map(|rule| DropRuleCount {
+                rule: rule.name(),
+                description: rule.description(),
+                dropped: manifest.map(|m| m.dropped[*rule]),
+            })
+            .collect(),
     }
 }
 

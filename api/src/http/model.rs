@@ -136,3 +136,48 @@ pub struct ItemError {
     pub status: u16,
     pub detail: String,
 }
+
+/// The live table version and what produced it (`GET /api/v1/table`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableResponse {
+    /// The live table version.
+    pub version: String,
+    /// When the version was made (RFC 3339, UTC).
+    pub created_at: String,
+    /// Rows (segments) in the table.
+    pub rows: usize,
+    /// What the ETL recorded about the run that made the version; null when the version has no
+    /// readable manifest.
+    pub manifest: Option<TableManifest>,
+    /// Every drop rule of the cleaning, in rule order, with the rows it dropped in that run.
+    pub drop_rules: Vec<DropRuleCount>,
+}
+
+/// The run that made a version, from its `manifest.json`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableManifest {
+    /// When the version was published (RFC 3339, UTC).
+    pub created_at: String,
+    /// The history file(s) or URL the table was computed from.
+    pub input: String,
+    /// Rows in the input, of every country.
+    pub rows_read: u64,
+    /// Rows of the selected countries that passed every drop rule.
+    pub rows_kept: u64,
+    /// The countries asked for (`all` for every country).
+    pub countries: Vec<String>,
+    pub duration_ms: u64,
+    /// The program that wrote the version, e.g. `voucher-etl 0.1.0`.
+    pub producer: String,
+}
+
+/// One drop rule and what it removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DropRuleCount {
+    /// The rule's name, as in the manifest and the metrics.
+    pub rule: &'static str,
+    /// What the rule drops and why.
+    pub description: &'static str,
+    /// Rows it dropped; null without a manifest.
+    pub dropped: Option<u64>,
+}

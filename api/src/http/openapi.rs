@@ -16,6 +16,11 @@ use crate::http::routes;
         routes::voucher,
         crate::http::batch::vouchers,
         routes::segments,
+        routes::table,
+        crate::page::index,
+        crate::page::script,
+        crate::page::style,
+        crate::page::icon,
         routes::healthz,
         routes::readyz,
         routes::metrics_text,
@@ -26,6 +31,7 @@ use crate::http::routes;
     tags(
         (name = "vouchers", description = "Vouchers and the table they come from"),
         (name = "operations", description = "Health, readiness, metrics and documentation"),
+        (name = "page", description = "The page for people at `/`"),
     )
 )]
 struct ApiDoc;

@@ -18,11 +18,13 @@ use crate::http::errors::ApiError;
 use crate::http::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
 use crate::http::{batch, ndjson};
 use crate::metrics::{Door, Metrics, UNMATCHED, UNMATCHED_PATTERN};
+use crate::page;
 use crate::tables::Tables;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
 pub const VOUCHERS: &str = "/api/v1/vouchers";
 pub const SEGMENTS: &str = "/api/v1/segments";
+pub const TABLE: &str = "/api/v1/table";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
@@ -50,7 +52,7 @@ impl Route {
 
 /// The route table: what `configure` registers, `voucher-api routes` prints and the
 /// deployment checks read.
-pub const ROUTES: [Route; 9] = [
+pub const ROUTES: [Route; 14] = [
     Route {
         method: Method::POST,
         path: VOUCHER,
@@ -65,6 +67,31 @@ pub const ROUTES: [Route; 9] = [
         method: Method::GET,
         path: SEGMENTS,
         handler: |r| r.to(segments),
+    },
+    Route {
+        method: Method::GET,
+        path: TABLE,
+        handler: |r| r.to(table),
+    },
+    Route {
+        method: Method::GET,
+        path: page::INDEX,
+        handler: |r| r.to(page::index),
+    },
+    Route {
+        method: Method::GET,
+        path: page::SCRIPT,
+        handler: |r| r.to(page::script),
+    },
+    Route {
+        method: Method::GET,
+        path: page::STYLE,
+        handler: |r| r.to(page::style),
+    },
+    Route {
+        method: Method::GET,
+        path: page::ICON,
+        handler: |r| r.to(page::icon),
     },
     Route {
         method: Method::GET,
@@ -322,6 +349,31 @@ pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         .live()
         .as_ref()
         .map(|t| t.segments_json())
+        .ok_or(ApiError::NotReady {
+            retry_after_secs: state.retry_after_secs,
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/table",
+    tag = "vouchers",
+    responses(
+        (status = 200, description = "The live table version, when it was made, and the run that made it: inputs, rows read and kept, rows dropped per rule", body = crate::http::model::TableResponse),
+        (status = 401, description = "A token is configured and the request lacks it", body = ErrorDetail),
+        (status = 503, description = "No table loaded yet", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn table(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = state
+        .tables
+        .live()
+        .as_ref()
+        .map(|t| t.table_json())
         .ok_or(ApiError::NotReady {
             retry_after_secs: state.retry_after_secs,
         })?;

@@ -395,6 +395,90 @@ fn the_segments_route_lists_the_live_table() {
 }
 
 #[test]
+fn the_table_route_gives_the_version_and_its_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let version = publish(dir.path(), contract_rows(2640));
+    let mut manifest = voucher_shared::manifest::Manifest {
+        version: version.to_string(),
+        created_at: "2026-11-23T10:10:00Z".into(),
+        input: "history/batch=1/part-0.parquet".into(),
+        rows_read: 100,
+        rows_kept: 90,
+        dropped: Default::default(),
+        countries: vec!["Peru".into()],
+        segments: json!({}),
+        table_rows: 9,
+        duration_ms: 12,
+        producer: voucher_shared::manifest::Producer {
+            name: "voucher-etl".into(),
+            version: "0.1.0".into(),
+        },
+    };
+    manifest.dropped[voucher_shared::rules::DropRule::ALL[1]] = 10;
+    let tables = voucher_shared::publish::TablesDir::new(dir.path());
+    std::fs::write(
+        tables.manifest_path(version),
+        serde_json::to_vec(&manifest).expect("json"),
+    )
+    .expect("write manifest");
+    let api = TestApp::spawn(dir.path(), &[]);
+    let (status, json) = json_of(api.get("/api/v1/table"));
+    assert_eq!(status, 200);
+    assert_eq!(json["version"], json!(version.to_string()));
+    assert_eq!(json["rows"], 9);
+    assert_eq!(json["manifest"]["input"], "history/batch=1/part-0.parquet");
+    assert_eq!(json["manifest"]["rows_read"], 100);
+    assert_eq!(json["manifest"]["producer"], "voucher-etl 0.1.0");
+    let rules = json["drop_rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), voucher_shared::rules::DropRule::ALL.len());
+    let second = voucher_shared::rules::DropRule::ALL[1];
+    assert_eq!(rules[1]["rule"], second.name());
+    assert_eq!(rules[1]["description"], second.description());
+    assert_eq!(rules[1]["dropped"], 10);
+    assert_eq!(rules[0]["dropped"], 0);
+
+    // Without a manifest the table is still described, its provenance unknown.
+    let bare = tempfile::tempdir().expect("tempdir");
+    publish(bare.path(), contract_rows(2640));
+    let api = TestApp::spawn(bare.path(), &[]);
+    let (_, json) = json_of(api.get("/api/v1/table"));
+    assert_eq!(json["manifest"], Value::Null);
+    assert_eq!(json["drop_rules"][0]["dropped"], Value::Null);
+}
+
+#[test]
+fn the_page_and_its_files_are_served_with_a_strict_content_security_policy() {
+    let (_dir, api, _) = started();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/page/app.js", "text/javascript"),
+        ("/page/app.css", "text/css"),
+        ("/page/icon.svg", "image/svg+xml"),
+    ] {
+        let response = api.get(path);
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let policy = header("content-security-policy");
+        assert!(
+            policy.contains("default-src 'none'") && policy.contains("script-src 'self'"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+    }
+    let page = api.get("/").text().expect("html");
+    assert!(page.contains("<h1>Voucher table</h1>"));
+}
+
+#[test]
 fn openapi_and_docs_are_served_without_network() {
     let (_dir, api, _) = started();
     let (status, doc) = json_of(api.get("/openapi.json"));

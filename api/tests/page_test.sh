@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The page at `/` in a real headless browser: Debian's chromium and chromedriver (installed
+# with apt-get when missing), driven by selenium from PyPI, against voucher-api serving a
+# table that voucher-etl published from generated history. Screenshots go to $PAGE_OUT.
+#
+# Usage: api/tests/page_test.sh   (make page-test)
+# Environment:
+#   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
+#   PAGE_TEST_VENV    the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/page-test-venv)
+#   PAGE_OUT          where screenshots go (default: $CARGO_TARGET_DIR/page-test)
+# Needs: cargo, python3 with venv, apt-get (or chromium and chromedriver already installed).
+set -euo pipefail
+
+PACKAGES=(selenium==4.50.0 axe-selenium-python==2.1.6)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VENV=${PAGE_TEST_VENV:-$TARGET/page-test-venv}
+export PAGE_OUT=${PAGE_OUT:-$TARGET/page-test}
+
+log() { printf 'page_test.sh: %s\n' "$*" >&2; }
+
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+    log "installing chromium and chromium-driver with apt-get"
+    SUDO=
+    [[ $(id -u) == 0 ]] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
+    log "installing ${PACKAGES[*]} into $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+    echo "${PACKAGES[*]}" >"$VENV/pins"
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill -INT "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "building voucher-etl and voucher-api"
+(cd "$ROOT" && cargo build --quiet -p voucher-etl -p voucher-api --bins)
+ETL=$TARGET/debug/voucher-etl API=$TARGET/debug/voucher-api
+"$ETL" generate --rows 20000 --seed 3 --countries Peru,Chile --output "$WORK/history-a.parquet" >/dev/null
+"$ETL" generate --rows 20000 --seed 4 --countries Peru,Chile --output "$WORK/history-b.parquet" >/dev/null
+"$ETL" run --input "$WORK/history-a.parquet" --output "$WORK/tables" --countries all >/dev/null 2>&1
+export PAGE_REPUBLISH="'$ETL' run --input '$WORK/history-b.parquet' --output '$WORK/tables' --countries all >/dev/null 2>&1"
+
+# start_api VAR [flags...]: starts voucher-api with the flags and sets VAR to its base URL.
+start_api() {
+    local var=$1 log_file=$WORK/api-$1.log address
+    shift
+    RUST_LOG=info "$API" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 --grpc-port 0 \
+        --reload-interval 200ms "$@" >/dev/null 2>"$log_file" &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        address=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$log_file" | head -n 1)
+        if [[ -n $address ]]; then
+            printf -v "$var" '%s' "$address"
+            return
+        fi
+        sleep 0.1
+    done
+    log "voucher-api did not start:"
+    cat "$log_file" >&2
+    exit 1
+}
+export PAGE_TOKEN=page-test-token PAGE_URL='' PAGE_TOKEN_URL=''
+start_api PAGE_URL
+start_api PAGE_TOKEN_URL --api-token "$PAGE_TOKEN"
+mkdir -p "$PAGE_OUT"
+log "testing the page at $PAGE_URL/ (and $PAGE_TOKEN_URL/ with a token) in $(/usr/bin/chromium --version 2>/dev/null)"
+"$VENV/bin/python" "$ROOT/api/tests/page/page_test.py"
+log "screenshots in $PAGE_OUT"
