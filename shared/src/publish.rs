@@ -29,7 +29,11 @@ const LOCK_FILE: &str = ".lock";
 const CURRENT_TMP: &str = ".CURRENT.tmp";
 const STAGING_PREFIX: &str = ".staging-";
 const VERSION_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-/// Staging directories older than this are leftovers of crashed runs.
+/// Inside a staging directory: locked by the run writing it for as long as it lives, so that a
+/// later run can tell a directory a killed run left behind from one still being written.
+const OWNER_FILE: &str = ".owner";
+/// Staging directories without an owner file (a run killed between creating the directory and
+/// locking its owner file) count as abandoned once this old.
 const STALE_STAGING: Duration = Duration::from_secs(24 * 3600);
 
 /// A version name: the UTC time of its run, `YYYYMMDDTHHMMSSZ`. Names sort by time.
@@ -202,6 +206,7 @@ impl TablesDir {
     pub fn stage(&self, now: DateTime<Utc>) -> Result<Staged, PublishError> {
         fs::create_dir_all(&self.root).map_err(io_err("cannot create", &self.root))?;
         let _lock = self.lock()?;
+        self.remove_abandoned_staging()?;
         let newest = self
             .entries()?
             .iter()
@@ -216,12 +221,53 @@ impl TablesDir {
         }
         let dir = self.root.join(format!("{STAGING_PREFIX}{version}"));
         fs::create_dir(&dir).map_err(io_err("cannot create", &dir))?;
+        let owner_path = dir.join(OWNER_FILE);
+        let owner = File::create(&owner_path)
+            .and_then(|f| f.try_lock().map_err(io::Error::from).map(|()| f))
+            .map_err(io_err("cannot lock", &owner_path))?;
         Ok(Staged {
             tables: self.clone(),
             version,
             dir,
+            owner: Some(owner),
             committed: false,
         })
+    }
+
+    /// Deletes the staging directories of runs that died before committing: those whose owner
+    /// file no live run holds locked (or, without one, that are older than a day). A run still
+    /// writing holds its lock, so its directory is never touched. Call with the writer lock held.
+    fn remove_abandoned_staging(&self) -> Result<(), PublishError> {
+        for name in self.entries()? {
+            if !name.starts_with(STAGING_PREFIX) {
+                continue;
+            }
+            let path = self.root.join(&name);
+            let reason = match File::open(path.join(OWNER_FILE)) {
+                Ok(owner) => match owner.try_lock() {
+                    Ok(()) => "its run is gone (its owner lock was free)",
+                    Err(_) => continue, // a live run is writing it
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let old = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .is_some_and(|age| age > STALE_STAGING);
+                    if !old {
+                        continue;
+                    }
+                    "it has no owner file and is over a day old"
+                }
+                Err(e) => return Err(io_err("cannot open", &path.join(OWNER_FILE))(e)),
+            };
+            fs::remove_dir_all(&path).map_err(io_err("cannot delete", &path))?;
+            log::info!(
+                "removed abandoned staging directory {}: {reason}",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Deletes the oldest versions so that at most `keep` remain, never the live one, and
@@ -240,19 +286,7 @@ impl TablesDir {
             fs::remove_dir_all(&dir).map_err(io_err("cannot delete", &dir))?;
             removed.push(version);
         }
-        for name in self.entries()? {
-            let path = self.root.join(&name);
-            let stale = name.starts_with(STAGING_PREFIX)
-                && fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age > STALE_STAGING);
-            if stale {
-                fs::remove_dir_all(&path).map_err(io_err("cannot delete", &path))?;
-                log::info!("deleted stale staging directory {}", path.display());
-            }
-        }
+        self.remove_abandoned_staging()?;
         Ok(removed)
     }
 
@@ -278,6 +312,8 @@ pub struct Staged {
     tables: TablesDir,
     version: Version,
     dir: PathBuf,
+    /// The locked owner file: released when this is dropped or the process dies.
+    owner: Option<File>,
     committed: bool,
 }
 
@@ -294,6 +330,11 @@ impl Staged {
     /// Makes the version durable and complete, then points `CURRENT` at it unless a newer
     /// version is already live.
     pub fn commit(mut self) -> Result<Published, PublishError> {
+        // The owner file is not part of the version. Without it, the directory is only
+        // removed by others once it is a day old, and it is renamed well before that.
+        let owner_path = self.dir.join(OWNER_FILE);
+        fs::remove_file(&owner_path).map_err(io_err("cannot delete", &owner_path))?;
+        self.owner = None;
         let entries = fs::read_dir(&self.dir).map_err(io_err("cannot list", &self.dir))?;
         for entry in entries {
             let path = entry.map_err(io_err("cannot list", &self.dir))?.path();
@@ -346,6 +387,43 @@ mod tests {
         let staged = tables.stage(now).expect("stage");
         fs::write(staged.path(TABLE_FILE), b"table").expect("write");
         staged.commit().expect("commit")
+    }
+
+    fn staging_dirs(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(root)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(STAGING_PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_dead_runs_staging_is_removed_and_a_live_runs_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        // A live run: its Staged (and so its owner lock) is held.
+        let live = tables.stage(at(10, 0, 0)).expect("stage");
+        // A dead run: its directory and owner file are there, but nobody holds the lock, as
+        // after a kill -9 (the kernel releases a dead process's locks).
+        let dead = dir.path().join(format!("{STAGING_PREFIX}20261123T090000Z"));
+        fs::create_dir(&dead).expect("mkdir");
+        fs::write(dead.join(OWNER_FILE), b"").expect("owner");
+        fs::write(dead.join(TABLE_FILE), b"half a table").expect("write");
+        // Without an owner file and young: it may be a run that has not locked yet.
+        let young = dir.path().join(format!("{STAGING_PREFIX}20261123T080000Z"));
+        fs::create_dir(&young).expect("mkdir");
+
+        let other = tables.stage(at(10, 0, 1)).expect("stage");
+        let names = staging_dirs(dir.path());
+        assert!(!names.iter().any(|n| n.ends_with("T090000Z")), "{names:?}");
+        assert!(names.iter().any(|n| n.ends_with("T080000Z")), "{names:?}");
+        assert!(live.dir.exists() && other.dir.exists());
+        // Committed versions carry no owner file.
+        let version = live.commit().expect("commit").version;
+        assert!(!tables.version_dir(version).join(OWNER_FILE).exists());
+        drop(other);
     }
 
     #[test]

@@ -56,6 +56,64 @@ fn a_run_killed_at_any_moment_leaves_a_complete_live_version() {
     assert_consistent(&tables);
 }
 
+fn staging_dirs(tables: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tables)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(".staging-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_staging_directory_of_a_killed_run_is_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.parquet");
+    generate(&history, 400_000, 9);
+    let tables = dir.path().join("tables");
+    let input = history.to_str().expect("utf-8");
+    let mut child = bin()
+        .args(["run", "--input", input, "--output"])
+        .arg(&tables)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill -9 while it has a staging directory (it makes one before it reads the history).
+    let started = Instant::now();
+    while staging_dirs(&tables).is_empty() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended before staging"
+        );
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no staging directory appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let left = staging_dirs(&tables);
+    assert_eq!(left.len(), 1, "the killed run left its staging directory");
+
+    let out = run_etl(input, &tables, &[]);
+    assert_success(&out);
+    assert!(
+        staging_dirs(&tables).is_empty(),
+        "{:?}",
+        staging_dirs(&tables)
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains("removed abandoned staging directory") && log.contains(&left[0]),
+        "{log}"
+    );
+    assert_consistent(&tables);
+}
+
 #[test]
 fn two_runs_at_once_publish_two_complete_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
