@@ -433,6 +433,7 @@ mod tests {
             version: "20261123T101000Z".into(),
             created_at: "2026-11-23T10:10:00Z".into(),
             input: "history.parquet".into(),
+            inputs: Vec::new(),
             rows_read: 1000,
             rows_kept: 277,
             dropped,

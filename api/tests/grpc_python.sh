@@ -3,7 +3,7 @@
 # a client that shares no code with the server. Starts the real binary on free ports with a
 # generated table and a token, runs api/tests/grpc_python/client_test.py, stops the binary.
 #
-# Usage: api/tests/grpc_python.sh
+# Usage: api/tests/grpc_python.sh [--install-only]
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
 #   GRPC_PYTHON_VENV   the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/grpc-python-venv)
@@ -37,6 +37,7 @@ if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
     echo "${PACKAGES[*]}" >"$VENV/pins"
 fi
+[[ ${1:-} == --install-only ]] && exit 0
 
 log "generating Python stubs from api/proto"
 mkdir -p "$WORK/stubs"

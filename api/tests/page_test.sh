@@ -3,7 +3,7 @@
 # with apt-get when missing), driven by selenium from PyPI, against voucher-api serving a
 # table that voucher-etl published from generated history. Screenshots go to $PAGE_OUT.
 #
-# Usage: api/tests/page_test.sh   (make page-test)
+# Usage: api/tests/page_test.sh [--install-only]   (make page-test)
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
 #   PAGE_TEST_VENV    the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/page-test-venv)
@@ -33,6 +33,7 @@ if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
     echo "${PACKAGES[*]}" >"$VENV/pins"
 fi
+[[ ${1:-} == --install-only ]] && exit 0
 
 WORK=$(mktemp -d)
 PIDS=()

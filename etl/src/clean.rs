@@ -283,6 +283,25 @@ fn amount_udf(c: Column) -> PolarsResult<Column> {
 }
 
 impl Tally {
+    /// Adds `other`'s counts to these: tallies of parts of the history add up to the tally of
+    /// the whole, whatever the split.
+    pub fn merge(&mut self, other: Tally) {
+        self.dropped += other.dropped;
+        self.rows_kept += other.rows_kept;
+        for (key, part) in other.segments {
+            match self.segments.entry(key) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(part);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    for (amount, n) in part.amounts {
+                        *slot.get_mut().amounts.entry(amount).or_default() += n;
+                    }
+                }
+            }
+        }
+    }
+
     /// Folds the grouped query result into drop counts and per-segment amount counts.
     fn from_groups(groups: &DataFrame, segments: &SegmentSet) -> PolarsResult<Tally> {
         let country = groups.column(COUNTRY_CODE.name)?.str()?;

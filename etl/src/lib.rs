@@ -4,7 +4,8 @@
 //! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
-//! - [`run`]: one complete run, from input to a published version;
+//! - [`tally`]: per-file and per-shard tallies, which add up; merging them;
+//! - [`run`]: one complete run, from input (history or tallies) to a published version;
 //! - [`generate`]: realistic synthetic history of any size;
 //! - [`schedule`]: runs on a cron schedule;
 //! - [`score`]: offline campaign scoring of a customer list with the API's rules;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod schedule;
 pub mod score;
 pub mod source;
+pub mod tally;
 pub mod vouchers;
 
 use voucher_shared::publish::PublishError;
@@ -54,8 +56,20 @@ pub fn bound_polars_memory() {
 pub enum EtlError {
     #[error(transparent)]
     Segments(#[from] SegmentsError),
-    #[error("input {file} does not exist; expected a Parquet file or an http(s) URL of one")]
+    #[error(
+        "input {file} does not exist; expected a Parquet file, a directory of them, a glob or an http(s) URL"
+    )]
     InputMissing { file: String },
+    #[error("input {input}: {what}")]
+    NoInputFiles { input: String, what: &'static str },
+    #[error(
+        "tally file {file} was made with other countries or segments than {first}; merge only tallies of one configuration"
+    )]
+    TallyMismatch { file: String, first: String },
+    #[error("{file} is not a tally file written by voucher-etl tally: {reason}")]
+    BadTally { file: String, reason: String },
+    #[error("input {input} is not a usable pattern: {reason}")]
+    BadPattern { input: String, reason: String },
     #[error("input {file} is not a Parquet file: {reason}")]
     NotParquet { file: String, reason: String },
     #[error("cannot open input {file}")]

@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use voucher_etl::clean::Countries;
 use voucher_etl::generate::{self, GenerateOptions};
-use voucher_etl::run::{RunOptions, run};
+use voucher_etl::run::{RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{ScoreOptions, score_customers};
+use voucher_etl::tally;
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -40,6 +41,28 @@ enum Command {
     Generate(GenerateArgs),
     /// Score a customer list (campaign) against the live table, with the API's rules.
     Score(ScoreArgs),
+    /// Clean one part (shard) of the history and write its tally, for `run --from-tallies`.
+    Tally(TallyArgs),
+}
+
+#[derive(Args)]
+struct TallyArgs {
+    /// This shard's history: a Parquet file, a directory of them (partitions included), a
+    /// glob, or an http(s) URL.
+    #[arg(long, env = "VOUCHER_INPUT")]
+    input: String,
+    /// The tally file to write (JSON, replaced atomically), e.g. `tallies/part-3.json`.
+    #[arg(long, env = "VOUCHER_TALLY_OUTPUT")]
+    output: PathBuf,
+    /// Countries to tally: `all`, or codes separated by commas (every shard the same).
+    #[arg(long, env = "VOUCHER_COUNTRIES", default_value = "Peru", value_parser = Countries::parse)]
+    countries: Countries,
+    /// Segment definitions (TOML) instead of the built-in ones (every shard the same).
+    #[arg(long, env = "VOUCHER_SEGMENTS")]
+    segments: Option<PathBuf>,
+    /// Time limit for downloading an http(s) input, e.g. `90s`, `10m`.
+    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    download_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -63,9 +86,13 @@ struct ScoreArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// History to read: a Parquet file or an http(s) URL.
-    #[arg(long, env = "VOUCHER_INPUT")]
-    input: String,
+    /// History to read: a Parquet file, a directory of them (Hive-style partitions included),
+    /// a glob (`history/*/part-*.parquet`), or an http(s) URL.
+    #[arg(long, env = "VOUCHER_INPUT", required_unless_present = "from_tallies")]
+    input: Option<String>,
+    /// Instead of history, merge the tally files (`voucher-etl tally`) in this directory.
+    #[arg(long, env = "VOUCHER_FROM_TALLIES", conflicts_with_all = ["input", "segments"])]
+    from_tallies: Option<PathBuf>,
     /// Tables directory to publish into (created if missing).
     #[arg(long, visible_alias = "tables-dir", env = "VOUCHER_TABLES_DIR")]
     output: PathBuf,
@@ -105,7 +132,10 @@ struct GenerateArgs {
 impl From<RunArgs> for RunOptions {
     fn from(a: RunArgs) -> Self {
         RunOptions {
-            input: a.input,
+            source: match (a.input, a.from_tallies) {
+                (_, Some(dir)) => Source::Tallies(dir),
+                (input, None) => Source::History(input.unwrap_or_default()),
+            },
             tables_dir: a.output,
             countries: a.countries,
             segments: a.segments,
@@ -142,6 +172,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
                 .block_on(schedule(&cron, run.into(), run_at_start))?;
+        }
+        Command::Tally(args) => {
+            let segments = SegmentSet::load(args.segments.as_deref())?;
+            let tallied = tally::tally_input(
+                &args.input,
+                &args.countries,
+                &segments,
+                args.download_timeout,
+            )?;
+            tally::write(&args.output, &tallied, &args.countries, &segments)?;
+            println!(
+                "tallied {} rows from {} file(s) of {}: {} kept, {} dropped; wrote {}",
+                tallied.rows_read,
+                tallied.inputs.len(),
+                args.input,
+                tallied.tally.rows_kept,
+                tallied.tally.dropped.total(),
+                args.output.display()
+            );
         }
         Command::Score(args) => {
             let summary = score_customers(&ScoreOptions {

@@ -12,17 +12,36 @@ use voucher_shared::publish::{MANIFEST_FILE, Published, Staged, TABLE_FILE, Tabl
 use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherTable;
 
-use crate::clean::{self, Countries};
-use crate::{EtlError, source, vouchers};
+use crate::clean::Countries;
+use crate::tally::{self, Tallied};
+use crate::{EtlError, vouchers};
+
+/// Where a run's counts come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// History: a Parquet file, a directory of them (partitions included), a glob, or an
+    /// http(s) URL.
+    History(String),
+    /// A directory of tally files (`voucher-etl tally`) to merge.
+    Tallies(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::History(input) => f.write_str(input),
+            Source::Tallies(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
 
 /// What a run needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// A Parquet file path or an http(s) URL.
-    pub input: String,
+    pub source: Source,
     pub tables_dir: PathBuf,
     pub countries: Countries,
-    /// A segments file; the built-in segments when `None`.
+    /// A segments file; the built-in segments when `None` (tallies carry their own).
     pub segments: Option<PathBuf>,
     /// Versions to keep (the live one is always kept).
     pub keep: usize,
@@ -41,24 +60,25 @@ pub struct RunReport {
 /// Runs the whole job. On any error nothing is published and the live version is untouched.
 pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let started = Instant::now();
-    let segments = SegmentSet::load(opts.segments.as_deref())?;
     let tables = TablesDir::new(&opts.tables_dir);
     // Staging first fails fast on an unwritable output, before any heavy work; an error
     // later drops the stage, which deletes it.
     let staged = tables.stage(Utc::now())?;
-    let input = source::open(&opts.input, opts.download_timeout)?;
     log::info!(
         "run {}: reading {} for {}",
         staged.version(),
-        input.name,
+        opts.source,
         opts.countries.to_list().join(",")
     );
-
-    let history = clean::scan(&input)?;
-    let rows_read = clean::count_rows(&input)?;
-    let tally = clean::tally(history, &opts.countries, &segments, &input)?;
+    let (tallied, countries, segments) = gather(opts)?;
+    let Tallied {
+        tally,
+        rows_read,
+        inputs,
+    } = tallied;
     log::info!(
-        "cleaned {rows_read} rows in {:.1}s: {} kept, {} dropped",
+        "cleaned {rows_read} rows from {} file(s) in {:.1}s: {} kept, {} dropped",
+        inputs.len(),
         started.elapsed().as_secs_f64(),
         tally.rows_kept,
         tally.dropped.total()
@@ -67,8 +87,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let rows = vouchers::choose(&tally);
     if rows.is_empty() {
         return Err(EtlError::NothingKept {
-            file: input.name.clone(),
-            countries: opts.countries.to_list().join(","),
+            file: opts.source.to_string(),
+            countries: countries.join(","),
         });
     }
     let table = VoucherTable::new(rows)?;
@@ -76,12 +96,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let manifest = Manifest {
         version: staged.version().to_string(),
         created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        input: input.name.clone(),
+        input: opts.source.to_string(),
+        inputs,
         rows_read,
         rows_kept: tally.rows_kept,
         dropped: tally.dropped,
-        countries: opts.countries.to_list(),
-        segments: serde_json::to_value(&segments)?,
+        countries,
+        segments,
         table_rows: table.rows().len() as u64,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         producer: Producer {
@@ -109,6 +130,23 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         manifest,
         table,
         pruned: pruned.len(),
+    })
+}
+
+/// The counts of the run's source, with the countries and segments they were made with.
+fn gather(opts: &RunOptions) -> Result<(Tallied, Vec<String>, serde_json::Value), EtlError> {
+    Ok(match &opts.source {
+        Source::History(input) => {
+            let segments = SegmentSet::load(opts.segments.as_deref())?;
+            let tallied =
+                tally::tally_input(input, &opts.countries, &segments, opts.download_timeout)?;
+            let segments = serde_json::to_value(&segments)?;
+            (tallied, opts.countries.to_list(), segments)
+        }
+        Source::Tallies(dir) => {
+            let merged = tally::merge_dir(dir)?;
+            (merged.tallied, merged.countries, merged.segments)
+        }
     })
 }
 

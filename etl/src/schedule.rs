@@ -70,7 +70,7 @@ pub async fn schedule(
     scheduler.start().await?;
     log::info!(
         "scheduled runs at {cron:?} (UTC); input {}, tables {}",
-        opts.input,
+        opts.source,
         opts.tables_dir.display()
     );
     if run_at_start {

@@ -1,4 +1,5 @@
-//! The history input: a local Parquet file or one fetched over http(s).
+//! The history input: local Parquet files (a file, a directory, Hive-style partitions below
+//! it, or a glob) or one file fetched over http(s).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -31,7 +32,79 @@ impl Input {
     }
 }
 
-/// Resolves `input` (a path or an http(s) URL) to a local Parquet file.
+/// The files an `--input` names, in a stable (sorted) order: an http(s) URL or a file as
+/// itself; a directory as every Parquet file below it, partition directories
+/// (`batch=3/part-0.parquet`) included; a pattern with `*`, `?` or `[` as the files it matches.
+/// Hidden files and Spark's markers (`.crc`, `_SUCCESS`) are skipped.
+pub fn resolve(input: &str) -> Result<Vec<String>, EtlError> {
+    let is_url = input.starts_with("http://") || input.starts_with("https://");
+    if is_url {
+        return Ok(vec![input.to_owned()]);
+    }
+    let path = Path::new(input);
+    if path.is_dir() {
+        let mut files = Vec::new();
+        collect_parquet(path, &mut files).map_err(|source| EtlError::Open {
+            file: input.to_owned(),
+            source,
+        })?;
+        files.sort();
+        if files.is_empty() {
+            return Err(EtlError::NoInputFiles {
+                input: input.to_owned(),
+                what: "the directory holds no Parquet files (*.parquet, also in partition directories below it)",
+            });
+        }
+        return Ok(files);
+    }
+    if input.contains(['*', '?', '[']) && !path.exists() {
+        let pattern = glob::glob(input).map_err(|e| EtlError::BadPattern {
+            input: input.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut files: Vec<String> = pattern
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file() && !hidden(p))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(EtlError::NoInputFiles {
+                input: input.to_owned(),
+                what: "the pattern matches no files",
+            });
+        }
+        return Ok(files);
+    }
+    Ok(vec![input.to_owned()])
+}
+
+fn hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.starts_with('_') || n.ends_with(".crc"))
+}
+
+fn collect_parquet(dir: &Path, files: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if hidden(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            collect_parquet(&path, files)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+        {
+            files.push(path.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves one file of the input (a path or an http(s) URL) to a local Parquet file.
 pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
     let is_url = input.starts_with("http://") || input.starts_with("https://");
     let (path, download) = if is_url {

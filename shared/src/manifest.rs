@@ -11,6 +11,19 @@ pub struct Producer {
     pub version: String,
 }
 
+/// One input file of a run (or of a tally), with what the cleaning made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// The file or URL as given or found.
+    pub file: String,
+    /// Rows in the file, of every country.
+    pub rows_read: u64,
+    /// Rows of the selected countries that passed every drop rule.
+    pub rows_kept: u64,
+    /// Rows dropped per rule.
+    pub dropped: DropCounts,
+}
+
 /// The contents of `<version>/manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -18,8 +31,13 @@ pub struct Manifest {
     pub version: String,
     /// When the version was published, RFC 3339 UTC.
     pub created_at: String,
-    /// The history file or URL the table was computed from.
+    /// The history the table was computed from, as given (a file, directory, glob or URL, or
+    /// the directory of tallies merged).
     pub input: String,
+    /// Every file read, in order, with its rows read, kept and dropped (absent in manifests
+    /// written before this field existed).
+    #[serde(default)]
+    pub inputs: Vec<InputFile>,
     /// Rows in the input, of every country.
     pub rows_read: u64,
     /// Rows of the selected countries that passed every drop rule.

@@ -402,6 +402,7 @@ fn the_table_route_gives_the_version_and_its_manifest() {
         version: version.to_string(),
         created_at: "2026-11-23T10:10:00Z".into(),
         input: "history/batch=1/part-0.parquet".into(),
+        inputs: Vec::new(),
         rows_read: 100,
         rows_kept: 90,
         dropped: Default::default(),

@@ -132,7 +132,7 @@ fn an_unreadable_path_names_the_os_error_once() {
 }
 
 #[test]
-fn an_empty_file_a_truncated_one_and_a_directory_are_not_parquet() {
+fn an_empty_file_a_truncated_one_and_an_empty_directory_are_refused() {
     let live = Live::new();
     let empty = live.path("empty.parquet");
     std::fs::write(&empty, b"").expect("write");
@@ -155,9 +155,10 @@ fn an_empty_file_a_truncated_one_and_a_directory_are_not_parquet() {
 
     let dir = live.path("a-directory");
     std::fs::create_dir(&dir).expect("mkdir");
-    live.assert_refused(&["a-directory", "it is a directory"], |t| {
-        run_etl(dir.to_str().expect("utf-8"), t, &[])
-    });
+    live.assert_refused(
+        &["a-directory", "the directory holds no Parquet files"],
+        |t| run_etl(dir.to_str().expect("utf-8"), t, &[]),
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod durability;
 mod generated;
+mod many_files;
 mod real_sample;
 mod schedule;
 mod score;

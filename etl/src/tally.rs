@@ -1,0 +1,242 @@
+//! Tallies: what the cleaning found in a part of the history (drop counts and, per segment,
+//! rows per amount), which add up. A run tallies its input files one by one and merges them;
+//! `voucher-etl tally` writes the tally of one part (a shard) to a file, and
+//! `voucher-etl run --from-tallies DIR` merges such files into one table, equal to one run over
+//! all the parts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use voucher_shared::manifest::InputFile;
+use voucher_shared::rules::DropCounts;
+use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
+
+use crate::clean::{self, Countries, SegmentTally, Tally};
+use crate::progress::Progress;
+use crate::{EtlError, source};
+
+/// What the cleaning found in a set of input files.
+#[derive(Debug, Clone, Default)]
+pub struct Tallied {
+    pub tally: Tally,
+    pub rows_read: u64,
+    pub inputs: Vec<InputFile>,
+}
+
+impl Tallied {
+    fn add(&mut self, other: Tallied) {
+        self.tally.merge(other.tally);
+        self.rows_read += other.rows_read;
+        self.inputs.extend(other.inputs);
+    }
+}
+
+/// Tallies every file `input` names (see [`source::resolve`]), one at a time, so memory
+/// follows one file, not the history.
+pub fn tally_input(
+    input: &str,
+    countries: &Countries,
+    segments: &SegmentSet,
+    download_timeout: Duration,
+) -> Result<Tallied, EtlError> {
+    let files = source::resolve(input)?;
+    let progress = Progress::rows("files", files.len() as u64);
+    let mut all = Tallied::default();
+    for (i, file) in files.iter().enumerate() {
+        let input = source::open(file, download_timeout)?;
+        let history = clean::scan(&input)?;
+        let rows_read = clean::count_rows(&input)?;
+        let tally = clean::tally(history, countries, segments, &input)?;
+        log::info!(
+            "read {file} ({} of {}): {rows_read} rows, {} kept, {} dropped",
+            i + 1,
+            files.len(),
+            tally.rows_kept,
+            tally.dropped.total()
+        );
+        all.add(Tallied {
+            inputs: vec![InputFile {
+                file: file.clone(),
+                rows_read,
+                rows_kept: tally.rows_kept,
+                dropped: tally.dropped,
+            }],
+            tally,
+            rows_read,
+        });
+        progress.set(i as u64 + 1);
+    }
+    progress.finish();
+    Ok(all)
+}
+
+/// The format of a tally file.
+const FORMAT: &str = "voucher-etl-tally/1";
+
+/// A tally file: the tally of one part of the history, with what it was made with.
+#[derive(Debug, Serialize, Deserialize)]
+struct TallyFile {
+    format: String,
+    countries: Vec<String>,
+    /// The segment definitions; tallies merge only when they agree.
+    segments: serde_json::Value,
+    rows_read: u64,
+    rows_kept: u64,
+    dropped: DropCounts,
+    inputs: Vec<InputFile>,
+    groups: Vec<Group>,
+}
+
+/// The kept rows of one segment of one country.
+#[derive(Debug, Serialize, Deserialize)]
+struct Group {
+    country: String,
+    segment_name: SegmentType,
+    /// The segment's position among its type's segments.
+    index: usize,
+    segment: Segment,
+    /// (amount, rows), by amount.
+    amounts: Vec<(i64, u64)>,
+}
+
+/// Writes `tallied` to `path` (replaced atomically).
+pub fn write(
+    path: &Path,
+    tallied: &Tallied,
+    countries: &Countries,
+    segments: &SegmentSet,
+) -> Result<(), EtlError> {
+    let file = TallyFile {
+        format: FORMAT.into(),
+        countries: countries.to_list(),
+        segments: serde_json::to_value(segments)?,
+        rows_read: tallied.rows_read,
+        rows_kept: tallied.tally.rows_kept,
+        dropped: tallied.tally.dropped,
+        inputs: tallied.inputs.clone(),
+        groups: tallied
+            .tally
+            .segments
+            .iter()
+            .map(|((country, segment_type, index), t)| Group {
+                country: country.clone(),
+                segment_name: *segment_type,
+                index: *index,
+                segment: t.segment.clone(),
+                amounts: t.amounts.iter().map(|(a, n)| (*a, *n)).collect(),
+            })
+            .collect(),
+    };
+    let write_err = |source| EtlError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(write_err)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    serde_json::to_writer(temp.as_file_mut(), &file)?;
+    temp.as_file().sync_all().map_err(write_err)?;
+    temp.persist(path).map_err(|e| write_err(e.error))?;
+    voucher_shared::publish::fsync_dir(dir).map_err(write_err)
+}
+
+/// What merging tally files gives: the whole tally, and what the parts were made with.
+#[derive(Debug)]
+pub struct Merged {
+    pub tallied: Tallied,
+    pub countries: Vec<String>,
+    pub segments: serde_json::Value,
+}
+
+/// Reads and merges every `*.json` tally file in `dir`. They must agree on the countries and
+/// segments they were made with.
+pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| EtlError::Open {
+            file: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EtlError::NoInputFiles {
+            input: dir.display().to_string(),
+            what: "the directory holds no tally files (*.json written by `voucher-etl tally`)",
+        });
+    }
+    let mut merged: Option<Merged> = None;
+    for path in &files {
+        let part = read(path)?;
+        let tallied = Tallied {
+            tally: to_tally(&part),
+            rows_read: part.rows_read,
+            inputs: part.inputs,
+        };
+        match &mut merged {
+            None => {
+                merged = Some(Merged {
+                    tallied,
+                    countries: part.countries,
+                    segments: part.segments,
+                })
+            }
+            Some(m) => {
+                if m.countries != part.countries || m.segments != part.segments {
+                    return Err(EtlError::TallyMismatch {
+                        file: path.display().to_string(),
+                        first: files[0].display().to_string(),
+                    });
+                }
+                m.tallied.add(tallied);
+            }
+        }
+    }
+    merged.ok_or_else(|| EtlError::NoInputFiles {
+        input: dir.display().to_string(),
+        what: "the directory holds no tally files",
+    })
+}
+
+fn read(path: &Path) -> Result<TallyFile, EtlError> {
+    let bad = |reason: String| EtlError::BadTally {
+        file: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|source| EtlError::Open {
+        file: path.display().to_string(),
+        source,
+    })?;
+    let file: TallyFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if file.format != FORMAT {
+        return Err(bad(format!(
+            "its format is {:?}; this voucher-etl reads {FORMAT:?}",
+            file.format
+        )));
+    }
+    Ok(file)
+}
+
+fn to_tally(file: &TallyFile) -> Tally {
+    let mut segments = BTreeMap::new();
+    for g in &file.groups {
+        segments.insert(
+            (g.country.clone(), g.segment_name, g.index),
+            SegmentTally {
+                segment: g.segment.clone(),
+                amounts: g.amounts.iter().copied().collect(),
+            },
+        );
+    }
+    Tally {
+        dropped: file.dropped,
+        rows_kept: file.rows_kept,
+        segments,
+    }
+}
