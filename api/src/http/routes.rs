@@ -17,6 +17,7 @@ use crate::config::Token;
 use crate::http::errors::ApiError;
 use crate::http::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
 use crate::http::{batch, ndjson};
+use crate::live::LiveTable;
 use crate::metrics::{Door, Metrics, UNMATCHED, UNMATCHED_PATTERN};
 use crate::page;
 use crate::tables::Tables;
@@ -344,11 +345,19 @@ pub async fn voucher(
     )
 )]
 pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    live_json(&state, LiveTable::segments_json)
+}
+
+/// Answers with JSON the live version rendered when it loaded, or 503 before one is loaded.
+fn live_json(
+    state: &AppState,
+    rendered: fn(&LiveTable) -> Bytes,
+) -> Result<HttpResponse, ApiError> {
     let body = state
         .tables
         .live()
         .as_ref()
-        .map(|t| t.segments_json())
+        .map(|t| rendered(t))
         .ok_or(ApiError::NotReady {
             retry_after_secs: state.retry_after_secs,
         })?;
@@ -369,17 +378,7 @@ pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
     )
 )]
 pub async fn table(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let body = state
-        .tables
-        .live()
-        .as_ref()
-        .map(|t| t.table_json())
-        .ok_or(ApiError::NotReady {
-            retry_after_secs: state.retry_after_secs,
-        })?;
-    Ok(HttpResponse::Ok()
-        .insert_header(ContentType::json())
-        .body(body))
+    live_json(&state, LiveTable::table_json)
 }
 
 #[utoipa::path(
