@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test page-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test page-test s3-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -66,6 +66,10 @@ page-test:
 # The gRPC door from Python (grpcio, in a venv it creates), against the real binary.
 grpc-test:
 	bash api/tests/grpc_python.sh
+
+# voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
+s3-test:
+	bash etl/tests/s3_test.sh
 
 # Fuzzes voucher-api against its own OpenAPI document (schemathesis, in a venv it creates).
 api-fuzz:

@@ -105,33 +105,88 @@ pub fn scan(input: &Input) -> Result<LazyFrame, EtlError> {
     Ok(lf)
 }
 
-/// Rows in a history file of every country (from the Parquet metadata).
-pub fn count_rows(input: &Input) -> Result<u64, EtlError> {
-    let df = LazyFrame::scan_parquet(input.polars_path(), Default::default())
-        .and_then(|lf| lf.select([len().alias(ROWS)]).collect())
-        .and_then(|df| df.column(ROWS)?.cast(&DataType::UInt64))
-        .map_err(|source| EtlError::Read {
-            file: input.name.clone(),
-            source,
-        })?;
-    Ok(df.u64().ok().and_then(|c| c.get(0)).unwrap_or(0))
+/// The rows of each row group of a history file, from its Parquet footer.
+pub fn row_groups(input: &Input) -> Result<Vec<u64>, EtlError> {
+    let file = std::fs::File::open(input.path()).map_err(|source| EtlError::Open {
+        file: input.name.clone(),
+        source,
+    })?;
+    let mut reader = ParquetReader::new(file);
+    let metadata = reader.get_metadata().map_err(|source| EtlError::Read {
+        file: input.name.clone(),
+        source,
+    })?;
+    Ok(metadata
+        .row_groups
+        .iter()
+        .map(|rg| rg.num_rows() as u64)
+        .collect())
 }
 
-/// Applies the drop rules and tallies amounts per segment for the selected countries.
+/// Rows decoded at a time by default: a typical production row group (Spark and pyarrow
+/// write 1M-row groups), ~100 MiB of this history decoded.
+pub const WINDOW_ROWS: u64 = 1024 * 1024;
+
+/// The row ranges (offset, length) a file is read in, one query each, so that memory follows
+/// one window rather than the writer's row-group size: whole row groups, consecutive small ones
+/// merged up to `window` rows, and a row group larger than `window` in slices of half a window.
+/// Polars decodes only the rows of a slice, but a slice of a row group at once rather than in
+/// morsels; measured, a slice took about twice the memory of a whole group of its size
+/// (bench/RESULTS.md).
+pub fn windows(row_groups: &[u64], window: u64) -> Vec<(u64, u64)> {
+    let window = window.max(1);
+    let slice = (window / 2).max(1);
+    let mut ranges = Vec::new();
+    let mut offset = 0;
+    let mut pending: Option<(u64, u64)> = None;
+    for &rows in row_groups {
+        if rows > window {
+            ranges.extend(pending.take());
+            let mut start = 0;
+            while start < rows {
+                let len = slice.min(rows - start);
+                ranges.push((offset + start, len));
+                start += len;
+            }
+        } else {
+            pending = match pending {
+                Some((first, len)) if len + rows <= window => Some((first, len + rows)),
+                full => {
+                    ranges.extend(full);
+                    Some((offset, rows))
+                }
+            };
+        }
+        offset += rows;
+    }
+    ranges.extend(pending);
+    ranges.retain(|&(_, len)| len > 0);
+    ranges
+}
+
+/// Applies the drop rules and tallies amounts per segment for the selected countries, one
+/// query per window (see [`windows`]).
 pub fn tally(
     history: LazyFrame,
+    windows: &[(u64, u64)],
     countries: &Countries,
     segments: &SegmentSet,
     input: &Input,
 ) -> Result<Tally, EtlError> {
-    grouped(history, countries, segments)
-        .collect_with_engine(Engine::Streaming)
-        .map(|r| r.unwrap_single())
-        .and_then(|groups| Tally::from_groups(&groups, segments))
-        .map_err(|source| EtlError::Read {
-            file: input.name.clone(),
-            source,
-        })
+    let mut tally = Tally::default();
+    for &(offset, len) in windows {
+        let window = history.clone().slice(offset as i64, len as IdxSize);
+        let part = grouped(window, countries, segments)
+            .collect_with_engine(Engine::Streaming)
+            .map(|r| r.unwrap_single())
+            .and_then(|groups| Tally::from_groups(&groups, segments))
+            .map_err(|source| EtlError::Read {
+                file: input.name.clone(),
+                source,
+            })?;
+        tally.merge(part);
+    }
+    Ok(tally)
 }
 
 /// The condition under which `rule` drops a row, on the parsed columns. Conditions are
@@ -367,6 +422,41 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_keep_small_row_groups_whole_and_slice_big_ones() {
+        const M: u64 = 1 << 20;
+        // Spark's 1M-row groups: one window each, never a slice.
+        assert_eq!(windows(&[M, M, 5], M), vec![(0, M), (M, M), (2 * M, 5)]);
+        // Small groups are merged up to a window.
+        assert_eq!(windows(&[M / 4; 6], M), vec![(0, M), (M, M / 2)],);
+        // A group over a window is read in half-window slices; neighbours stay whole.
+        assert_eq!(
+            windows(&[10, 2 * M + 1, 10], M),
+            vec![
+                (0, 10),
+                (10, M / 2),
+                (10 + M / 2, M / 2),
+                (10 + M, M / 2),
+                (10 + 3 * M / 2, M / 2),
+                (10 + 2 * M, 1),
+                (11 + 2 * M, 10),
+            ],
+        );
+        // Every row is read exactly once, whatever the window.
+        for window in [1, 2, 3, 1000, M] {
+            let groups = [7, 0, 1500, 3, 3, 2 * M];
+            let ranges = windows(&groups, window);
+            let mut next = 0;
+            for &(offset, len) in &ranges {
+                assert_eq!(offset, next, "window {window}");
+                assert!(len > 0 && len <= window.max(1), "window {window}");
+                next += len;
+            }
+            assert_eq!(next, groups.iter().sum::<u64>());
+        }
+        assert!(windows(&[], M).is_empty());
+    }
 
     fn segments() -> SegmentSet {
         SegmentSet::builtin()

@@ -7,28 +7,29 @@
 //! amounts per segment that a correct ETL must find, computed from how each row was built and
 //! not by parsing it back.
 //!
-//! Output is written in chunks of [`CHUNK_ROWS`], each generated from its own seed, so memory
-//! stays bounded whatever the row count and the file depends only on `--seed`.
+//! Output is generated in chunks of [`CHUNK_ROWS`], each from its own seed, so memory stays
+//! bounded whatever the row count and the rows depend only on `--seed`. Row groups hold
+//! [`CHUNK_ROWS`] rows unless `--row-group-size` asks for others (production files written by
+//! Spark or pyarrow have 1M-row groups, which is what the memory benchmark needs to read).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tempfile::NamedTempFile;
-use voucher_shared::publish::fsync_dir;
 use voucher_shared::rules::{DropCounts, DropRule};
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::history::{
     COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
 };
+use crate::output;
 use crate::progress::Progress;
 
-/// Rows per chunk (and per Parquet row group).
+/// Rows per generated chunk (and per Parquet row group by default).
 pub const CHUNK_ROWS: usize = 256 * 1024;
 
 /// Countries generated when none are named.
@@ -46,6 +47,8 @@ pub enum GenerateError {
     Encode { path: PathBuf, source: PolarsError },
     #[error("--rows must be at least 1")]
     NoRows,
+    #[error("--row-group-size must be at least 1")]
+    NoRowGroupRows,
     #[error("--countries must name at least one country (`all` is not a country list here)")]
     NoCountries,
 }
@@ -58,6 +61,8 @@ pub struct GenerateOptions {
     pub countries: Vec<String>,
     pub segments: SegmentSet,
     pub output: PathBuf,
+    /// Rows per Parquet row group; `None` writes one group per generated chunk.
+    pub row_group_size: Option<usize>,
 }
 
 /// What a correct ETL must find in one country's rows.
@@ -250,6 +255,9 @@ pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
     if opts.rows == 0 {
         return Err(GenerateError::NoRows);
     }
+    if opts.row_group_size == Some(0) {
+        return Err(GenerateError::NoRowGroupRows);
+    }
     if opts.countries.is_empty() {
         return Err(GenerateError::NoCountries);
     }
@@ -257,15 +265,11 @@ pub fn generate(opts: &GenerateOptions) -> Result<Truth, GenerateError> {
         path: opts.output.clone(),
         source,
     };
-    let dir = match opts.output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut tmp = NamedTempFile::with_prefix_in(".voucher-history-", dir).map_err(write_err)?;
-    let truth = write_chunks(opts, tmp.as_file_mut())?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(&opts.output).map_err(|e| write_err(e.error))?;
-    fsync_dir(dir).map_err(write_err)?;
+    let mut truth = Truth::default();
+    output::write_atomically(&opts.output, write_err, |file| {
+        truth = write_chunks(opts, file)?;
+        Ok(())
+    })?;
     Ok(truth)
 }
 
@@ -281,10 +285,11 @@ fn write_chunks(opts: &GenerateOptions, file: &mut std::fs::File) -> Result<Trut
         .enumerate()
         .map(|(i, c)| Profile::new(i, c, &opts.segments))
         .collect();
-    let mut writer = ParquetWriter::new(file)
+    let writer = ParquetWriter::new(file)
         .with_compression(ParquetCompression::Zstd(None))
         .batched(&schema())
         .map_err(encode_err)?;
+    let mut groups = RowGroups::new(writer, opts.row_group_size.unwrap_or(CHUNK_ROWS));
     let progress = Progress::rows("generating", opts.rows);
     let mut truth = Truth::default();
     let mut done = 0u64;
@@ -292,15 +297,63 @@ fn write_chunks(opts: &GenerateOptions, file: &mut std::fs::File) -> Result<Trut
     while done < opts.rows {
         let n = (opts.rows - done).min(CHUNK_ROWS as u64) as usize;
         let (df, chunk_truth) = chunk(opts, &profiles, chunk_no, done, n).map_err(encode_err)?;
-        writer.write_batch(&df).map_err(encode_err)?;
+        groups.push(df).map_err(encode_err)?;
         truth.merge(chunk_truth);
         done += n as u64;
         chunk_no += 1;
         progress.set(done);
     }
-    writer.finish().map_err(encode_err)?;
+    groups.finish().map_err(encode_err)?;
     progress.finish();
     Ok(truth)
+}
+
+/// Regroups generated chunks into row groups of a chosen size: the Parquet writer makes one
+/// row group per contiguous chunk of the frame it is given.
+struct RowGroups<'f> {
+    writer: polars::io::parquet::write::BatchedWriter<&'f mut std::fs::File>,
+    rows: usize,
+    pending: Option<DataFrame>,
+}
+
+impl<'f> RowGroups<'f> {
+    fn new(
+        writer: polars::io::parquet::write::BatchedWriter<&'f mut std::fs::File>,
+        rows: usize,
+    ) -> Self {
+        Self {
+            writer,
+            rows: rows.max(1),
+            pending: None,
+        }
+    }
+
+    fn push(&mut self, df: DataFrame) -> PolarsResult<()> {
+        let mut pending = match self.pending.take() {
+            Some(mut pending) => {
+                pending.vstack_mut_owned(df)?;
+                pending
+            }
+            None => df,
+        };
+        while pending.height() >= self.rows {
+            let rest = pending.split_at(self.rows as i64).1;
+            let mut group = pending.slice(0, self.rows);
+            group.rechunk_mut();
+            self.writer.write_batch(&group)?;
+            pending = rest;
+        }
+        self.pending = (pending.height() > 0).then_some(pending);
+        Ok(())
+    }
+
+    fn finish(mut self) -> PolarsResult<()> {
+        if let Some(mut last) = self.pending.take() {
+            last.rechunk_mut();
+            self.writer.write_batch(&last)?;
+        }
+        self.writer.finish().map(drop)
+    }
 }
 
 fn schema() -> Schema {
@@ -593,5 +646,58 @@ mod tests {
             "each frequent segment of Peru favours another amount"
         );
         assert_ne!(peru.favourites[1], chile.favourites[1]);
+    }
+
+    fn row_groups(path: &std::path::Path) -> (Vec<usize>, DataFrame) {
+        let file = std::fs::File::open(path).expect("open");
+        let mut reader = ParquetReader::new(file);
+        let sizes = reader
+            .get_metadata()
+            .expect("metadata")
+            .row_groups
+            .iter()
+            .map(|rg| rg.num_rows())
+            .collect();
+        (sizes, reader.finish().expect("read"))
+    }
+
+    #[test]
+    fn row_group_size_regroups_the_same_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rows = CHUNK_ROWS as u64 + 1_000;
+        let write = |name: &str, row_group_size| {
+            let output = dir.path().join(name);
+            let truth = generate(&GenerateOptions {
+                rows,
+                seed: 7,
+                countries: vec!["Peru".into(), "Chile".into()],
+                segments: SegmentSet::builtin(),
+                output: output.clone(),
+                row_group_size,
+            })
+            .expect("generate");
+            (row_groups(&output), truth)
+        };
+        let ((default_groups, default_rows), default_truth) = write("default.parquet", None);
+        let ((groups, regrouped), truth) = write("regrouped.parquet", Some(100_000));
+        assert_eq!(default_groups, vec![CHUNK_ROWS, 1_000]);
+        assert_eq!(groups, vec![100_000, 100_000, 63_144]);
+        assert!(regrouped.equals_missing(&default_rows));
+        assert_eq!(truth, default_truth);
+    }
+
+    #[test]
+    fn a_zero_row_group_size_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = generate(&GenerateOptions {
+            rows: 10,
+            seed: 1,
+            countries: vec!["Peru".into()],
+            segments: SegmentSet::builtin(),
+            output: dir.path().join("h.parquet"),
+            row_group_size: Some(0),
+        })
+        .expect_err("zero rows per group");
+        assert_eq!(err.to_string(), "--row-group-size must be at least 1");
     }
 }

@@ -1,6 +1,7 @@
 //! `voucher-etl`: builds the voucher table from raw voucher history and publishes it.
 //!
-//! - [`source`]: where the history comes from (a file, or an http(s) URL downloaded first);
+//! - [`source`]: where the history comes from (files, a directory, a glob, or a URL);
+//! - [`s3`]: history in S3-compatible object storage;
 //! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
@@ -9,13 +10,16 @@
 //! - [`generate`]: realistic synthetic history of any size;
 //! - [`schedule`]: runs on a cron schedule;
 //! - [`score`]: offline campaign scoring of a customer list with the API's rules;
+//! - [`output`]: files written whole or not at all;
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 
 pub mod clean;
 pub mod generate;
 pub mod history;
+pub mod output;
 pub mod progress;
 pub mod run;
+pub mod s3;
 pub mod schedule;
 pub mod score;
 pub mod source;
@@ -28,15 +32,13 @@ use voucher_shared::table::TableError;
 
 /// Polars settings that keep a run's memory bounded, applied unless the user set them.
 ///
-/// Measured on 28.6M rows (see `bench/RESULTS.md`): by default polars memory-maps the input,
-/// so every page it touches counts towards the process's RSS (the whole file by the end), and
-/// it prefetches at least 16 row groups, several hundred MiB of decoded columns. Reading
-/// through its async reader with one row group in flight brought peak RSS from about 850 MiB
-/// to under 200 MiB at the same speed: decoding, not I/O, is what keeps both cores busy.
-pub const POLARS_MEMORY_SETTINGS: [(&str, &str); 2] = [
-    ("POLARS_FORCE_ASYNC", "1"),
-    ("POLARS_ROW_GROUP_PREFETCH_SIZE", "1"),
-];
+/// Polars prefetches at least 16 row groups by default, several hundred MiB of columns on
+/// production files; one in flight is enough, since decoding, not I/O, keeps both cores busy.
+/// Files are memory-mapped (polars' default for local files): the pages a query touches count
+/// towards RSS only until its window is done (see [`clean::windows`]), while the async reader
+/// copies every column chunk it reads, which cost both time and memory on large row groups
+/// (bench/RESULTS.md).
+pub const POLARS_MEMORY_SETTINGS: [(&str, &str); 1] = [("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")];
 
 /// Applies [`POLARS_MEMORY_SETTINGS`]. Call it first thing in `main`, before any thread
 /// exists: polars reads these from the environment when it first starts.
@@ -95,6 +97,27 @@ pub enum EtlError {
         found: String,
         accepted: history::Accepts,
     },
+    #[error(
+        "input {input} is not an object-storage URL; expected s3://bucket/key, s3://bucket/prefix/ or s3://bucket/prefix/*.parquet"
+    )]
+    BadS3Url { input: String },
+    #[error(
+        "cannot set up object storage for {input}; check the AWS_* environment (AWS_REGION, AWS_ENDPOINT_URL)"
+    )]
+    S3Config {
+        input: String,
+        source: object_store::Error,
+    },
+    #[error(
+        "object storage refused {input}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and that they may read the bucket"
+    )]
+    S3Denied { input: String, source: s3::S3Cause },
+    #[error("the bucket of {input} does not exist (or AWS_ENDPOINT_URL points at another server)")]
+    S3NoBucket { input: String, source: s3::S3Cause },
+    #[error(
+        "cannot read {input} from object storage; is the server at AWS_ENDPOINT_URL (or AWS's) reachable?"
+    )]
+    S3 { input: String, source: s3::S3Cause },
     #[error("cannot download {url}")]
     Download { url: String, source: reqwest::Error },
     #[error("cannot download {url}: the server answered {status}")]

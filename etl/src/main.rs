@@ -11,7 +11,7 @@ use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::run::{RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{ScoreOptions, score_customers};
-use voucher_etl::tally;
+use voucher_etl::tally::{self, ReadOptions};
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -48,7 +48,7 @@ enum Command {
 #[derive(Args)]
 struct TallyArgs {
     /// This shard's history: a Parquet file, a directory of them (partitions included), a
-    /// glob, or an http(s) URL.
+    /// glob, an s3:// object, prefix or glob, or an http(s) URL.
     #[arg(long, env = "VOUCHER_INPUT")]
     input: String,
     /// The tally file to write (JSON, replaced atomically), e.g. `tallies/part-3.json`.
@@ -60,9 +60,29 @@ struct TallyArgs {
     /// Segment definitions (TOML) instead of the built-in ones (every shard the same).
     #[arg(long, env = "VOUCHER_SEGMENTS")]
     segments: Option<PathBuf>,
-    /// Time limit for downloading an http(s) input, e.g. `90s`, `10m`.
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+/// How history is read (for `run` and `tally`).
+#[derive(Args)]
+struct ReadArgs {
+    /// Time limit for downloading an http(s) or s3:// input file, e.g. `90s`, `10m`.
     #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     download_timeout: Duration,
+    /// Rows decoded at a time (row groups larger than this are read in slices); memory grows
+    /// by ~100 MiB per million rows.
+    #[arg(long, env = "VOUCHER_WINDOW_ROWS", default_value_t = ReadOptions::default().window_rows, value_parser = clap::value_parser!(u64).range(1..))]
+    window_rows: u64,
+}
+
+impl From<ReadArgs> for ReadOptions {
+    fn from(a: ReadArgs) -> Self {
+        ReadOptions {
+            download_timeout: a.download_timeout,
+            window_rows: a.window_rows,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -87,7 +107,8 @@ struct ScoreArgs {
 #[derive(Args)]
 struct RunArgs {
     /// History to read: a Parquet file, a directory of them (Hive-style partitions included),
-    /// a glob (`history/*/part-*.parquet`), or an http(s) URL.
+    /// a glob (`history/*/part-*.parquet`), an s3:// object, prefix or glob (AWS_* environment),
+    /// or an http(s) URL.
     #[arg(long, env = "VOUCHER_INPUT", required_unless_present = "from_tallies")]
     input: Option<String>,
     /// Instead of history, merge the tally files (`voucher-etl tally`) in this directory.
@@ -105,9 +126,8 @@ struct RunArgs {
     /// Versions to keep; older ones are deleted, never the live one.
     #[arg(long, env = "VOUCHER_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     keep: u64,
-    /// Time limit for downloading an http(s) input, e.g. `90s`, `10m`.
-    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
-    download_timeout: Duration,
+    #[command(flatten)]
+    read: ReadArgs,
 }
 
 #[derive(Args)]
@@ -127,6 +147,9 @@ struct GenerateArgs {
     /// Parquet file to write (replaced atomically).
     #[arg(long, env = "VOUCHER_GENERATE_OUTPUT")]
     output: PathBuf,
+    /// Rows per Parquet row group (Spark and pyarrow write 1M-row groups) [default: 262144].
+    #[arg(long, env = "VOUCHER_GENERATE_ROW_GROUP_SIZE", value_parser = clap::value_parser!(u64).range(1..))]
+    row_group_size: Option<u64>,
 }
 
 impl From<RunArgs> for RunOptions {
@@ -140,7 +163,7 @@ impl From<RunArgs> for RunOptions {
             countries: a.countries,
             segments: a.segments,
             keep: usize::try_from(a.keep).unwrap_or(usize::MAX),
-            download_timeout: a.download_timeout,
+            read: a.read.into(),
         }
     }
 }
@@ -175,12 +198,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tally(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
-            let tallied = tally::tally_input(
-                &args.input,
-                &args.countries,
-                &segments,
-                args.download_timeout,
-            )?;
+            let tallied =
+                tally::tally_input(&args.input, &args.countries, &segments, &args.read.into())?;
             tally::write(&args.output, &tallied, &args.countries, &segments)?;
             println!(
                 "tallied {} rows from {} file(s) of {}: {} kept, {} dropped; wrote {}",
@@ -215,6 +234,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 countries,
                 segments,
                 output: args.output,
+                row_group_size: args.row_group_size.map(|n| n as usize),
             };
             let truth = generate::generate(&opts)?;
             println!("wrote {} rows to {}", truth.rows, opts.output.display());

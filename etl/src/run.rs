@@ -4,7 +4,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use voucher_shared::manifest::{Manifest, Producer};
@@ -13,7 +13,7 @@ use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherTable;
 
 use crate::clean::Countries;
-use crate::tally::{self, Tallied};
+use crate::tally::{self, ReadOptions, Tallied};
 use crate::{EtlError, vouchers};
 
 /// Where a run's counts come from.
@@ -45,7 +45,7 @@ pub struct RunOptions {
     pub segments: Option<PathBuf>,
     /// Versions to keep (the live one is always kept).
     pub keep: usize,
-    pub download_timeout: Duration,
+    pub read: ReadOptions,
 }
 
 /// What a run produced.
@@ -138,8 +138,7 @@ fn gather(opts: &RunOptions) -> Result<(Tallied, Vec<String>, serde_json::Value)
     Ok(match &opts.source {
         Source::History(input) => {
             let segments = SegmentSet::load(opts.segments.as_deref())?;
-            let tallied =
-                tally::tally_input(input, &opts.countries, &segments, opts.download_timeout)?;
+            let tallied = tally::tally_input(input, &opts.countries, &segments, &opts.read)?;
             let segments = serde_json::to_value(&segments)?;
             (tallied, opts.countries.to_list(), segments)
         }

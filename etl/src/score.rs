@@ -19,6 +19,7 @@ use voucher_shared::score::{self, Json, Refusal, Snapshot, ValidationError, Vouc
 use voucher_shared::table::{TableError, VoucherTable};
 use voucher_shared::time::SECONDS_PER_DAY;
 
+use crate::output;
 use crate::progress::Progress;
 
 /// The request fields, in the order of [`VoucherRequest`]; each is read from the column of the
@@ -464,25 +465,20 @@ fn detail_json(errors: &[ValidationError]) -> String {
 /// Writes `frame` to `path` through a temporary file renamed into place, so that a failed run
 /// never leaves a half-written output.
 fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ScoreError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let create = |source| ScoreError::Create {
         path: path.to_owned(),
         source,
     };
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(create)?;
-    ParquetWriter::new(temp.as_file_mut())
-        .with_compression(ParquetCompression::Zstd(None))
-        .finish(frame)
-        .map_err(|source| ScoreError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
-    temp.as_file().sync_all().map_err(create)?;
-    temp.persist(path).map_err(|e| create(e.error))?;
-    voucher_shared::publish::fsync_dir(dir).map_err(create)
+    output::write_atomically(path, create, |file| {
+        ParquetWriter::new(file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(frame)
+            .map(drop)
+            .map_err(|source| ScoreError::Write {
+                path: path.to_owned(),
+                source,
+            })
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The history input: local Parquet files (a file, a directory, Hive-style partitions below
-//! it, or a glob) or one file fetched over http(s).
+//! it, or a glob), objects in S3-compatible storage (see [`crate::s3`]), or one file fetched
+//! over http(s).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -9,8 +10,8 @@ use std::time::Duration;
 use polars::prelude::PlRefPath;
 use tempfile::NamedTempFile;
 
-use crate::EtlError;
 use crate::progress::Progress;
+use crate::{EtlError, s3};
 
 /// A history file ready to be scanned. A downloaded file is deleted when this is dropped.
 #[derive(Debug)]
@@ -35,10 +36,13 @@ impl Input {
 /// The files an `--input` names, in a stable (sorted) order: an http(s) URL or a file as
 /// itself; a directory as every Parquet file below it, partition directories
 /// (`batch=3/part-0.parquet`) included; a pattern with `*`, `?` or `[` as the files it matches.
-/// Hidden files and Spark's markers (`.crc`, `_SUCCESS`) are skipped.
-pub fn resolve(input: &str) -> Result<Vec<String>, EtlError> {
-    let is_url = input.starts_with("http://") || input.starts_with("https://");
-    if is_url {
+/// Hidden files and Spark's markers (`.crc`, `_SUCCESS`) are skipped. An `s3://` input is
+/// listed the same way in its bucket.
+pub fn resolve(input: &str, timeout: Duration) -> Result<Vec<String>, EtlError> {
+    if s3::is_s3(input) {
+        return s3::resolve(input, timeout);
+    }
+    if is_http(input) {
         return Ok(vec![input.to_owned()]);
     }
     let path = Path::new(input);
@@ -104,11 +108,21 @@ fn collect_parquet(dir: &Path, files: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Resolves one file of the input (a path or an http(s) URL) to a local Parquet file.
+fn is_http(input: &str) -> bool {
+    input.starts_with("http://") || input.starts_with("https://")
+}
+
+/// Resolves one file of the input (a path, an `s3://` object or an http(s) URL) to a local
+/// Parquet file.
 pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
-    let is_url = input.starts_with("http://") || input.starts_with("https://");
-    let (path, download) = if is_url {
-        let file = download(input, timeout)?;
+    let fetched = if s3::is_s3(input) {
+        Some(s3::download(input, timeout)?)
+    } else if is_http(input) {
+        Some(download(input, timeout)?)
+    } else {
+        None
+    };
+    let (path, download) = if let Some(file) = fetched {
         (file.path().to_owned(), Some(file))
     } else {
         // Absolute and without `..`: polars' async reader refuses `..` path segments.

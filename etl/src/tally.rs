@@ -15,7 +15,7 @@ use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, Countries, SegmentTally, Tally};
 use crate::progress::Progress;
-use crate::{EtlError, source};
+use crate::{EtlError, output, source};
 
 /// What the cleaning found in a set of input files.
 #[derive(Debug, Clone, Default)]
@@ -33,22 +33,43 @@ impl Tallied {
     }
 }
 
-/// Tallies every file `input` names (see [`source::resolve`]), one at a time, so memory
-/// follows one file, not the history.
+/// How history is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Time limit for fetching one http(s) or s3:// file.
+    pub download_timeout: Duration,
+    /// Rows decoded at a time (see [`clean::tally`]).
+    pub window_rows: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            download_timeout: Duration::from_secs(600),
+            window_rows: clean::WINDOW_ROWS,
+        }
+    }
+}
+
+/// Tallies every file `input` names (see [`source::resolve`]), one at a time and each in
+/// windows of rows, so memory follows one window, not the file or the history.
 pub fn tally_input(
     input: &str,
     countries: &Countries,
     segments: &SegmentSet,
-    download_timeout: Duration,
+    read: &ReadOptions,
 ) -> Result<Tallied, EtlError> {
-    let files = source::resolve(input)?;
+    let download_timeout = read.download_timeout;
+    let files = source::resolve(input, download_timeout)?;
     let progress = Progress::rows("files", files.len() as u64);
     let mut all = Tallied::default();
     for (i, file) in files.iter().enumerate() {
         let input = source::open(file, download_timeout)?;
         let history = clean::scan(&input)?;
-        let rows_read = clean::count_rows(&input)?;
-        let tally = clean::tally(history, countries, segments, &input)?;
+        let row_groups = clean::row_groups(&input)?;
+        let rows_read = row_groups.iter().sum();
+        let windows = clean::windows(&row_groups, read.window_rows);
+        let tally = clean::tally(history, &windows, countries, segments, &input)?;
         log::info!(
             "read {file} ({} of {}): {rows_read} rows, {} kept, {} dropped",
             i + 1,
@@ -133,16 +154,10 @@ pub fn write(
         path: path.to_owned(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-    serde_json::to_writer(temp.as_file_mut(), &file)?;
-    temp.as_file().sync_all().map_err(write_err)?;
-    temp.persist(path).map_err(|e| write_err(e.error))?;
-    voucher_shared::publish::fsync_dir(dir).map_err(write_err)
+    std::fs::create_dir_all(output::parent_dir(path)).map_err(write_err)?;
+    output::write_atomically(path, write_err, |f| {
+        serde_json::to_writer(f, &file).map_err(EtlError::from)
+    })
 }
 
 /// What merging tally files gives: the whole tally, and what the parts were made with.

@@ -31,6 +31,16 @@ pub fn real_sample() -> PathBuf {
 
 /// Writes synthetic history and returns what a correct ETL must find in it.
 pub fn generate(path: &Path, rows: u64, seed: u64) -> Truth {
+    generate_in_row_groups(path, rows, seed, None)
+}
+
+/// [`generate`] with row groups of a chosen size.
+pub fn generate_in_row_groups(
+    path: &Path,
+    rows: u64,
+    seed: u64,
+    row_group_size: Option<usize>,
+) -> Truth {
     generate::generate(&GenerateOptions {
         rows,
         seed,
@@ -40,6 +50,7 @@ pub fn generate(path: &Path, rows: u64, seed: u64) -> Truth {
             .collect(),
         segments: SegmentSet::builtin(),
         output: path.to_owned(),
+        row_group_size,
     })
     .expect("generate")
 }

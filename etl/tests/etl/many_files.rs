@@ -186,6 +186,27 @@ fn a_directory_partitions_and_a_glob_of_mixed_types_give_the_one_file_result() {
 }
 
 #[test]
+fn row_groups_read_whole_or_in_slices_give_the_same_table_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.parquet");
+    let truth = generate_in_row_groups(&history, 60_000, 5, Some(25_000));
+    let input = history.to_str().expect("utf-8");
+    let mut outcomes = Vec::new();
+    // The default reads the three row groups whole; 20,000 slices the two big ones in halves
+    // of 10,000; 9,000 slices them in 4,500s and reads the last group (10,000) in slices too.
+    for window in [None, Some("20000"), Some("9000")] {
+        let tables = dir.path().join(format!("tables-{window:?}"));
+        let mut args = vec!["--countries", "all"];
+        args.extend(window.iter().flat_map(|w| ["--window-rows", w]));
+        assert_success(&run_etl(input, &tables, &args));
+        outcomes.push(outcome(&tables));
+    }
+    assert_eq!(outcomes[0].1, truth.rows);
+    assert_eq!(outcomes[1], outcomes[0], "half-window slices");
+    assert_eq!(outcomes[2], outcomes[0], "slices not aligned to row groups");
+}
+
+#[test]
 fn tallies_of_shards_merge_into_the_one_pass_table_and_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let history = dir.path().join("history.parquet");

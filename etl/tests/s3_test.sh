@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Reads voucher history from a real S3-compatible server: starts moto's server on 127.0.0.1
+# (with authentication on), uploads generated history with boto3, and runs the real
+# voucher-etl binary against s3:// inputs (etl/tests/s3/s3_test.py).
+#
+# Usage: etl/tests/s3_test.sh [--install-only]
+# Environment:
+#   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
+#   S3_TEST_VENV       the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/s3-test-venv)
+# Needs: cargo, python3 with venv, and PyPI to install moto once.
+set -euo pipefail
+
+# Pinned so that a run is repeatable; the venv is rebuilt when these change.
+PACKAGES=("moto[server]==5.2.1" boto3==1.43.11)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VENV=${S3_TEST_VENV:-$TARGET/s3-test-venv}
+
+log() { printf 's3_test.sh: %s\n' "$*" >&2; }
+
+if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
+    log "installing ${PACKAGES[*]} into $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+    echo "${PACKAGES[*]}" >"$VENV/pins"
+fi
+[[ ${1:-} == --install-only ]] && exit 0
+
+log "building voucher-etl"
+(cd "$ROOT" && cargo build --quiet -p voucher-etl --bin voucher-etl)
+"$VENV/bin/python" "$ROOT/etl/tests/s3/s3_test.py" \
+    --etl "$TARGET/debug/voucher-etl" --moto "$VENV/bin/moto_server"
