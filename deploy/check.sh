@@ -53,7 +53,8 @@ for var in VOUCHER_ETL_BIN VOUCHER_API_BIN; do
     [[ -n ${!var:-} ]] && export "$var=$(realpath "${!var}")"
 done
 cd "$ROOT" || exit 1
-mapfile -t MANIFESTS < <(find k8s -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort)
+mapfile -t MANIFESTS < <(find k8s -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort
+    find k8s/sharded -name '*.yaml' | sort)
 mapfile -t YAMLS < <(find k8s kind -name '*.yaml' | sort; echo docker-compose.yml)
 # Every shell script of the repository (and CI's script), but the broken samples.
 mapfile -t SCRIPTS < <(

@@ -14,7 +14,11 @@ Kubernetes (k8s/ and its kustomization):
   `voucher-api routes`, so never from a copy of its source) that no token guards, on a real
   container port;
 - the optional custom-segments component: its ConfigMap holds segments voucher-etl accepts,
-  and its patch names the ETL CronJob and container of k8s/.
+  and its patch names the ETL CronJob and container of k8s/;
+- the sharded-run Jobs (k8s/sharded/): the same pod checks against k8s/'s objects; the tally
+  Job is Indexed and each pod writes its own tally (the path holds $(JOB_COMPLETION_INDEX));
+  the merge Job reads the directory the tallies are written to, on the same volume; every
+  flag they pass is one `voucher-etl <command> --help` lists.
 Docker: the Dockerfiles' HEALTHCHECK routes are real routes and EXPOSE matches the API port;
 docker-compose.yml's named volumes are declared, the API's healthcheck route is real and it
 publishes the API port.
@@ -158,6 +162,65 @@ class Checker:
                 labels = spec.get("podSelector", {}).get("matchLabels", {})
                 if labels and not matching(labels, ns, all_pods):
                     self.fail(where, f"podSelector {labels} matches no workload's pods")
+
+    def check_sharded(self, directory: Path, k8s: Path) -> None:
+        """The Indexed tally Job and the merge Job of a sharded run."""
+        base = self.load_k8s(k8s)
+        known = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+                 for _, d in base}
+
+        def exists(kind: str, ns: str, name: str) -> dict | None:
+            return known.get((kind, ns, name))
+
+        jobs = {}
+        for path in sorted(directory.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not doc:
+                    continue
+                where = f"{path.relative_to(self.root)} {doc.get('kind')}/{doc['metadata'].get('name')}"
+                if doc.get("kind") != "Job":
+                    self.fail(where, "only Jobs belong in k8s/sharded/")
+                    continue
+                ns = doc["metadata"].get("namespace", "")
+                template = doc.get("spec", {}).get("template", {})
+                self.check_pod(where, ns, template, exists)
+                container = (template.get("spec", {}).get("containers") or [{}])[0]
+                args = [str(a) for a in container.get("args", [])]
+                command = args[0] if args else ""
+                self.check_flags(where, command, args[1:])
+                jobs[command] = (where, doc, container, args)
+        tally, merge = jobs.get("tally"), jobs.get("run")
+        if not tally or not merge:
+            self.fail(str(directory.relative_to(self.root)), "needs a `tally` Job and a `run --from-tallies` Job")
+            return
+        where, doc, container, args = tally
+        if doc["spec"].get("completionMode") != "Indexed":
+            self.fail(where, "completionMode is not Indexed, so pods get no JOB_COMPLETION_INDEX")
+        output = flag_value(args, "--output") or ""
+        if "$(JOB_COMPLETION_INDEX)" not in output:
+            self.fail(where, f"--output {output!r} is the same for every shard (use $(JOB_COMPLETION_INDEX))")
+        mwhere, mdoc, mcontainer, margs = merge
+        source = flag_value(margs, "--from-tallies") or ""
+        written = tally_dir(doc, container, output)
+        read = tally_dir(mdoc, mcontainer, source.rstrip("/") + "/part.json")
+        if not source:
+            self.fail(mwhere, "does not merge tallies (--from-tallies)")
+        elif written is None or read != written:
+            self.fail(mwhere, f"--from-tallies {source} is not where the tally Job writes ({output})")
+
+    def check_flags(self, where: str, command: str, args: list[str]) -> None:
+        binary = os.environ.get("VOUCHER_ETL_BIN")
+        if not binary:
+            self.fail("VOUCHER_ETL_BIN", "not set: Job flags are checked with `voucher-etl <command> --help`")
+            return
+        help_text = subprocess.run([binary, command, "--help"], capture_output=True, text=True)
+        if help_text.returncode != 0:
+            self.fail(where, f"`voucher-etl {command}` is no command: {help_text.stderr.strip()}")
+            return
+        accepted = set(re.findall(r"--[a-z][a-z-]*", help_text.stdout))
+        for arg in args:
+            if arg.startswith("--") and arg.split("=")[0] not in accepted:
+                self.fail(where, f"voucher-etl {command} has no flag {arg}")
 
     def check_segments_component(self, directory: Path, k8s: Path) -> None:
         where = str(directory.relative_to(self.root))
@@ -338,6 +401,28 @@ class Checker:
             self.check_health_command(where, " ".join(test) if isinstance(test, list) else test)
 
 
+def flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def tally_dir(job: dict, container: dict, path: str) -> tuple[str, str, str] | None:
+    """(claim, subPath, directory inside it) of a file `path` in the container, or None."""
+    mounts = [m for m in container.get("volumeMounts", [])
+              if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return None
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"].get("volumes", [])}
+    claim = volumes.get(mount["name"], {}).get("persistentVolumeClaim", {}).get("claimName", "")
+    inside = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    return claim, mount.get("subPath", ""), str(Path(inside).parent)
+
+
 def pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
@@ -364,6 +449,7 @@ def main() -> int:
     checker = Checker(root)
     checker.check_k8s(root / "k8s")
     checker.check_segments_component(root / "k8s/components/custom-segments", root / "k8s")
+    checker.check_sharded(root / "k8s/sharded", root / "k8s")
     for dockerfile in ("Dockerfile.api", "Dockerfile.etl"):
         checker.check_dockerfile(root / dockerfile)
     checker.check_compose(root / "docker-compose.yml")
