@@ -30,13 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
-    log "installing ${PACKAGES[*]} into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
-    echo "${PACKAGES[*]}" >"$VENV/pins"
-fi
+# shellcheck disable=SC1091
+source "$ROOT/tools/pinned_venv.sh"
+pinned_venv "$VENV" "${PACKAGES[@]}"
 [[ ${1:-} == --install-only ]] && exit 0
 
 log "generating Python stubs from api/proto"

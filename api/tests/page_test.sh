@@ -26,13 +26,9 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-if [[ ! -f $VENV/pins ]] || [[ $(cat "$VENV/pins") != "${PACKAGES[*]}" ]]; then
-    log "installing ${PACKAGES[*]} into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
-    echo "${PACKAGES[*]}" >"$VENV/pins"
-fi
+# shellcheck disable=SC1091
+source "$ROOT/tools/pinned_venv.sh"
+pinned_venv "$VENV" "${PACKAGES[@]}"
 [[ ${1:-} == --install-only ]] && exit 0
 
 WORK=$(mktemp -d)

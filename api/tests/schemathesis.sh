@@ -32,11 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ ! -x $VENV/bin/schemathesis ]] || [[ $("$VENV/bin/schemathesis" --version) != *"$SCHEMATHESIS_VERSION"* ]]; then
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+# shellcheck disable=SC1091
+source "$ROOT/tools/pinned_venv.sh"
+pinned_venv "$VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 [[ ${1:-} == --install-only ]] && exit 0
 
 log "building voucher-api"
