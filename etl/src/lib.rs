@@ -59,7 +59,7 @@ pub enum EtlError {
     #[error(transparent)]
     Segments(#[from] SegmentsError),
     #[error(
-        "input {file} does not exist; expected a Parquet file, a directory of them, a glob or an http(s) URL"
+        "input {file} does not exist; expected a Parquet file, a directory of them, a glob, an s3:// object or prefix, or an http(s) URL"
     )]
     InputMissing { file: String },
     #[error("input {input}: {what}")]
