@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-doors load-test grpc-test page-test s3-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-doors bench-events load-test grpc-test page-test s3-test events-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -47,7 +47,7 @@ $(HISTORY): | build
 sample: build
 	$(ETL) generate --rows $(SAMPLE_ROWS) --seed 42 --output $(HISTORY) --segments $(SEGMENTS)
 
-bench: bench-etl load-test bench-doors
+bench: bench-etl load-test bench-doors bench-events
 
 bench-etl:
 	bash bench/etl.sh
@@ -59,6 +59,10 @@ load-test:
 bench-doors:
 	bash bench/doors.sh
 
+# Events per second through voucher-events on a local broker (tansu), beside a plain consumer.
+bench-events:
+	bash bench/events.sh
+
 # The page at / in a real headless browser (chromium via selenium; installs them when missing).
 page-test:
 	bash api/tests/page_test.sh
@@ -66,6 +70,10 @@ page-test:
 # The gRPC door from Python (grpcio, in a venv it creates), against the real binary.
 grpc-test:
 	bash api/tests/grpc_python.sh
+
+# voucher-events on a real Kafka-protocol broker (tansu, built once; confluent-kafka in a venv).
+events-test:
+	bash api/tests/events_test.sh
 
 # voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
 s3-test:

@@ -274,7 +274,14 @@ api_uid=$(stat -c %u "/proc/$api_pid")
 [[ $api_uid != 0 ]] || die "voucher-api runs as root"
 step "voucher-api runs as uid $api_uid"
 
+# The Kafka consumer ships in the API image: it must start in the runtime (its librdkafka is
+# linked in statically; the slim image has no other libraries for it).
+new_container "localhost/voucher-api:$TAG"
+events_version=$(buildah run --isolation=oci --user "$API_USER" "$CTR" -- voucher-events --version 2>&1) \
+    || die "voucher-events does not run in the API image: $events_version"
+step "API image: $events_version"
+
 if [[ $KEEP_IMAGES == 0 ]]; then
     buildah rmi "localhost/voucher-api:$TAG" "localhost/voucher-etl:$TAG" >/dev/null
 fi
-log "image check: OK (stand-in base images; built voucher-api:$TAG and voucher-etl:$TAG, ETL published $version, API answered as uid $api_uid)"
+log "image check: OK (stand-in base images; built voucher-api:$TAG and voucher-etl:$TAG, ETL published $version, API answered as uid $api_uid, $events_version runs)"

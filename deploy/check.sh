@@ -12,7 +12,8 @@
 #   K8S_VERSION       Kubernetes version to validate against (default: 1.37.0, the newest
 #                     kubernetes-validate ships schemas for)
 #   VOUCHER_ETL_BIN, VOUCHER_API_BIN   binaries for refs and config-docs (default: built with
-#                     `cargo build --bins`)
+#                     `cargo build --bins`); VOUCHER_EVENTS_BIN defaults to voucher-events beside
+#                     VOUCHER_API_BIN
 #   VERBOSE=1         print each tool's full output, not only on failure
 set -uo pipefail
 
@@ -47,14 +48,16 @@ if [[ -z ${VOUCHER_ETL_BIN:-} || -z ${VOUCHER_API_BIN:-} ]]; then
     TARGET=${CARGO_TARGET_DIR:-$HERE/../target}
     export VOUCHER_ETL_BIN=$TARGET/debug/voucher-etl VOUCHER_API_BIN=$TARGET/debug/voucher-api
 fi
+# voucher-events is built with voucher-api (same crate), beside it.
+export VOUCHER_EVENTS_BIN=${VOUCHER_EVENTS_BIN:-$(dirname "$VOUCHER_API_BIN")/voucher-events}
 
 # --- files --------------------------------------------------------------------------------
-for var in VOUCHER_ETL_BIN VOUCHER_API_BIN; do
+for var in VOUCHER_ETL_BIN VOUCHER_API_BIN VOUCHER_EVENTS_BIN; do
     [[ -n ${!var:-} ]] && export "$var=$(realpath "${!var}")"
 done
 cd "$ROOT" || exit 1
 mapfile -t MANIFESTS < <(find k8s -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort
-    find k8s/sharded -name '*.yaml' | sort)
+    find k8s/sharded k8s/components/events -name '*.yaml' ! -name kustomization.yaml | sort)
 mapfile -t YAMLS < <(find k8s kind -name '*.yaml' | sort; echo docker-compose.yml)
 # Every shell script of the repository (and CI's script), but the broken samples.
 mapfile -t SCRIPTS < <(
@@ -96,7 +99,13 @@ kubernetes_validate() {
 kustomize_render() {
     local dir status=0 rendered
     command -v kubectl >/dev/null || { echo "kubectl not installed: skipped"; return 0; }
-    for dir in k8s kind; do
+    # k8s/ with the optional events component enabled, as an overlay would (kustomize takes only
+    # relative paths, hence a directory beside k8s/).
+    local with_events
+    with_events=$(mktemp -d "$PWD/.overlay-events-XXXXXX")
+    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events]\n' \
+        >"$with_events/kustomization.yaml"
+    for dir in k8s "$with_events" kind; do
         rendered=$(mktemp --suffix=.yaml)
         if ! kubectl kustomize "$dir" >"$rendered"; then
             echo "kubectl kustomize $dir failed"
@@ -107,6 +116,7 @@ kustomize_render() {
         fi
         rm -f "$rendered"
     done
+    rm -rf "$with_events"
     return $status
 }
 
@@ -160,7 +170,7 @@ for check in "${CHECKS[@]}"; do
             run kubernetes-validate "${#MANIFESTS[@]} manifests, Kubernetes $K8S_VERSION, strict" \
                 kubernetes_validate "${MANIFESTS[@]}" ;;
         kustomize)
-            run kustomize "k8s/ and kind/ rendered, then validated" kustomize_render ;;
+            run kustomize "k8s/ (also with components/events) and kind/ rendered, then validated" kustomize_render ;;
         checkov)
             run checkov "k8s/, ${DOCKERFILES[*]}" checkov_all ;;
         hadolint)

@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """Checks docs/operations.md's configuration table against the binaries' real --help.
 
-Runs `voucher-etl --help`, the --help of each of its subcommands, and `voucher-api --help`,
-then fails when
+Runs `voucher-etl --help`, the --help of each of its subcommands, `voucher-api --help` and
+`voucher-events --help`, then fails when
 - a flag or its environment variable is missing from the table, or its default differs;
 - the table documents a flag, variable or subcommand that does not exist;
 - a deployment file (Dockerfiles, docker-compose.yml, k8s/, kind/) sets a VOUCHER_* variable
-  that neither binary reads.
+  that no binary reads.
 
 The table's rows: | command | flag | environment | default | what it does |, where command is
-`voucher-etl run`, `voucher-etl run, schedule` or `voucher-api`, flag is `--name` (aliases may
+`voucher-etl run`, `voucher-etl run, schedule`, `voucher-api` or `voucher-events`, flag is `--name` (aliases may
 follow: `--output`, alias `--tables-dir`), environment is `NAME` or `-`, default is `value` in
 backticks, or text without backticks when the flag has none (e.g. "(required)").
 
-Binaries: $VOUCHER_ETL_BIN and $VOUCHER_API_BIN, or built with `cargo build --bins` (debug).
+Binaries: $VOUCHER_ETL_BIN, $VOUCHER_API_BIN and $VOUCHER_EVENTS_BIN, or built with
+`cargo build --bin` (debug).
 Usage: check_config_docs.py [--root DIR] [--doc FILE] [--print]   (--print: the table from --help)
 """
 
@@ -103,8 +104,9 @@ def binary_path(root: Path, name: str, variable: str) -> str:
     if os.environ.get(variable):
         return os.environ[variable]
     target = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
+    package = "voucher-api" if name == "voucher-events" else name
     subprocess.run(
-        ["cargo", "build", "--quiet", "-p", name, "--bin", name],
+        ["cargo", "build", "--quiet", "-p", package, "--bin", name],
         cwd=root,
         check=True,
     )
@@ -114,7 +116,8 @@ def binary_path(root: Path, name: str, variable: str) -> str:
 def real_config(root: Path) -> dict[str, list[Flag]]:
     """Command ("voucher-etl run", "voucher-api") -> its flags, from --help."""
     commands: dict[str, list[Flag]] = {}
-    for name, variable in (("voucher-etl", "VOUCHER_ETL_BIN"), ("voucher-api", "VOUCHER_API_BIN")):
+    for name, variable in (("voucher-etl", "VOUCHER_ETL_BIN"), ("voucher-api", "VOUCHER_API_BIN"),
+                           ("voucher-events", "VOUCHER_EVENTS_BIN")):
         binary = binary_path(root, name, variable)
         top = run_help(binary)
         subs = subcommands(top)
@@ -204,14 +207,14 @@ def check(root: Path, doc: Path, commands: dict[str, list[Flag]]) -> list[str]:
     # Deployment files may only set variables the binaries read.
     known = {f.env for flags in commands.values() for f in flags if f.env}
     files = [root / "Dockerfile.api", root / "Dockerfile.etl", root / "docker-compose.yml"]
-    files += sorted((root / "k8s").glob("*.yaml")) + sorted((root / "kind").glob("*"))
+    files += sorted((root / "k8s").rglob("*.yaml")) + sorted((root / "kind").glob("*"))
     for path in files:
         if not path.is_file():
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             for var in re.findall(r"\b(VOUCHER_[A-Z0-9_]+)\b", line):
                 if var not in known:
-                    problems.append(f"{path.relative_to(root)}:{n}: sets {var}, which neither binary reads")
+                    problems.append(f"{path.relative_to(root)}:{n}: sets {var}, which no binary reads")
     return problems
 
 

@@ -15,6 +15,8 @@ Kubernetes (k8s/ and its kustomization):
   container port;
 - the optional custom-segments component: its ConfigMap holds segments voucher-etl accepts,
   and its patch names the ETL CronJob and container of k8s/;
+- the optional Kafka consumer component (k8s/components/events/) is checked with the objects
+  of k8s/ it joins;
 - the sharded-run Jobs (k8s/sharded/): the same pod checks against k8s/'s objects; the tally
   Job is Indexed and each pod writes its own tally (the path holds $(JOB_COMPLETION_INDEX));
   the merge Job reads the directory the tallies are written to, on the same volume; every
@@ -98,8 +100,9 @@ class Checker:
                 docs.append((f"{path.relative_to(self.root)} {doc.get('kind')}/{meta.get('name')}", doc))
         return docs
 
-    def check_k8s(self, directory: Path) -> None:
-        docs = self.load_k8s(directory)
+    def check_k8s(self, *directories: Path) -> None:
+        """Checks the objects of these kustomizations together (an overlay with its base)."""
+        docs = [doc for directory in directories for doc in self.load_k8s(directory)]
         by_kind: dict[tuple[str, str], dict[str, dict]] = {}
         for _, doc in docs:
             meta = doc["metadata"]
@@ -448,6 +451,7 @@ def main() -> int:
     root = args.root.resolve()
     checker = Checker(root)
     checker.check_k8s(root / "k8s")
+    checker.check_k8s(root / "k8s", root / "k8s/components/events")
     checker.check_segments_component(root / "k8s/components/custom-segments", root / "k8s")
     checker.check_sharded(root / "k8s/sharded", root / "k8s")
     for dockerfile in ("Dockerfile.api", "Dockerfile.etl"):

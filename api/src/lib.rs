@@ -10,9 +10,11 @@
 //! - [`tls`]: TLS for both doors;
 //! - [`http`]: the HTTP routes (single, batch and NDJSON scoring, the table, operations);
 //! - [`grpc`]: the gRPC service, with health checking and reflection;
-//! - [`page`]: the page for people at `/`.
+//! - [`page`]: the page for people at `/`;
+//! - [`events`]: the Kafka consumer of `voucher-events`.
 
 pub mod config;
+pub mod events;
 pub mod grpc;
 pub mod http;
 pub mod live;

@@ -47,15 +47,18 @@ pub enum Door {
     Grpc,
     /// gRPC `ScoreVouchers`.
     GrpcStream,
+    /// Kafka events (`voucher-events`).
+    Events,
 }
 
 impl Door {
-    pub const ALL: [Door; 5] = [
+    pub const ALL: [Door; 6] = [
         Door::Http,
         Door::HttpBatch,
         Door::HttpNdjson,
         Door::Grpc,
         Door::GrpcStream,
+        Door::Events,
     ];
 
     pub fn label(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Door {
             Door::HttpNdjson => "http_ndjson",
             Door::Grpc => "grpc",
             Door::GrpcStream => "grpc_stream",
+            Door::Events => "events",
         }
     }
 }
@@ -161,7 +165,7 @@ impl Metrics {
         )?;
         let scored = counters(
             "scored_total",
-            "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream) and outcome (ok, invalid, no_segment, malformed).",
+            "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream, events) and outcome (ok, invalid, no_segment, malformed).",
             &["door", "outcome"],
         )?;
         let grpc_requests = counters(
@@ -196,6 +200,11 @@ impl Metrics {
             reloads,
             registry,
         })
+    }
+
+    /// The registry, for metrics of a door that only one binary has (see `events::metrics`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The scoring counters of `door`.
@@ -325,7 +334,7 @@ fn table_gauges(
 }
 
 /// Registers `metric` and gives it back.
-fn register<M: prometheus::core::Collector + Clone + 'static>(
+pub(crate) fn register<M: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: M,
 ) -> Result<M, prometheus::Error> {

@@ -6,6 +6,7 @@
 # Usage: api/tests/grpc_python.sh [--install-only]
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
+#   VOUCHER_ETL_BIN, VOUCHER_API_BIN  the binaries to test (default: built; tools/binaries.sh)
 #   GRPC_PYTHON_VENV   the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/grpc-python-venv)
 # Needs: cargo, python3 with venv, and PyPI to install grpcio once.
 set -euo pipefail
@@ -41,12 +42,13 @@ mkdir -p "$WORK/stubs"
     --python_out="$WORK/stubs" --grpc_python_out="$WORK/stubs" \
     "$ROOT/api/proto/voucher/v1/voucher.proto"
 
-log "building voucher-api"
-(cd "$ROOT" && cargo build --quiet -p voucher-api --bin voucher-api --example publish_table)
-"$TARGET/debug/examples/publish_table" "$WORK/tables" >/dev/null
+# shellcheck disable=SC1091
+source "$ROOT/tools/binaries.sh"
+voucher_binaries "$ROOT" "$TARGET"
+"$PUBLISH_TABLE_BIN" "$WORK/tables" >/dev/null
 
 TOKEN=python-client-token
-VOUCHER_API_TOKEN=$TOKEN RUST_LOG=info "$TARGET/debug/voucher-api" --tables-dir "$WORK/tables" \
+VOUCHER_API_TOKEN=$TOKEN RUST_LOG=info "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" \
     --host 127.0.0.1 --port 0 --grpc-port 0 2>"$WORK/api.log" &
 API_PID=$!
 GRPC=

@@ -6,6 +6,7 @@
 # Usage: api/tests/page_test.sh [--install-only]   (make page-test)
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
+#   VOUCHER_ETL_BIN, VOUCHER_API_BIN  the binaries to test (default: built; tools/binaries.sh)
 #   PAGE_TEST_VENV    the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/page-test-venv)
 #   PAGE_OUT          where screenshots go (default: $CARGO_TARGET_DIR/page-test)
 # Needs: cargo, python3 with venv, apt-get (or chromium and chromedriver already installed).
@@ -42,9 +43,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building voucher-etl and voucher-api"
-(cd "$ROOT" && cargo build --quiet -p voucher-etl -p voucher-api --bins)
-ETL=$TARGET/debug/voucher-etl API=$TARGET/debug/voucher-api
+# shellcheck disable=SC1091
+source "$ROOT/tools/binaries.sh"
+voucher_binaries "$ROOT" "$TARGET"
+ETL=$VOUCHER_ETL_BIN API=$VOUCHER_API_BIN
 "$ETL" generate --rows 20000 --seed 3 --countries Peru,Chile --output "$WORK/history-a.parquet" >/dev/null
 "$ETL" generate --rows 20000 --seed 4 --countries Peru,Chile --output "$WORK/history-b.parquet" >/dev/null
 "$ETL" run --input "$WORK/history-a.parquet" --output "$WORK/tables" --countries all >/dev/null 2>&1

@@ -6,6 +6,7 @@
 # Usage: api/tests/schemathesis.sh [--install-only]
 # Environment:
 #   CARGO_TARGET_DIR           where cargo builds (default: <repo>/target)
+#   VOUCHER_ETL_BIN, VOUCHER_API_BIN  the binaries to test (default: built; tools/binaries.sh)
 #   SCHEMATHESIS_VENV          the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/schemathesis-venv)
 #   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation (default: 200)
 #   SCHEMATHESIS_MAX_TIME      seconds for the fuzzing run (default: 60)
@@ -37,11 +38,11 @@ source "$ROOT/tools/pinned_venv.sh"
 pinned_venv "$VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 [[ ${1:-} == --install-only ]] && exit 0
 
-log "building voucher-api"
-(cd "$ROOT" && cargo build --quiet -p voucher-api --bin voucher-api --example publish_table)
-
-"$TARGET/debug/examples/publish_table" "$WORK/tables" >/dev/null
-RUST_LOG=info "$TARGET/debug/voucher-api" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 \
+# shellcheck disable=SC1091
+source "$ROOT/tools/binaries.sh"
+voucher_binaries "$ROOT" "$TARGET"
+"$PUBLISH_TABLE_BIN" "$WORK/tables" >/dev/null
+RUST_LOG=info "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 \
     2>"$WORK/api.log" &
 API_PID=$!
 BASE=

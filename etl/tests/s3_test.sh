@@ -6,6 +6,7 @@
 # Usage: etl/tests/s3_test.sh [--install-only]
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
+#   VOUCHER_ETL_BIN, VOUCHER_API_BIN  the binaries to test (default: built; tools/binaries.sh)
 #   S3_TEST_VENV       the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/s3-test-venv)
 # Needs: cargo, python3 with venv, and PyPI to install moto once.
 set -euo pipefail
@@ -23,7 +24,8 @@ source "$ROOT/tools/pinned_venv.sh"
 pinned_venv "$VENV" "${PACKAGES[@]}"
 [[ ${1:-} == --install-only ]] && exit 0
 
-log "building voucher-etl"
-(cd "$ROOT" && cargo build --quiet -p voucher-etl --bin voucher-etl)
+# shellcheck disable=SC1091
+source "$ROOT/tools/binaries.sh"
+voucher_binaries "$ROOT" "$TARGET"
 "$VENV/bin/python" "$ROOT/etl/tests/s3/s3_test.py" \
-    --etl "$TARGET/debug/voucher-etl" --moto "$VENV/bin/moto_server"
+    --etl "$VOUCHER_ETL_BIN" --moto "$VENV/bin/moto_server"

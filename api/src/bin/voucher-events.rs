@@ -1,0 +1,22 @@
+use anyhow::Context;
+use clap::Parser;
+use voucher_api::events::EventsApp;
+use voucher_api::events::config::EventsConfig;
+
+fn main() -> anyhow::Result<()> {
+    let config = EventsConfig::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    log::info!(
+        "starting voucher-events {}: {config:?}",
+        env!("CARGO_PKG_VERSION")
+    );
+    actix_web::rt::System::new().block_on(async {
+        let app = EventsApp::build(&config).context("cannot start voucher-events")?;
+        for address in app.addresses() {
+            log::info!("health, readiness and metrics on http://{address}");
+        }
+        app.run_until_stopped()
+            .await
+            .context("voucher-events failed")
+    })
+}

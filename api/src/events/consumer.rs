@@ -1,0 +1,598 @@
+//! The Kafka side: read a batch of events, score each, produce every result and dead letter,
+//! wait until the broker has acknowledged all of them, and only then store the batch's offsets
+//! for the next commit (a few batches are in flight at once; offsets are stored in read order).
+//! A crash anywhere before that point means the batch is read again: at least once, never lost.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use voucher_shared::score::{Snapshot, now_secs};
+
+use super::EventsError;
+use super::config::EventsConfig;
+use super::event::{self, Reason, Routed, Source};
+use super::metrics::EventMetrics;
+use crate::metrics::DoorCounters;
+use crate::tables::Tables;
+
+/// How long to wait before producing refused messages again.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Batches produced at once, waiting for the broker's acknowledgements, while the next is read.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// How long a message may wait in the producer's queue when the queue is full.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the readiness endpoint reports about the broker.
+#[derive(Debug)]
+pub struct BrokerStatus {
+    /// `Ok` once a check reached the broker and found the topics; else why not.
+    state: Mutex<Result<(), String>>,
+}
+
+impl BrokerStatus {
+    fn new() -> Self {
+        BrokerStatus {
+            state: Mutex::new(Err("the broker has not been checked yet".into())),
+        }
+    }
+
+    /// `Ok`, or why the broker is not usable.
+    pub fn get(&self) -> Result<(), String> {
+        self.state
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |s| s.clone())
+    }
+
+    /// Records a check's result; logs only changes, so a lasting outage is one line.
+    fn set(&self, result: Result<(), String>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *state != result {
+            match &result {
+                Ok(()) => log::info!("the broker is reachable and the topics exist"),
+                Err(why) => log::warn!("the broker is not usable: {why}"),
+            }
+            *state = result;
+        }
+    }
+}
+
+/// Logs rebalances and turns librdkafka's statistics into the lag gauges.
+pub struct Context {
+    metrics: EventMetrics,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.lag.reset();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" queue; -1 lags are unknown.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                log::info!("assigned partitions {}", partitions(list));
+            }
+            Rebalance::Revoke(list) => {
+                log::info!("revoked partitions {}", partitions(list));
+            }
+            Rebalance::Error(e) => log::warn!("rebalance failed: {e}"),
+        }
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        self.metrics
+            .assigned
+            .set(i64::try_from(assigned).unwrap_or(i64::MAX));
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> String {
+    let names: Vec<String> = list
+        .elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// One event's output, waiting to be produced.
+struct Pending {
+    topic: Topic,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    reason: Option<Reason>,
+    read_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Topic {
+    Results,
+    DeadLetters,
+}
+
+/// A batch read from the events topic: outputs in read order and the next offset of each
+/// partition it covers.
+#[derive(Default)]
+struct Batch {
+    outputs: Vec<Pending>,
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+/// The consumer and producer of one `voucher-events` process.
+pub struct EventLoop {
+    consumer: Arc<StreamConsumer<Context>>,
+    producer: FutureProducer,
+    config: EventsConfig,
+    tables: Arc<Tables>,
+    metrics: EventMetrics,
+    counters: DoorCounters,
+    broker: Arc<BrokerStatus>,
+}
+
+impl EventLoop {
+    /// Creates the clients; nothing is read until [`EventLoop::run`].
+    pub fn new(
+        config: &EventsConfig,
+        tables: Arc<Tables>,
+        metrics: EventMetrics,
+        counters: DoorCounters,
+    ) -> Result<Self, EventsError> {
+        // Our defaults, then the operator's --kafka-option settings, then what at-least-once
+        // rests on, which no option may change.
+        let client = |defaults: &[(&str, String)], enforced: &[(&str, &str)]| {
+            let mut client = ClientConfig::new();
+            client
+                .set("bootstrap.servers", &config.kafka_brokers)
+                .set("client.id", "voucher-events");
+            for (key, value) in defaults {
+                client.set(*key, value);
+            }
+            for (key, value) in &config.kafka_option {
+                client.set(key, value);
+            }
+            for (key, value) in enforced {
+                client.set(*key, *value);
+            }
+            client
+        };
+        let consumer: StreamConsumer<Context> = client(
+            &[
+                // Stored offsets are committed every second and when the consumer leaves.
+                ("auto.commit.interval.ms", "1000".into()),
+                ("auto.offset.reset", "earliest".into()),
+                (
+                    "statistics.interval.ms",
+                    config.check_interval.as_millis().max(1000).to_string(),
+                ),
+            ],
+            // Offsets are stored by hand, once a batch's outputs are acknowledged.
+            &[
+                ("group.id", &config.group_id),
+                ("enable.auto.offset.store", "false"),
+                ("enable.auto.commit", "true"),
+            ],
+        )
+        .create_with_context(Context {
+            metrics: metrics.clone(),
+        })
+        .map_err(|source| EventsError::Client {
+            role: "consumer",
+            source,
+        })?;
+        let producer: FutureProducer = client(
+            &[
+                ("linger.ms", "5".into()),
+                // A message not acknowledged in 30 s is reported and produced again.
+                ("message.timeout.ms", "30000".into()),
+            ],
+            // A result counts as delivered only once every in-sync replica has it.
+            &[("acks", "all")],
+        )
+        .create()
+        .map_err(|source| EventsError::Client {
+            role: "producer",
+            source,
+        })?;
+        Ok(EventLoop {
+            consumer: Arc::new(consumer),
+            producer,
+            config: config.clone(),
+            tables,
+            metrics,
+            counters,
+            broker: Arc::new(BrokerStatus::new()),
+        })
+    }
+
+    pub fn broker_status(&self) -> Arc<BrokerStatus> {
+        Arc::clone(&self.broker)
+    }
+
+    /// Reads, scores and answers events until `stop` turns true; then answers what was read,
+    /// commits, and leaves the group.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), EventsError> {
+        let checker = actix_web::rt::spawn(check_broker(
+            Arc::clone(&self.consumer),
+            self.topics(),
+            self.config.check_interval,
+            Arc::clone(&self.broker),
+            self.metrics.clone(),
+        ));
+        let result = self.serve(&mut stop).await;
+        checker.abort();
+        self.leave();
+        result
+    }
+
+    async fn serve(&self, stop: &mut watch::Receiver<bool>) -> Result<(), EventsError> {
+        if !self.wait_for_table(stop).await {
+            return Ok(());
+        }
+        self.consumer
+            .subscribe(&[&self.config.events_topic])
+            .map_err(|source| EventsError::Subscribe {
+                topic: self.config.events_topic.clone(),
+                source,
+            })?;
+        log::info!(
+            "consuming {} in group {}; results to {}, dead letters to {}",
+            self.config.events_topic,
+            self.config.group_id,
+            self.config.results_topic,
+            self.config.dead_letter_topic
+        );
+        // Reading goes on while earlier batches wait for the broker's acknowledgements (one
+        // batch at a time would leave both the broker and us idle for a round trip each), and
+        // the offsets of acknowledged batches are stored in read order, so that no offset is
+        // stored past a batch still unanswered.
+        let deliveries_stop = stop.clone();
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(delivered) = in_flight.next() => {
+                    if !self.settle(delivered) {
+                        return Ok(());
+                    }
+                }
+                _ = stop.changed() => break,
+                message = self.consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    let batch = self.read_batch(message);
+                    if !batch.next_offsets.is_empty() {
+                        in_flight.push_back(self.deliver(batch, deliveries_stop.clone()));
+                    }
+                }
+            }
+        }
+        // Stopping: answer what was read before leaving.
+        while let Some(delivered) = in_flight.next().await {
+            if !self.settle(delivered) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the offsets of a delivered batch; `false` for a batch given up at shutdown,
+    /// after which nothing more may be stored (later batches are read again too).
+    fn settle(&self, delivered: Option<BTreeMap<i32, i64>>) -> bool {
+        match delivered {
+            Some(next_offsets) => {
+                self.store(&next_offsets);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until a table is live (events cannot be answered before); `false` if stopped
+    /// first.
+    async fn wait_for_table(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut logged = false;
+        loop {
+            if self.tables.is_loaded() {
+                return true;
+            }
+            if !logged {
+                log::info!(
+                    "waiting for a voucher table in {} before consuming",
+                    self.tables.dir().root().display()
+                );
+                logged = true;
+            }
+            tokio::select! {
+                _ = stop.changed() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    /// Scores the first message and whatever else is already buffered, up to a batch, all
+    /// against one table version.
+    fn read_batch(&self, first: Result<BorrowedMessage<'_>, KafkaError>) -> Batch {
+        let mut batch = Batch::default();
+        let live = self.tables.live();
+        let Some(live) = live.as_deref() else {
+            return batch;
+        };
+        let (snapshot, now) = (live.snapshot(), now_secs());
+        let limit = self.config.batch_size as usize;
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Ok(message) => self.take(&message, snapshot, now, &mut batch),
+                // Transport errors are retried by librdkafka; the consumer goes on.
+                Err(e) => log::warn!("reading {} failed: {e}", self.config.events_topic),
+            }
+            if batch.outputs.len() >= limit {
+                break;
+            }
+            next = self.consumer.recv().now_or_never();
+        }
+        batch
+    }
+
+    fn take(
+        &self,
+        message: &BorrowedMessage<'_>,
+        snapshot: &Snapshot,
+        now: i64,
+        batch: &mut Batch,
+    ) {
+        self.metrics.consumed.inc();
+        let source = Source {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let pending = match event::route(message.payload(), source, snapshot, now) {
+            Routed::Result { key, value } => {
+                self.counters.ok.inc();
+                Pending {
+                    topic: Topic::Results,
+                    key: Some(key),
+                    value,
+                    reason: None,
+                    read_at: Instant::now(),
+                }
+            }
+            Routed::DeadLetter { reason, value } => {
+                match reason {
+                    Reason::Malformed => self.counters.malformed.inc(),
+                    Reason::Invalid => self.counters.invalid.inc(),
+                    Reason::NoSegment => self.counters.no_segment.inc(),
+                }
+                Pending {
+                    topic: Topic::DeadLetters,
+                    key: message.key().map(<[u8]>::to_vec),
+                    value,
+                    reason: Some(reason),
+                    read_at: Instant::now(),
+                }
+            }
+        };
+        batch.outputs.push(pending);
+        batch
+            .next_offsets
+            .insert(message.partition(), message.offset() + 1);
+    }
+
+    /// Produces a batch's outputs until the broker has acknowledged every one, and gives back
+    /// the batch's next offsets to store. `None` if shutdown ran out of time first (the batch
+    /// will then be read again).
+    async fn deliver(
+        &self,
+        batch: Batch,
+        stop: watch::Receiver<bool>,
+    ) -> Option<BTreeMap<i32, i64>> {
+        let mut waiting: Vec<&Pending> = batch.outputs.iter().collect();
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            let sends = waiting.iter().map(|p| {
+                let topic = match p.topic {
+                    Topic::Results => &self.config.results_topic,
+                    Topic::DeadLetters => &self.config.dead_letter_topic,
+                };
+                let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&p.value);
+                if let Some(key) = &p.key {
+                    record = record.key(key);
+                }
+                self.producer.send(record, QUEUE_TIMEOUT)
+            });
+            let outcomes = futures_util::future::join_all(sends).await;
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for (pending, outcome) in waiting.iter().zip(outcomes) {
+                match outcome {
+                    Ok(_) => self.acknowledged(pending),
+                    Err((e, _)) => {
+                        first_error.get_or_insert(e);
+                        failed.push(*pending);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            self.metrics.produce_failures.inc_by(failed.len() as u64);
+            if *stop.borrow() {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.config.shutdown_timeout {
+                    log::error!(
+                        "shutting down with {} outputs not acknowledged; their events will be read again",
+                        failed.len()
+                    );
+                    return None;
+                }
+            }
+            log::warn!(
+                "the broker did not acknowledge {} of {} outputs ({}); producing them again in {RETRY_BACKOFF:?}",
+                failed.len(),
+                waiting.len(),
+                first_error.map_or_else(String::new, |e| e.to_string())
+            );
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            waiting = failed;
+        }
+        Some(batch.next_offsets)
+    }
+
+    fn acknowledged(&self, pending: &Pending) {
+        match pending.reason {
+            None => self.metrics.results.inc(),
+            Some(reason) => self.metrics.dead_lettered(reason).inc(),
+        }
+        self.metrics
+            .processing
+            .observe(pending.read_at.elapsed().as_secs_f64());
+    }
+
+    /// Stores offsets for the next commit. A partition revoked meanwhile refuses its offset;
+    /// its new owner reads those events again (at least once).
+    fn store(&self, next_offsets: &BTreeMap<i32, i64>) {
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in next_offsets {
+            if let Err(e) = list.add_partition_offset(
+                &self.config.events_topic,
+                *partition,
+                Offset::Offset(*offset),
+            ) {
+                log::warn!("cannot note offset {offset} of partition {partition}: {e}");
+            }
+        }
+        if let Err(e) = self.consumer.store_offsets(&list) {
+            log::info!(
+                "offsets {} not stored ({e}): the partition moved to another consumer, which reads those events again",
+                partitions(&list)
+            );
+        }
+    }
+
+    /// Commits what was stored and leaves the group, so that the partitions move at once.
+    fn leave(&self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => log::info!("committed offsets of group {}", self.config.group_id),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                log::info!("nothing new to commit for group {}", self.config.group_id);
+            }
+            Err(e) => log::warn!(
+                "cannot commit offsets of group {}: {e}; events since the last commit will be read again",
+                self.config.group_id
+            ),
+        }
+        self.consumer.unsubscribe();
+        log::info!("left consumer group {}", self.config.group_id);
+    }
+
+    fn topics(&self) -> [String; 3] {
+        [
+            self.config.events_topic.clone(),
+            self.config.results_topic.clone(),
+            self.config.dead_letter_topic.clone(),
+        ]
+    }
+}
+
+/// Checks every `interval` that the broker answers and that the three topics exist.
+async fn check_broker(
+    consumer: Arc<StreamConsumer<Context>>,
+    topics: [String; 3],
+    interval: Duration,
+    status: Arc<BrokerStatus>,
+    metrics: EventMetrics,
+) {
+    loop {
+        let consumer = Arc::clone(&consumer);
+        let topics_checked = topics.clone();
+        // Fetching metadata blocks, so off the event loop's thread.
+        let result = actix_web::rt::task::spawn_blocking(move || {
+            let metadata = consumer
+                .fetch_metadata(None, Duration::from_secs(5))
+                .map_err(|e| format!("cannot reach the brokers: {e}"))?;
+            let missing: Vec<&str> = topics_checked
+                .iter()
+                .filter(|t| {
+                    !metadata
+                        .topics()
+                        .iter()
+                        .any(|m| m.name() == t.as_str() && !m.partitions().is_empty())
+                })
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing topics: {}", missing.join(", ")))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the broker check failed: {e}")));
+        metrics.broker_up.set(i64::from(result.is_ok()));
+        status.set(result);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::metrics::{Door, Metrics};
+
+    #[test]
+    fn a_setting_librdkafka_does_not_know_is_refused_naming_the_flag_and_setting() {
+        let config = EventsConfig::try_parse_from([
+            "voucher-events",
+            "--tables-dir",
+            "/nonexistent",
+            "--kafka-brokers",
+            "127.0.0.1:9",
+            "--kafka-option",
+            "no.such.setting=1",
+        ])
+        .expect("flags");
+        let metrics = Metrics::new().expect("metrics");
+        let events = EventMetrics::register(metrics.registry()).expect("event metrics");
+        let tables = Arc::new(Tables::new(&config.tables_dir));
+        let counters = metrics.door(Door::Events).clone();
+        let Err(error) = EventLoop::new(&config, tables, events, counters) else {
+            panic!("an unknown librdkafka setting was accepted");
+        };
+        assert!(error.to_string().contains("--kafka-option"), "{error}");
+        let cause = error.source().map(ToString::to_string).unwrap_or_default();
+        assert!(cause.contains("no.such.setting"), "{cause}");
+    }
+}

@@ -1,0 +1,469 @@
+//! One event in, one message out: a result for the results topic, or a dead letter.
+//!
+//! Pure functions of the payload and a table snapshot, so that every rule of the events door is
+//! unit-tested without a broker. The scoring itself is the core's ([`voucher_shared::score`]);
+//! this module only reads the event's own two fields and shapes the output.
+
+use serde::{Deserialize, Serialize};
+use voucher_shared::score::{
+    self, BodyError, Json, Refusal, Snapshot, ValidationError, VoucherRequest, VoucherResponse,
+};
+use voucher_shared::time::{ACCEPTED_TIME_FORMATS, parse_timestamp};
+
+/// Longest accepted `event_id`, in bytes: ids are keys for deduplication, not documents.
+pub const MAX_EVENT_ID: usize = 256;
+
+/// Why an event was dead-lettered; the `reason` of a dead letter and the label of its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not JSON, or not UTF-8, or empty.
+    Malformed,
+    /// JSON, but a field is missing or wrong (the same checks as the HTTP API's 422).
+    Invalid,
+    /// Valid, but no segment of the live table covers it (the HTTP API's 404).
+    NoSegment,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 3] = [Reason::Malformed, Reason::Invalid, Reason::NoSegment];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::Invalid => "invalid",
+            Reason::NoSegment => "no_segment",
+        }
+    }
+}
+
+/// Where an event was read, carried into its dead letter so that it can be found again.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What to produce for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routed {
+    /// To the results topic, keyed by `customer_id`.
+    Result { key: Vec<u8>, value: Vec<u8> },
+    /// To the dead-letter topic, keyed like the event.
+    DeadLetter { reason: Reason, value: Vec<u8> },
+}
+
+/// The event's own fields, beside the voucher request's (which the core reads).
+#[derive(Debug, Default, Deserialize)]
+struct EventFields<'a> {
+    #[serde(borrow, default)]
+    event_id: Json<'a>,
+    #[serde(borrow, default)]
+    event_timestamp: Json<'a>,
+}
+
+/// A result: the event it answers and the core's answer (which names the table version).
+#[derive(Debug, Serialize)]
+struct EventResult<'a> {
+    event_id: &'a str,
+    event_timestamp: &'a str,
+    customer_id: serde_json::Number,
+    #[serde(flatten)]
+    answer: VoucherResponse<'a>,
+}
+
+/// A dead letter: why, the table version that judged it, where it came from and the payload.
+#[derive(Debug, Serialize)]
+struct DeadLetter<'a> {
+    reason: Reason,
+    /// What is wrong, in one sentence.
+    message: String,
+    /// One entry per bad field, as the HTTP API's 422 `detail`; only for `invalid`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ValidationError],
+    /// The event's id, when it could be read.
+    event_id: Option<&'a str>,
+    /// The table version that refused it; absent for `malformed`.
+    version: Option<&'a str>,
+    source: Source<'a>,
+    /// The original payload, when it is UTF-8 text (it usually is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    /// The original payload as base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+/// Scores one event payload against `snapshot` at time `now` (seconds since the epoch).
+pub fn route(payload: Option<&[u8]>, source: Source<'_>, snapshot: &Snapshot, now: i64) -> Routed {
+    let bytes = payload.unwrap_or_default();
+    let dead = |reason, message: String, errors: &[ValidationError], event_id, version| {
+        dead_letter(bytes, source, reason, message, errors, event_id, version)
+    };
+    let (request, fields) = match parse(bytes) {
+        Ok(parsed) => parsed,
+        Err(BodyError::Syntax(message)) => {
+            let message = message.replace("the body is", "the event is");
+            return dead(Reason::Malformed, message, &[], None, None);
+        }
+        Err(BodyError::Shape(error)) => {
+            let message = error.msg.clone();
+            return dead(Reason::Malformed, message, &[error], None, None);
+        }
+    };
+    let event_id = match &fields.event_id {
+        Json::Str(id) => Some(id.as_ref()),
+        _ => None,
+    };
+    let version = Some(snapshot.version_name());
+    let mut errors = check_event_fields(&fields);
+    let answer = match score::score(&request, snapshot, now) {
+        Ok(answer) if errors.is_empty() => answer,
+        Ok(_) => {
+            let message = invalid_message(&errors);
+            return dead(Reason::Invalid, message, &errors, event_id, version);
+        }
+        Err(Refusal::Invalid(core)) => {
+            // The request's fields first, as the HTTP API lists them, then the event's.
+            errors.splice(0..0, core);
+            let message = invalid_message(&errors);
+            return dead(Reason::Invalid, message, &errors, event_id, version);
+        }
+        Err(Refusal::NoSegment(none)) if errors.is_empty() => {
+            return dead(Reason::NoSegment, none.message, &[], event_id, version);
+        }
+        Err(Refusal::NoSegment(_)) => {
+            let message = invalid_message(&errors);
+            return dead(Reason::Invalid, message, &errors, event_id, version);
+        }
+    };
+    // The core accepted customer_id as a whole number, so it has a JSON number form.
+    let (Some(customer_id), Some(event_id), Json::Str(event_timestamp)) = (
+        number(&request.customer_id),
+        event_id,
+        &fields.event_timestamp,
+    ) else {
+        let message = "customer_id is not a number the results can carry".to_owned();
+        return dead(Reason::Invalid, message, &[], event_id, version);
+    };
+    let key = customer_id.to_string().into_bytes();
+    let result = EventResult {
+        event_id,
+        event_timestamp,
+        customer_id,
+        answer,
+    };
+    match serde_json::to_vec(&result) {
+        Ok(value) => Routed::Result { key, value },
+        Err(e) => dead(
+            Reason::Invalid,
+            format!("cannot write the result: {e}"),
+            &[],
+            Some(event_id),
+            version,
+        ),
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<(VoucherRequest<'_>, EventFields<'_>), BodyError> {
+    let request = VoucherRequest::parse(bytes)?;
+    // Already known to be a JSON object; the second pass reads only the event's two fields.
+    let fields = serde_json::from_slice::<EventFields<'_>>(bytes).unwrap_or_default();
+    Ok((request, fields))
+}
+
+/// The event's own fields, in the shape of the core's field errors.
+fn check_event_fields(fields: &EventFields<'_>) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    let mut error = |field, kind, msg: &str| {
+        errors.push(ValidationError {
+            loc: vec!["body", field],
+            msg: msg.to_owned(),
+            kind,
+        });
+    };
+    match &fields.event_id {
+        Json::Missing => error("event_id", "missing", "Field required"),
+        Json::Str(id) if id.is_empty() || id.len() > MAX_EVENT_ID => error(
+            "event_id",
+            if id.is_empty() {
+                "string_too_short"
+            } else {
+                "string_too_long"
+            },
+            &format!("event_id must be 1 to {MAX_EVENT_ID} bytes long"),
+        ),
+        Json::Str(_) => {}
+        _ => error("event_id", "string_type", "Input should be a valid string"),
+    }
+    match &fields.event_timestamp {
+        Json::Missing => error("event_timestamp", "missing", "Field required"),
+        Json::Str(text) if parse_timestamp(text).is_some() => {}
+        Json::Str(_) => error(
+            "event_timestamp",
+            "datetime_parsing",
+            &format!("Input should be a time: {ACCEPTED_TIME_FORMATS}"),
+        ),
+        _ => error(
+            "event_timestamp",
+            "string_type",
+            "Input should be a valid string",
+        ),
+    }
+    errors
+}
+
+fn invalid_message(errors: &[ValidationError]) -> String {
+    let fields: Vec<&str> = errors.iter().filter_map(ValidationError::field).collect();
+    format!("invalid fields: {}", fields.join(", "))
+}
+
+/// A whole number's JSON form: `123.0` becomes `123`, so that one customer has one key.
+fn number(value: &Json<'_>) -> Option<serde_json::Number> {
+    match value {
+        Json::Int(n) => Some((*n).into()),
+        Json::UInt(n) => Some((*n).into()),
+        #[allow(clippy::cast_possible_truncation)]
+        Json::Float(f) if f.abs() < 9.0e18 => Some((*f as i64).into()),
+        Json::Float(f) => serde_json::Number::from_f64(*f),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dead_letter(
+    payload: &[u8],
+    source: Source<'_>,
+    reason: Reason,
+    message: String,
+    errors: &[ValidationError],
+    event_id: Option<&str>,
+    version: Option<&str>,
+) -> Routed {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(payload).ok();
+    let letter = DeadLetter {
+        reason,
+        message,
+        errors,
+        event_id,
+        version,
+        source,
+        payload: text,
+        payload_base64: text
+            .is_none()
+            .then(|| base64::engine::general_purpose::STANDARD.encode(payload)),
+    };
+    // Serializing plain strings and numbers cannot fail; the fallback keeps the reason anyway.
+    let value = serde_json::to_vec(&letter)
+        .unwrap_or_else(|_| format!("{{\"reason\":\"{}\"}}", reason.label()).into_bytes());
+    Routed::DeadLetter { reason, value }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{Value, json};
+    use voucher_shared::fixtures::{CONTRACT_VERSION, contract_snapshot};
+
+    use super::*;
+
+    /// 2026-11-23T12:00:00Z.
+    const NOW: i64 = 1_795_435_200;
+    const SOURCE: Source<'static> = Source {
+        topic: "voucher-requests",
+        partition: 2,
+        offset: 41,
+    };
+
+    fn event(overrides: &[(&str, Value)]) -> Vec<u8> {
+        let mut json = json!({
+            "event_id": "e-1", "event_timestamp": "2026-11-23T11:59:00Z",
+            "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
+            "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14,
+            "segment_name": "frequent_segment"
+        });
+        for (k, v) in overrides {
+            if v.is_null() {
+                json.as_object_mut().expect("object").remove(*k);
+            } else {
+                json[*k] = v.clone();
+            }
+        }
+        serde_json::to_vec(&json).expect("json")
+    }
+
+    fn routed(payload: &[u8]) -> (Option<Vec<u8>>, Option<Reason>, Value) {
+        match route(Some(payload), SOURCE, &contract_snapshot(), NOW) {
+            Routed::Result { key, value } => (
+                Some(key),
+                None,
+                serde_json::from_slice(&value).expect("json"),
+            ),
+            Routed::DeadLetter { reason, value } => (
+                None,
+                Some(reason),
+                serde_json::from_slice(&value).expect("json"),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_valid_event_gets_the_cores_answer_keyed_by_customer() {
+        let (key, reason, value) = routed(&event(&[]));
+        assert_eq!((key.as_deref(), reason), (Some(&b"123"[..]), None));
+        assert_eq!(
+            value,
+            json!({"event_id": "e-1", "event_timestamp": "2026-11-23T11:59:00Z",
+                "customer_id": 123, "voucher": 2640, "country_code": "Peru",
+                "segment_name": "frequent_segment", "segment": "14-37",
+                "version": CONTRACT_VERSION})
+        );
+        // Unknown fields are ignored, as the HTTP API ignores them.
+        let (key, _, _) = routed(&event(&[("source_system", json!("crm"))]));
+        assert_eq!(key.as_deref(), Some(&b"123"[..]));
+    }
+
+    #[test]
+    fn not_json_and_not_an_object_are_malformed_and_keep_the_payload() {
+        for payload in [&b"{\"event_id\": "[..], b"", b"[1, 2]", b"42"] {
+            let (_, reason, value) = routed(payload);
+            assert_eq!(reason, Some(Reason::Malformed), "{payload:?}");
+            assert_eq!(value["payload"], String::from_utf8_lossy(payload).as_ref());
+            assert_eq!(value["source"]["offset"], 41);
+            assert_eq!(value["version"], Value::Null);
+        }
+        let (_, reason, value) = routed(b"\xff\xfe{");
+        assert_eq!(reason, Some(Reason::Malformed));
+        assert_eq!(value["payload_base64"], "//57");
+        assert!(value.get("payload").is_none());
+    }
+
+    #[test]
+    fn bad_request_and_event_fields_are_listed_together() {
+        let payload = event(&[
+            ("total_orders", json!(-3)),
+            ("event_timestamp", json!("yesterday")),
+        ]);
+        let (_, reason, value) = routed(&payload);
+        assert_eq!(reason, Some(Reason::Invalid));
+        let fields: Vec<&str> = value["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| e["loc"][1].as_str().expect("field"))
+            .collect();
+        assert_eq!(fields, ["total_orders", "event_timestamp"]);
+        assert_eq!(value["event_id"], "e-1");
+        assert_eq!(value["version"], CONTRACT_VERSION);
+        assert_eq!(
+            value["message"],
+            "invalid fields: total_orders, event_timestamp"
+        );
+        // The event's payload comes back as sent.
+        assert_eq!(
+            value["payload"],
+            std::str::from_utf8(&payload).expect("utf-8")
+        );
+
+        for (field, bad) in [
+            ("event_id", Value::Null),
+            ("event_id", json!(7)),
+            ("event_id", json!("")),
+            ("event_id", json!("x".repeat(MAX_EVENT_ID + 1))),
+            ("event_timestamp", Value::Null),
+            ("event_timestamp", json!(1_795_435_200)),
+        ] {
+            let (_, reason, value) = routed(&event(&[(field, bad.clone())]));
+            assert_eq!(reason, Some(Reason::Invalid), "{field} = {bad}");
+            assert_eq!(value["errors"][0]["loc"][1], field, "{field} = {bad}");
+        }
+    }
+
+    #[test]
+    fn an_uncovered_value_is_no_segment_but_bad_event_fields_win() {
+        let (_, reason, value) = routed(&event(&[("total_orders", json!(1000))]));
+        assert_eq!(reason, Some(Reason::NoSegment));
+        assert!(
+            value["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("total_orders = 1000")),
+            "{value}"
+        );
+        let (_, reason, _) = routed(&event(&[
+            ("total_orders", json!(1000)),
+            ("event_id", Value::Null),
+        ]));
+        assert_eq!(reason, Some(Reason::Invalid));
+    }
+
+    #[test]
+    fn a_whole_float_customer_id_has_the_same_key_as_the_integer() {
+        let (key, _, value) = routed(&event(&[("customer_id", json!(123.0))]));
+        assert_eq!(key.as_deref(), Some(&b"123"[..]));
+        assert_eq!(value["customer_id"], json!(123));
+    }
+
+    fn schema(text: &str) -> Value {
+        serde_json::from_str(text).expect("a JSON Schema of docs/events")
+    }
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value.as_object().expect("object").keys().cloned().collect()
+    }
+
+    fn required(schema: &Value) -> BTreeSet<String> {
+        let names = schema["required"].as_array().expect("required");
+        names
+            .iter()
+            .map(|f| f.as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    /// The documented formats are the ones written: the schema's example event gets a result
+    /// with exactly the fields the result schema requires, and a dead letter of each reason has
+    /// only properties the dead-letter schema knows. (The events test validates every message
+    /// against the schemas on a real broker.)
+    #[test]
+    fn messages_have_the_fields_docs_events_describes() {
+        let event_schema = schema(include_str!(
+            "../../../docs/events/voucher-request-event.schema.json"
+        ));
+        let result = schema(include_str!(
+            "../../../docs/events/voucher-result.schema.json"
+        ));
+        let dead = schema(include_str!(
+            "../../../docs/events/voucher-dead-letter.schema.json"
+        ));
+        let example = serde_json::to_vec(&event_schema["examples"][0]).expect("json");
+        let (_, reason, value) = routed(&example);
+        assert_eq!(reason, None, "{value}");
+        assert_eq!(keys(&value), required(&result));
+        assert_eq!(keys(&value), keys(&result["properties"]));
+
+        let known = keys(&dead["properties"]);
+        for payload in [
+            b"not json".to_vec(),
+            b"\xff".to_vec(),
+            event(&[("total_orders", Value::Null)]),
+            event(&[("total_orders", json!(1000))]),
+        ] {
+            let (_, reason, value) = routed(&payload);
+            assert!(reason.is_some());
+            assert!(keys(&value).is_subset(&known), "{value}");
+            assert!(keys(&value).is_superset(&required(&dead)), "{value}");
+        }
+    }
+
+    #[test]
+    fn the_reasons_labels_match_their_json() {
+        for reason in Reason::ALL {
+            assert_eq!(
+                serde_json::to_value(reason).expect("json"),
+                json!(reason.label())
+            );
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The metrics only the events door has, in the same registry as the table and scoring
+//! metrics (`voucher_api_scored_total{door="events"}` counts outcomes like every other door).
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use super::event::Reason;
+use crate::metrics::register;
+
+/// Processing latency buckets, in seconds: an event waits for its batch and the broker's
+/// acknowledgement, so these reach further than the HTTP ones.
+const PROCESSING_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct EventMetrics {
+    /// Events read from the events topic.
+    pub consumed: IntCounter,
+    /// Results acknowledged by the broker.
+    pub results: IntCounter,
+    /// Dead letters acknowledged by the broker, by reason.
+    dead_lettered: IntCounterVec,
+    /// Productions the broker refused or timed out (each is retried).
+    pub produce_failures: IntCounter,
+    /// From reading an event to the broker acknowledging its output.
+    pub processing: Histogram,
+    /// Consumer lag (high watermark minus committed offset) per partition.
+    pub lag: IntGaugeVec,
+    /// Partitions of the events topic assigned to this consumer.
+    pub assigned: IntGauge,
+    /// 1 when the last broker check succeeded.
+    pub broker_up: IntGauge,
+}
+
+impl EventMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help)?);
+        let gauge = |name: &str, help: &str| register(registry, IntGauge::new(name, help)?);
+        let dead_lettered = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "events_dead_lettered_total",
+                    "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment).",
+                ),
+                &["reason"],
+            )?,
+        )?;
+        for reason in Reason::ALL {
+            dead_lettered.with_label_values(&[reason.label()]);
+        }
+        Ok(EventMetrics {
+            consumed: counter(
+                "events_consumed_total",
+                "Events read from the events topic.",
+            )?,
+            results: counter(
+                "events_results_total",
+                "Results produced to the results topic and acknowledged by the broker.",
+            )?,
+            dead_lettered,
+            produce_failures: counter(
+                "events_produce_failures_total",
+                "Messages the broker did not acknowledge in time or refused; each is produced again.",
+            )?,
+            processing: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "events_processing_seconds",
+                        "From reading an event to the broker acknowledging its result or dead letter.",
+                    )
+                    .buckets(PROCESSING_BUCKETS.to_vec()),
+                )?,
+            )?,
+            lag: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "events_consumer_lag",
+                        "Events not yet committed by this consumer (high watermark minus committed offset), per assigned partition.",
+                    ),
+                    &["topic", "partition"],
+                )?,
+            )?,
+            assigned: gauge(
+                "events_assigned_partitions",
+                "Partitions of the events topic assigned to this consumer.",
+            )?,
+            broker_up: gauge(
+                "events_broker_up",
+                "1 when the last broker check reached the broker and found the three topics, else 0.",
+            )?,
+        })
+    }
+
+    pub fn dead_lettered(&self, reason: Reason) -> IntCounter {
+        self.dead_lettered.with_label_values(&[reason.label()])
+    }
+}
