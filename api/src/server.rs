@@ -33,13 +33,21 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("cannot start the gRPC server")]
     Grpc(#[from] GrpcError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// What can stop a process that serves HTTP from starting or running; shared by both binaries
+/// (`voucher-api`'s server and the health endpoints of `voucher-events`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
     #[error("cannot listen on {address}")]
     Bind { address: String, source: io::Error },
     #[error("cannot start the table reloader")]
     Reloader(#[source] io::Error),
     #[error("cannot install signal handlers")]
     Signals(#[source] io::Error),
-    #[error("the server failed")]
+    #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
 }
 
@@ -114,7 +122,7 @@ impl Application {
             Some(tls) => server.bind_rustls_0_23(&address, (*tls.http).clone()),
             None => server.bind(&address),
         }
-        .map_err(|source| StartError::Bind {
+        .map_err(|source| ServeError::Bind {
             address: address.clone(),
             source,
         })?;
@@ -122,7 +130,7 @@ impl Application {
         let server = server.run();
 
         let reloader = Reloader::spawn(tables, metrics, config.reload_interval, poll_state)
-            .map_err(StartError::Reloader)?;
+            .map_err(ServeError::Reloader)?;
         Ok(Application {
             server,
             addresses,
@@ -164,8 +172,8 @@ impl Application {
     /// the drain delay passes, the listener closes and in-flight requests finish.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let handle = self.server.handle();
-        let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
         let state = self.state.clone();
         let grpc = self.grpc.stopper();
         let drain_delay = self.drain_delay;
@@ -208,7 +216,7 @@ impl Application {
                 log::info!("stopped");
                 Ok(())
             }
-            Err(e) => Err(StartError::Serve(e)),
+            Err(e) => Err(ServeError::Serve(e).into()),
         }
     }
 }

@@ -18,7 +18,6 @@ pub mod consumer;
 pub mod event;
 pub mod metrics;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +35,7 @@ use self::metrics::EventMetrics;
 use crate::http::model::{Health, NotReady, Ready};
 use crate::http::routes::{HEALTHZ, METRICS, READYZ};
 use crate::metrics::{Door, Metrics};
+use crate::server::ServeError;
 use crate::tables::{PollState, Reloader, Tables};
 
 /// Why `voucher-events` could not start or went on.
@@ -53,14 +53,8 @@ pub enum EventsError {
         topic: String,
         source: rdkafka::error::KafkaError,
     },
-    #[error("cannot listen on {address}")]
-    Bind { address: String, source: io::Error },
-    #[error("cannot start the table reloader")]
-    Reloader(#[source] io::Error),
-    #[error("cannot install signal handlers")]
-    Signals(#[source] io::Error),
-    #[error("the health server failed")]
-    Serve(#[source] io::Error),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     #[error("a task of voucher-events panicked")]
     Join,
 }
@@ -115,13 +109,13 @@ impl EventsApp {
         .workers(1)
         .disable_signals()
         .bind(&address)
-        .map_err(|source| EventsError::Bind {
+        .map_err(|source| ServeError::Bind {
             address: address.clone(),
             source,
         })?;
         let addresses = server.addrs();
         let reloader = Reloader::spawn(tables, metrics, config.reload_interval, poll_state)
-            .map_err(EventsError::Reloader)?;
+            .map_err(ServeError::Reloader)?;
         Ok(EventsApp {
             server: server.run(),
             addresses,
@@ -139,8 +133,8 @@ impl EventsApp {
     /// Consumes until SIGTERM or SIGINT; then readiness turns 503, the events already read are
     /// answered, their offsets committed, and the consumer leaves its group.
     pub async fn run_until_stopped(self) -> Result<(), EventsError> {
-        let mut terminate = signal(SignalKind::terminate()).map_err(EventsError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(EventsError::Signals)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
         let (stop, stopped) = watch::channel(false);
         // The health server runs beside the event loop, and is stopped after it.
         let server = self.server.handle();
@@ -158,7 +152,7 @@ impl EventsApp {
         let result = events.await.map_err(|_| EventsError::Join).and_then(|r| r);
         server.stop(true).await;
         let served = match serving.await {
-            Ok(served) => served.map_err(EventsError::Serve),
+            Ok(served) => served.map_err(|e| ServeError::Serve(e).into()),
             Err(_) => Err(EventsError::Join),
         };
         self.reloader.stop();
