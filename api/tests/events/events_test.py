@@ -217,7 +217,10 @@ class EventsProcess:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, "RUST_LOG": "info"})
         self.url = f"http://127.0.0.1:{self.port}"
-        wait_for(f"{name}'s health endpoint", lambda: self.get("/healthz")[0] == 200, 30)
+
+    def wait_healthy(self):
+        wait_for(f"{self.log_path.stem}'s health endpoint",
+                 lambda: self.get("/healthz")[0] == 200, 30)
 
     def get(self, path):
         if self.process.poll() is not None:
@@ -374,7 +377,9 @@ class EventsTest(unittest.TestCase):
     def start(self, name, topics, group, *extra, tables=None, brokers=None):
         process = EventsProcess(self.work, name, brokers or self.broker.address, topics, group,
                                 tables or self.tables, *extra)
+        # Known to the class cleanup before anything can fail: no process outlives the test.
         self.processes.append(process)
+        process.wait_healthy()
         return process
 
     def api_answers(self, events):
