@@ -125,27 +125,19 @@ fn partitions(list: &TopicPartitionList) -> String {
     }
 }
 
-/// One event's output, waiting to be produced.
+/// One event's output, waiting to be produced: a result, or a dead letter for `reason`.
 struct Pending {
-    topic: Topic,
     key: Option<Vec<u8>>,
     value: Vec<u8>,
     reason: Option<Reason>,
-    read_at: Instant,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Topic {
-    Results,
-    DeadLetters,
-}
-
-/// A batch read from the events topic: outputs in read order and the next offset of each
-/// partition it covers.
-#[derive(Default)]
+/// A batch read from the events topic: outputs in read order, the next offset of each
+/// partition it covers, and when it was read (its events are read within microseconds).
 struct Batch {
     outputs: Vec<Pending>,
     next_offsets: BTreeMap<i32, i64>,
+    read_at: Instant,
 }
 
 /// The consumer and producer of one `voucher-events` process.
@@ -340,7 +332,11 @@ impl EventLoop {
     /// Scores the first message and whatever else is already buffered, up to a batch, all
     /// against one table version.
     fn read_batch(&self, first: Result<BorrowedMessage<'_>, KafkaError>) -> Batch {
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            outputs: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            read_at: Instant::now(),
+        };
         let live = self.tables.live();
         let Some(live) = live.as_deref() else {
             return batch;
@@ -379,11 +375,9 @@ impl EventLoop {
             Routed::Result { key, value } => {
                 self.counters.ok.inc();
                 Pending {
-                    topic: Topic::Results,
                     key: Some(key),
                     value,
                     reason: None,
-                    read_at: Instant::now(),
                 }
             }
             Routed::DeadLetter { reason, value } => {
@@ -393,11 +387,9 @@ impl EventLoop {
                     Reason::NoSegment => self.counters.no_segment.inc(),
                 }
                 Pending {
-                    topic: Topic::DeadLetters,
                     key: message.key().map(<[u8]>::to_vec),
                     value,
                     reason: Some(reason),
-                    read_at: Instant::now(),
                 }
             }
         };
@@ -419,9 +411,9 @@ impl EventLoop {
         let mut stopping_since: Option<Instant> = None;
         loop {
             let sends = waiting.iter().map(|p| {
-                let topic = match p.topic {
-                    Topic::Results => &self.config.results_topic,
-                    Topic::DeadLetters => &self.config.dead_letter_topic,
+                let topic = match p.reason {
+                    None => &self.config.results_topic,
+                    Some(_) => &self.config.dead_letter_topic,
                 };
                 let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&p.value);
                 if let Some(key) = &p.key {
@@ -430,11 +422,12 @@ impl EventLoop {
                 self.producer.send(record, QUEUE_TIMEOUT)
             });
             let outcomes = futures_util::future::join_all(sends).await;
+            let waited = batch.read_at.elapsed();
             let mut failed = Vec::new();
             let mut first_error = None;
             for (pending, outcome) in waiting.iter().zip(outcomes) {
                 match outcome {
-                    Ok(_) => self.acknowledged(pending),
+                    Ok(_) => self.acknowledged(pending, waited),
                     Err((e, _)) => {
                         first_error.get_or_insert(e);
                         failed.push(*pending);
@@ -467,14 +460,12 @@ impl EventLoop {
         Some(batch.next_offsets)
     }
 
-    fn acknowledged(&self, pending: &Pending) {
+    fn acknowledged(&self, pending: &Pending, waited: Duration) {
         match pending.reason {
             None => self.metrics.results.inc(),
             Some(reason) => self.metrics.dead_lettered(reason).inc(),
         }
-        self.metrics
-            .processing
-            .observe(pending.read_at.elapsed().as_secs_f64());
+        self.metrics.processing.observe(waited.as_secs_f64());
     }
 
     /// Stores offsets for the next commit. A partition revoked meanwhile refuses its offset;

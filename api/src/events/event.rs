@@ -459,7 +459,9 @@ mod tests {
 
     #[test]
     fn the_reasons_labels_match_their_json() {
-        for reason in Reason::ALL {
+        // The metrics index their counters by `reason as usize`, in the order of ALL.
+        for (index, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index);
             assert_eq!(
                 serde_json::to_value(reason).expect("json"),
                 json!(reason.label())

@@ -20,8 +20,9 @@ pub struct EventMetrics {
     pub consumed: IntCounter,
     /// Results acknowledged by the broker.
     pub results: IntCounter,
-    /// Dead letters acknowledged by the broker, by reason.
-    dead_lettered: IntCounterVec,
+    /// Dead letters acknowledged by the broker, by reason (in the order of `Reason::ALL`,
+    /// resolved once: no label lookup per event).
+    dead_lettered: [IntCounter; 3],
     /// Productions the broker refused or timed out (each is retried).
     pub produce_failures: IntCounter,
     /// From reading an event to the broker acknowledging its output.
@@ -48,9 +49,8 @@ impl EventMetrics {
                 &["reason"],
             )?,
         )?;
-        for reason in Reason::ALL {
-            dead_lettered.with_label_values(&[reason.label()]);
-        }
+        let dead_lettered =
+            Reason::ALL.map(|reason| dead_lettered.with_label_values(&[reason.label()]));
         Ok(EventMetrics {
             consumed: counter(
                 "events_consumed_total",
@@ -96,7 +96,7 @@ impl EventMetrics {
         })
     }
 
-    pub fn dead_lettered(&self, reason: Reason) -> IntCounter {
-        self.dead_lettered.with_label_values(&[reason.label()])
+    pub fn dead_lettered(&self, reason: Reason) -> &IntCounter {
+        &self.dead_lettered[reason as usize]
     }
 }
