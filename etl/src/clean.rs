@@ -1,13 +1,15 @@
 //! Reading and cleaning the voucher history with polars, down to a small tally.
 //!
-//! The history can hold hundreds of millions of rows, so nothing row-sized is ever collected:
-//! one streaming polars query parses the columns, applies the drop rules in order, assigns
-//! segments and groups by (country, drop rule, segments, amount). The result has at most a few
-//! thousand rows, which [`Tally::from_groups`] folds into drop counts and per-segment amount
-//! counts. The per-value rules (what is a valid time, count or amount) live in
+//! The history can hold hundreds of millions of rows, so nothing row-sized is ever collected.
+//! A file is read in windows of rows, a few at once; for each, a streaming polars query skips
+//! the countries not asked for and parses the columns (in parallel, morsel by morsel), and
+//! [`Counter`] folds the parsed morsels it hands over into drop counts and, per segment, rows
+//! per amount. The per-value rules (what is a valid time, count or amount) live in
 //! `voucher_shared` so the API applies exactly the same ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use polars::prelude::*;
 use voucher_shared::numbers::{parse_count, whole_amount, whole_count};
@@ -20,10 +22,6 @@ use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
 };
 use crate::source::Input;
-
-/// The query's column holding a row's drop rule: 0 when kept, else the rule's index + 1.
-const REASON: &str = "drop_reason";
-const ROWS: &str = "rows";
 
 /// Which countries to build tables for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,61 +162,91 @@ pub fn windows(row_groups: &[u64], window: u64) -> Vec<(u64, u64)> {
     ranges
 }
 
+/// Windows read at once by default: while one window's rows are parsed and counted, the next
+/// is decoded, which keeps two cores busy for about twice one window's memory.
+pub const WINDOWS_IN_FLIGHT: u16 = 2;
+
 /// Applies the drop rules and tallies amounts per segment for the selected countries, one
-/// query per window (see [`windows`]).
+/// query per window (see [`windows`]), up to `in_flight` windows at once.
 pub fn tally(
     history: LazyFrame,
     windows: &[(u64, u64)],
+    in_flight: u16,
     countries: &Countries,
     segments: &SegmentSet,
     input: &Input,
 ) -> Result<Tally, EtlError> {
+    let read_err = |source| EtlError::Read {
+        file: input.name.clone(),
+        source,
+    };
+    let next = AtomicUsize::new(0);
+    // Each worker takes the next window until none is left; tallies add up in any order.
+    let worker = || -> Result<Tally, EtlError> {
+        let mut tally = Tally::default();
+        while let Some(&(offset, len)) = windows.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let window = history.clone().slice(offset as i64, len as IdxSize);
+            match count_window(window, countries, segments) {
+                Ok(part) => tally.merge(part),
+                Err(source) => {
+                    // The run fails anyway: the other workers need not read on.
+                    next.store(windows.len(), Ordering::Relaxed);
+                    return Err(read_err(source));
+                }
+            }
+        }
+        Ok(tally)
+    };
+    let parts: Vec<Result<Tally, EtlError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..usize::from(in_flight).clamp(1, windows.len().max(1)))
+            .map(|_| scope.spawn(worker))
+            .collect();
+        let mut parts = vec![worker()];
+        parts.extend(workers.into_iter().map(|w| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        parts
+    });
     let mut tally = Tally::default();
-    for &(offset, len) in windows {
-        let window = history.clone().slice(offset as i64, len as IdxSize);
-        let part = grouped(window, countries, segments)
-            .collect_with_engine(Engine::Streaming)
-            .map(|r| r.unwrap_single())
-            .and_then(|groups| Tally::from_groups(&groups, segments))
-            .map_err(|source| EtlError::Read {
-                file: input.name.clone(),
-                source,
-            })?;
-        tally.merge(part);
+    for part in parts {
+        tally.merge(part?);
     }
     Ok(tally)
 }
 
-/// The condition under which `rule` drops a row, on the parsed columns. Conditions are
-/// checked in rule order, so each may assume the earlier ones passed.
-fn drops(rule: DropRule) -> Expr {
-    let last = col(LAST_ORDER_TS.name);
-    match rule {
-        DropRule::VoucherAmount => col(VOUCHER_AMOUNT.name).is_null(),
-        DropRule::TotalOrders => col(TOTAL_ORDERS.name).is_null(),
-        DropRule::Timestamp => col(TIMESTAMP.name).is_null(),
-        DropRule::LastOrderTs => last.is_null(),
-        DropRule::Recency => col(TIMESTAMP.name).lt(last),
-        // A null first order compares as null, which `when` treats as false: the row passes.
-        DropRule::FirstAfterLast => col(FIRST_ORDER_TS.name).gt(last),
-    }
+/// Runs one window's query and counts its rows as the morsels arrive.
+fn count_window(
+    window: LazyFrame,
+    countries: &Countries,
+    segments: &SegmentSet,
+) -> PolarsResult<Tally> {
+    let counter = Arc::new(Mutex::new(Counter::new(segments)));
+    let sink = Arc::clone(&counter);
+    parsed(window, countries)
+        .sink_batches(
+            PlanCallback::new(move |morsel: DataFrame| {
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .add(&morsel)?;
+                // Never stop early: every row counts.
+                Ok(false)
+            }),
+            false,
+            None,
+        )?
+        .collect_with_engine(Engine::Streaming)?;
+    let counter = std::mem::replace(
+        &mut *counter.lock().unwrap_or_else(PoisonError::into_inner),
+        Counter::new(segments),
+    );
+    Ok(counter.into_tally())
 }
 
-/// The code of the first rule a row fails (its index + 1), or 0 when it passes them all.
-fn reason() -> Expr {
-    DropRule::ALL
-        .into_iter()
-        .rev()
-        .fold(lit(0i32), |otherwise, rule| {
-            when(drops(rule))
-                .then(lit(rule.index() as i32 + 1))
-                .otherwise(otherwise)
-        })
-        .alias(REASON)
-}
-
-/// The streaming query: one row per (country, drop reason, segments, amount) with its count.
-fn grouped(history: LazyFrame, countries: &Countries, segments: &SegmentSet) -> LazyFrame {
+/// The selected countries' rows with every column parsed: `voucher_amount` and `total_orders`
+/// as whole numbers, the times as UTC dates (days since 1970-01-01); null where a value is not
+/// valid.
+fn parsed(history: LazyFrame, countries: &Countries) -> LazyFrame {
     let country = || col(COUNTRY_CODE.name);
     let selected = match countries {
         Countries::All => country().is_not_null(),
@@ -228,52 +256,187 @@ fn grouped(history: LazyFrame, countries: &Countries, segments: &SegmentSet) -> 
             .reduce(|a, b| a.or(b))
             .unwrap_or(lit(false)),
     };
-    let days = col(TIMESTAMP.name) - col(LAST_ORDER_TS.name);
-    let segment_of = |segment_type: SegmentType, value: Expr| {
-        segment_index(segments.get(segment_type).unwrap_or(&[]), value).alias(segment_type.name())
-    };
     let int64 = |_: &Schema, f: &Field| Ok(Field::new(f.name().clone(), DataType::Int64));
-
-    history
-        .filter(selected)
-        .select([
-            country(),
-            col(VOUCHER_AMOUNT.name).map(amount_udf, int64),
-            col(TOTAL_ORDERS.name).map(count_udf, int64),
-            col(TIMESTAMP.name).map(days_udf, days_field),
-            col(LAST_ORDER_TS.name).map(days_udf, days_field),
-            col(FIRST_ORDER_TS.name).map(days_udf, days_field),
-        ])
-        .select([
-            country(),
-            reason(),
-            segment_of(SegmentType::Frequent, col(TOTAL_ORDERS.name)),
-            segment_of(SegmentType::Recency, days),
-            col(VOUCHER_AMOUNT.name),
-        ])
-        .group_by([
-            country(),
-            col(REASON),
-            col(SegmentType::Frequent.name()),
-            col(SegmentType::Recency.name()),
-            col(VOUCHER_AMOUNT.name),
-        ])
-        .agg([len().alias(ROWS)])
+    history.filter(selected).select([
+        country(),
+        col(VOUCHER_AMOUNT.name).map(amount_udf, int64),
+        col(TOTAL_ORDERS.name).map(count_udf, int64),
+        col(TIMESTAMP.name).map(days_udf, days_field),
+        col(LAST_ORDER_TS.name).map(days_udf, days_field),
+        col(FIRST_ORDER_TS.name).map(days_udf, days_field),
+    ])
 }
 
-/// The index of the segment holding `value`, or null.
-fn segment_index(segments: &[Segment], value: Expr) -> Expr {
+/// One history row, parsed.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    amount: Option<i64>,
+    orders: Option<i64>,
+    /// The dates, in days since 1970-01-01.
+    timestamp: Option<i32>,
+    last_order: Option<i32>,
+    first_order: Option<i32>,
+}
+
+impl Row {
+    /// Whether `rule` drops the row. A comparison with a missing value does not drop: the
+    /// earlier rules have dropped such rows already.
+    fn fails(&self, rule: DropRule) -> bool {
+        match rule {
+            DropRule::VoucherAmount => self.amount.is_none(),
+            DropRule::TotalOrders => self.orders.is_none(),
+            DropRule::Timestamp => self.timestamp.is_none(),
+            DropRule::LastOrderTs => self.last_order.is_none(),
+            DropRule::Recency => {
+                matches!((self.timestamp, self.last_order), (Some(t), Some(l)) if t < l)
+            }
+            // A null first order passes.
+            DropRule::FirstAfterLast => {
+                matches!((self.first_order, self.last_order), (Some(f), Some(l)) if f > l)
+            }
+        }
+    }
+
+    /// The first rule the row fails, if any.
+    fn dropped_by(&self) -> Option<DropRule> {
+        DropRule::ALL.into_iter().find(|rule| self.fails(*rule))
+    }
+}
+
+/// Counts parsed rows. A kept row's group is (country, frequent segment, recency segment),
+/// numbered densely so its amounts are found by index and one small hash lookup.
+struct Counter {
+    frequent: Vec<Segment>,
+    recency: Vec<Segment>,
+    countries: Vec<String>,
+    dropped: DropCounts,
+    rows_kept: u64,
+    /// Rows per amount, by group number (see [`Counter::group`]).
+    groups: Vec<HashMap<i64, u64, foldhash::fast::RandomState>>,
+}
+
+impl Counter {
+    fn new(segments: &SegmentSet) -> Self {
+        let list = |t| segments.get(t).unwrap_or(&[]).to_vec();
+        Counter {
+            frequent: list(SegmentType::Frequent),
+            recency: list(SegmentType::Recency),
+            countries: Vec::new(),
+            dropped: DropCounts::default(),
+            rows_kept: 0,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Groups per country: each type's segments, plus "in none of them".
+    fn groups_per_country(&self) -> usize {
+        (self.frequent.len() + 1) * (self.recency.len() + 1)
+    }
+
+    /// The number of a group; a segment index equal to its list's length means none.
+    fn group(&self, country: usize, frequent: usize, recency: usize) -> usize {
+        country * self.groups_per_country() + frequent * (self.recency.len() + 1) + recency
+    }
+
+    /// Counts the rows of a frame shaped like [`parsed`]'s output.
+    fn add(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        // One array per column: iterating arrays is static dispatch, where a ChunkedArray's
+        // iterator costs a dynamic call per value.
+        let country = df.column(COUNTRY_CODE.name)?.str()?.rechunk();
+        let amount = df.column(VOUCHER_AMOUNT.name)?.i64()?.rechunk();
+        let orders = df.column(TOTAL_ORDERS.name)?.i64()?.rechunk();
+        let timestamp = df.column(TIMESTAMP.name)?.i32()?.rechunk();
+        let last_order = df.column(LAST_ORDER_TS.name)?.i32()?.rechunk();
+        let first_order = df.column(FIRST_ORDER_TS.name)?.i32()?.rechunk();
+        // Rows come in runs of one country: look the name up only when it changes.
+        let mut current: Option<(&str, usize)> = None;
+        let values = country
+            .downcast_as_array()
+            .iter()
+            .zip(values(&amount).zip(values(&orders)))
+            .zip(values(&timestamp).zip(values(&last_order).zip(values(&first_order))));
+        for ((name, (amount, orders)), (timestamp, (last_order, first_order))) in values {
+            let Some(name) = name else { continue };
+            let row = Row {
+                amount,
+                orders,
+                timestamp,
+                last_order,
+                first_order,
+            };
+            if let Some(rule) = row.dropped_by() {
+                self.dropped[rule] += 1;
+                continue;
+            }
+            self.rows_kept += 1;
+            let country = match current {
+                Some((n, id)) if n == name => id,
+                _ => {
+                    let id = self.country_id(name);
+                    current = Some((name, id));
+                    id
+                }
+            };
+            // Both are set for a kept row; the defaults are never used.
+            let (orders, amount) = (orders.unwrap_or(-1), amount.unwrap_or(0));
+            let days = i64::from(timestamp.unwrap_or(0)) - i64::from(last_order.unwrap_or(0));
+            let frequent = index_of(&self.frequent, orders);
+            let recency = index_of(&self.recency, days);
+            let group = self.group(country, frequent, recency);
+            *self.groups[group].entry(amount).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn country_id(&mut self, name: &str) -> usize {
+        if let Some(id) = self.countries.iter().position(|c| c == name) {
+            return id;
+        }
+        self.countries.push(name.to_owned());
+        let groups = self.groups.len() + self.groups_per_country();
+        self.groups.resize_with(groups, HashMap::default);
+        self.countries.len() - 1
+    }
+
+    fn into_tally(self) -> Tally {
+        let mut tally = Tally {
+            dropped: self.dropped,
+            rows_kept: self.rows_kept,
+            segments: BTreeMap::new(),
+        };
+        for (country_id, country) in self.countries.iter().enumerate() {
+            for (frequent, recency) in (0..=self.frequent.len())
+                .flat_map(|f| (0..=self.recency.len()).map(move |r| (f, r)))
+            {
+                let amounts = &self.groups[self.group(country_id, frequent, recency)];
+                for (&amount, &n) in amounts {
+                    // Kept rows of no segment count only in `rows_kept`.
+                    for (segment_type, list, index) in [
+                        (SegmentType::Frequent, &self.frequent, frequent),
+                        (SegmentType::Recency, &self.recency, recency),
+                    ] {
+                        if let Some(segment) = list.get(index) {
+                            tally.add(country, segment_type, index, segment, amount, n);
+                        }
+                    }
+                }
+            }
+        }
+        tally
+    }
+}
+
+/// The values of a single-chunk numeric column.
+fn values<T: PolarsNumericType>(ca: &ChunkedArray<T>) -> impl Iterator<Item = Option<T::Native>> {
+    ca.downcast_as_array().iter().map(|v| v.copied())
+}
+
+/// The index of the segment holding `value` in `segments`, or `segments.len()` when none does.
+fn index_of(segments: &[Segment], value: i64) -> usize {
     segments
         .iter()
-        .enumerate()
-        .rev()
-        .fold(lit(NULL).cast(DataType::Int32), |otherwise, (i, s)| {
-            let mut inside = value.clone().gt_eq(lit(s.lower));
-            if let Some(upper) = s.upper {
-                inside = inside.and(value.clone().lt_eq(lit(upper)));
-            }
-            when(inside).then(lit(i as i32)).otherwise(otherwise)
-        })
+        .position(|s| s.contains(value))
+        .unwrap_or(segments.len())
 }
 
 fn days_field(_: &Schema, f: &Field) -> PolarsResult<Field> {
@@ -284,11 +447,9 @@ fn days_field(_: &Schema, f: &Field) -> PolarsResult<Field> {
 fn days_udf(c: Column) -> PolarsResult<Column> {
     let name = c.name().clone();
     let days: Int32Chunked = match c.dtype() {
-        DataType::String => c
-            .str()?
-            .iter()
-            .map(|s| s.and_then(parse_utc_date))
-            .collect(),
+        DataType::String => {
+            arity::unary_elementwise(c.str()?, |s: Option<&str>| s.and_then(parse_utc_date))
+        }
         DataType::Date => c.to_physical_repr().i32()?.clone(),
         DataType::Datetime(unit, _) => {
             // Datetimes are stored as UTC instants whatever their zone, so the UTC date is a
@@ -298,11 +459,9 @@ fn days_udf(c: Column) -> PolarsResult<Column> {
                 TimeUnit::Microseconds => 1_000_000,
                 TimeUnit::Milliseconds => 1_000,
             } * SECONDS_PER_DAY;
-            c.to_physical_repr()
-                .i64()?
-                .iter()
-                .map(|v| v.and_then(|v| i32::try_from(v.div_euclid(per_day)).ok()))
-                .collect()
+            arity::unary_elementwise(c.to_physical_repr().i64()?, |v: Option<i64>| {
+                v.and_then(|v| i32::try_from(v.div_euclid(per_day)).ok())
+            })
         }
         DataType::Null => Int32Chunked::full_null(name.clone(), c.len()),
         other => polars_bail!(ComputeError: "column `{name}` has unusable type {other}"),
@@ -314,13 +473,12 @@ fn days_udf(c: Column) -> PolarsResult<Column> {
 fn count_udf(c: Column) -> PolarsResult<Column> {
     let name = c.name().clone();
     let counts: Int64Chunked = match c.dtype() {
-        DataType::String => c.str()?.iter().map(|s| s.and_then(parse_count)).collect(),
-        _ => c
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| v.and_then(whole_count))
-            .collect(),
+        DataType::String => {
+            arity::unary_elementwise(c.str()?, |s: Option<&str>| s.and_then(parse_count))
+        }
+        _ => arity::unary_elementwise(c.cast(&DataType::Float64)?.f64()?, |v: Option<f64>| {
+            v.and_then(whole_count)
+        }),
     };
     Ok(counts.with_name(name).into_column())
 }
@@ -328,12 +486,10 @@ fn count_udf(c: Column) -> PolarsResult<Column> {
 /// `voucher_amount` as a whole number > 0; null where it is not one.
 fn amount_udf(c: Column) -> PolarsResult<Column> {
     let name = c.name().clone();
-    let amounts: Int64Chunked = c
-        .cast(&DataType::Float64)?
-        .f64()?
-        .iter()
-        .map(|v| v.and_then(whole_amount))
-        .collect();
+    let amounts: Int64Chunked =
+        arity::unary_elementwise(c.cast(&DataType::Float64)?.f64()?, |v: Option<f64>| {
+            v.and_then(whole_amount)
+        });
     Ok(amounts.with_name(name).into_column())
 }
 
@@ -357,57 +513,16 @@ impl Tally {
         }
     }
 
-    /// Folds the grouped query result into drop counts and per-segment amount counts.
-    fn from_groups(groups: &DataFrame, segments: &SegmentSet) -> PolarsResult<Tally> {
-        let country = groups.column(COUNTRY_CODE.name)?.str()?;
-        let reason = groups.column(REASON)?.i32()?;
-        let frequent = groups.column(SegmentType::Frequent.name())?.i32()?;
-        let recency = groups.column(SegmentType::Recency.name())?.i32()?;
-        let amount = groups.column(VOUCHER_AMOUNT.name)?.i64()?;
-        let rows = groups.column(ROWS)?.cast(&DataType::UInt64)?;
-        let rows = rows.u64()?;
-
-        let mut tally = Tally::default();
-        for i in 0..groups.height() {
-            let n = rows.get(i).unwrap_or(0);
-            let rule = reason
-                .get(i)
-                .and_then(|code| usize::try_from(code).ok()?.checked_sub(1))
-                .and_then(|index| DropRule::ALL.get(index));
-            if let Some(rule) = rule {
-                tally.dropped[*rule] += n;
-                continue;
-            }
-            tally.rows_kept += n;
-            let (Some(country), Some(amount)) = (country.get(i), amount.get(i)) else {
-                continue;
-            };
-            for (segment_type, index) in [
-                (SegmentType::Frequent, frequent.get(i)),
-                (SegmentType::Recency, recency.get(i)),
-            ] {
-                let Some(index) = index.and_then(|ix| usize::try_from(ix).ok()) else {
-                    continue;
-                };
-                tally.add(country, segment_type, index, segments, amount, n);
-            }
-        }
-        Ok(tally)
-    }
-
-    /// Counts `n` kept rows of `amount` in segment `index` of `segment_type`.
+    /// Counts `n` kept rows of `amount` in `segment`, the `index`th of `segment_type`.
     fn add(
         &mut self,
         country: &str,
         segment_type: SegmentType,
         index: usize,
-        segments: &SegmentSet,
+        segment: &Segment,
         amount: i64,
         n: u64,
     ) {
-        let Some(segment) = segments.get(segment_type).and_then(|s| s.get(index)) else {
-            return;
-        };
         let entry = self
             .segments
             .entry((country.to_owned(), segment_type, index))
@@ -478,10 +593,10 @@ mod tests {
 
     /// Runs the real query on an in-memory frame.
     fn run(df: DataFrame, countries: &Countries) -> Tally {
-        let groups = grouped(df.lazy(), countries, &segments())
-            .collect()
-            .expect("query");
-        Tally::from_groups(&groups, &segments()).expect("tally")
+        let rows = parsed(df.lazy(), countries).collect().expect("query");
+        let mut counter = Counter::new(&segments());
+        counter.add(&rows).expect("count");
+        counter.into_tally()
     }
 
     /// A frame of rows that pass every rule unless a test breaks one.
@@ -673,6 +788,43 @@ mod tests {
             (1, 1),
             "null country is skipped"
         );
+    }
+
+    #[test]
+    fn rows_of_alternating_countries_count_in_their_own_segments() {
+        let df = with_strings(
+            history(5),
+            COUNTRY_CODE.name,
+            ["Peru", "Chile", "Chile", "Peru", "Mexico"]
+                .map(Some)
+                .to_vec(),
+        );
+        let df = with_strings(
+            df,
+            TOTAL_ORDERS.name,
+            ["1", "1", "20", "20", "1"].map(Some).to_vec(),
+        );
+        let t = run(df, &Countries::All);
+        let rows = |country: &str, label: &str| {
+            t.segments
+                .iter()
+                .filter(|((c, st, _), s)| {
+                    c == country && *st == SegmentType::Frequent && s.segment.label == label
+                })
+                .map(|(_, s)| s.amounts.values().sum::<u64>())
+                .sum::<u64>()
+        };
+        assert_eq!(
+            [
+                rows("Peru", "0-4"),
+                rows("Peru", "14-37"),
+                rows("Chile", "0-4"),
+                rows("Chile", "14-37"),
+                rows("Mexico", "0-4"),
+            ],
+            [1, 1, 1, 1, 1]
+        );
+        assert_eq!(t.rows_kept, 5);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use voucher_etl::clean::Countries;
+use voucher_etl::clean::{self, Countries};
 use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::run::{RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
@@ -74,6 +74,10 @@ struct ReadArgs {
     /// by ~100 MiB per million rows.
     #[arg(long, env = "VOUCHER_WINDOW_ROWS", default_value_t = ReadOptions::default().window_rows, value_parser = clap::value_parser!(u64).range(1..))]
     window_rows: u64,
+    /// Windows read at once (1 to 64): with 2, one window is decoded while the one before is
+    /// counted; each adds about a window's memory.
+    #[arg(long, env = "VOUCHER_WINDOWS_IN_FLIGHT", default_value_t = clean::WINDOWS_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=64))]
+    windows_in_flight: u16,
 }
 
 impl From<ReadArgs> for ReadOptions {
@@ -81,6 +85,7 @@ impl From<ReadArgs> for ReadOptions {
         ReadOptions {
             download_timeout: a.download_timeout,
             window_rows: a.window_rows,
+            windows_in_flight: a.windows_in_flight,
         }
     }
 }

@@ -38,8 +38,10 @@ impl Tallied {
 pub struct ReadOptions {
     /// Time limit for fetching one http(s) or s3:// file.
     pub download_timeout: Duration,
-    /// Rows decoded at a time (see [`clean::tally`]).
+    /// Rows decoded at a time (see [`clean::windows`]).
     pub window_rows: u64,
+    /// Windows read at once (see [`clean::tally`]).
+    pub windows_in_flight: u16,
 }
 
 impl Default for ReadOptions {
@@ -47,12 +49,13 @@ impl Default for ReadOptions {
         Self {
             download_timeout: Duration::from_secs(600),
             window_rows: clean::WINDOW_ROWS,
+            windows_in_flight: clean::WINDOWS_IN_FLIGHT,
         }
     }
 }
 
 /// Tallies every file `input` names (see [`source::resolve`]), one at a time and each in
-/// windows of rows, so memory follows one window, not the file or the history.
+/// windows of rows, so memory follows a few windows, not the file or the history.
 pub fn tally_input(
     input: &str,
     countries: &Countries,
@@ -69,7 +72,14 @@ pub fn tally_input(
         let row_groups = clean::row_groups(&input)?;
         let rows_read = row_groups.iter().sum();
         let windows = clean::windows(&row_groups, read.window_rows);
-        let tally = clean::tally(history, &windows, countries, segments, &input)?;
+        let tally = clean::tally(
+            history,
+            &windows,
+            read.windows_in_flight,
+            countries,
+            segments,
+            &input,
+        )?;
         log::info!(
             "read {file} ({} of {}): {rows_read} rows, {} kept, {} dropped",
             i + 1,

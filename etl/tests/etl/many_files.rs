@@ -194,9 +194,17 @@ fn row_groups_read_whole_or_in_slices_give_the_same_table_and_counts() {
     let mut outcomes = Vec::new();
     // The default reads the three row groups whole; 20,000 slices the two big ones in halves
     // of 10,000; 9,000 slices them in 4,500s and reads the last group (10,000) in slices too.
-    for window in [None, Some("20000"), Some("9000")] {
-        let tables = dir.path().join(format!("tables-{window:?}"));
-        let mut args = vec!["--countries", "all"];
+    // Windows are read one at a time, two at once (the default) or more at once than there
+    // are windows.
+    for (window, in_flight) in [
+        (None, "2"),
+        (Some("20000"), "2"),
+        (Some("9000"), "2"),
+        (Some("9000"), "1"),
+        (Some("9000"), "64"),
+    ] {
+        let tables = dir.path().join(format!("tables-{window:?}-{in_flight}"));
+        let mut args = vec!["--countries", "all", "--windows-in-flight", in_flight];
         args.extend(window.iter().flat_map(|w| ["--window-rows", w]));
         assert_success(&run_etl(input, &tables, &args));
         outcomes.push(outcome(&tables));
@@ -204,6 +212,8 @@ fn row_groups_read_whole_or_in_slices_give_the_same_table_and_counts() {
     assert_eq!(outcomes[0].1, truth.rows);
     assert_eq!(outcomes[1], outcomes[0], "half-window slices");
     assert_eq!(outcomes[2], outcomes[0], "slices not aligned to row groups");
+    assert_eq!(outcomes[3], outcomes[0], "one window at a time");
+    assert_eq!(outcomes[4], outcomes[0], "every window at once");
 }
 
 #[test]
