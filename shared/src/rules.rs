@@ -1,7 +1,7 @@
 //! The drop rules of the history cleaning, in the order they apply.
 //!
-//! This list is the one source of the rules: the cleaner builds its query from it, the
-//! manifest counts drops per rule with it, the API's metrics label drops with it, the
+//! This list is the one source of the rules: the cleaner checks each row against it in order,
+//! the manifest counts drops per rule with it, the API's metrics label drops with it, the
 //! generator builds its defective rows from it, and a test checks that `docs/drop-rules.md`
 //! describes every rule.
 
