@@ -162,6 +162,31 @@ fn an_empty_file_a_truncated_one_and_an_empty_directory_are_refused() {
 }
 
 #[test]
+fn a_row_group_corrupted_mid_file_fails_the_run_whatever_the_windows_in_flight() {
+    let live = Live::new();
+    let history = live.path("six-groups.parquet");
+    generate_in_row_groups(&history, 60_000, 5, Some(10_000));
+    // Zeros over 4 KiB in the middle: the footer still reads, a data page does not.
+    let mut bytes = std::fs::read(&history).expect("history");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 4096].fill(0);
+    let corrupt = live.path("corrupt.parquet");
+    std::fs::write(&corrupt, &bytes).expect("write");
+    for in_flight in ["1", "2", "6"] {
+        live.assert_refused(
+            &["cannot read input", "corrupt.parquet", "as voucher history"],
+            |t| {
+                run_etl(
+                    corrupt.to_str().expect("utf-8"),
+                    t,
+                    &["--countries", "all", "--windows-in-flight", in_flight],
+                )
+            },
+        );
+    }
+}
+
+#[test]
 fn a_file_that_is_not_parquet() {
     let live = Live::new();
     let csv = live.path("history.csv");
