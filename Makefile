@@ -73,7 +73,7 @@ grpc-test:
 
 # voucher-events on a real Kafka-protocol broker (tansu, built once; confluent-kafka in a venv).
 events-test:
-	bash api/tests/events_test.sh
+	bash events/tests/events_test.sh
 
 # voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
 s3-test:
@@ -94,6 +94,7 @@ IMAGE_TAG ?= 0.1.0
 docker-build:
 	docker build -f Dockerfile.api -t voucher-api:$(IMAGE_TAG) .
 	docker build -f Dockerfile.etl -t voucher-etl:$(IMAGE_TAG) .
+	docker build -f Dockerfile.events -t voucher-events:$(IMAGE_TAG) .
 
 compose-up:
 	docker compose up --build --wait
@@ -114,7 +115,7 @@ deploy-check:
 deploy-test:
 	bash deploy/test_checks.sh
 
-# Builds and runs both images with buildah on stand-in base images (needs root).
+# Builds and runs the images with buildah on stand-in base images (needs root).
 image-check:
 	bash deploy/build_images.sh
 
