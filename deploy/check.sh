@@ -99,11 +99,11 @@ kubernetes_validate() {
 kustomize_render() {
     local dir status=0 rendered
     command -v kubectl >/dev/null || { echo "kubectl not installed: skipped"; return 0; }
-    # k8s/ with the optional events component enabled, as an overlay would (kustomize takes only
-    # relative paths, hence a directory beside k8s/).
+    # k8s/ with the optional events and postgres-history components enabled, as an overlay would
+    # (kustomize takes only relative paths, hence a directory beside k8s/).
     local with_events
     with_events=$(mktemp -d "$PWD/.overlay-events-XXXXXX")
-    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events]\n' \
+    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events, ../k8s/components/postgres-history]\n' \
         >"$with_events/kustomization.yaml"
     for dir in k8s "$with_events" kind; do
         rendered=$(mktemp --suffix=.yaml)
