@@ -170,7 +170,7 @@ for check in "${CHECKS[@]}"; do
             run kubernetes-validate "${#MANIFESTS[@]} manifests, Kubernetes $K8S_VERSION, strict" \
                 kubernetes_validate "${MANIFESTS[@]}" ;;
         kustomize)
-            run kustomize "k8s/ (also with components/events) and kind/ rendered, then validated" kustomize_render ;;
+            run kustomize "k8s/ (also with components/events and postgres-history) and kind/ rendered, then validated" kustomize_render ;;
         checkov)
             run checkov "k8s/, ${DOCKERFILES[*]}" checkov_all ;;
         hadolint)

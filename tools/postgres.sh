@@ -7,8 +7,9 @@
 #                         sets an EXIT trap that stops it, and exports:
 #     VOUCHER_TEST_POSTGRES_URL   postgresql://voucher@127.0.0.1:PORT/vouchers (a superuser,
 #                                 logging in without a password)
-#     VOUCHER_TEST_POSTGRES_CERT  the server's self-signed TLS certificate (names 127.0.0.1);
-#                                 unset when openssl is missing (then the server has no TLS)
+#     VOUCHER_TEST_POSTGRES_CERT  the certificate of the test authority that signed the
+#                                 server's (which names 127.0.0.1); unset when openssl is
+#                                 missing (then the server has no TLS)
 #     PG_TEST_DIR, PG_TEST_PORT, PG_TEST_BIN (the server's bin directory)
 #   postgres_psql ARGS... psql on that server as `voucher`, database vouchers ($PG_TEST_DB)
 #   postgres_stop         stops the server and deletes its directory (the trap calls it)
@@ -63,13 +64,20 @@ EOF
     local tls=()
     unset VOUCHER_TEST_POSTGRES_CERT
     if command -v openssl >/dev/null; then
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
-            -keyout "$data/server.key" -out "$data/server.crt" 2>/dev/null
+        # A test authority and a server certificate it signs (verifiers refuse a CA certificate
+        # as the server's own), naming 127.0.0.1.
+        local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${ec[@]}" -days 2 -subj /CN=voucher-test-ca \
+            -keyout "$PG_TEST_DIR/ca.key" -out "$PG_TEST_DIR/ca.crt" 2>/dev/null
+        openssl req "${ec[@]}" -subj /CN=127.0.0.1 -keyout "$data/server.key" \
+            -out "$PG_TEST_DIR/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$PG_TEST_DIR/server.ext"
+        openssl x509 -req -in "$PG_TEST_DIR/server.csr" -CA "$PG_TEST_DIR/ca.crt" \
+            -CAkey "$PG_TEST_DIR/ca.key" -CAcreateserial -days 2 -extfile "$PG_TEST_DIR/server.ext" \
+            -out "$data/server.crt" 2>/dev/null
         chmod 600 "$data/server.key"
         [[ $(id -u) == 0 ]] && chown postgres: "$data/server.key" "$data/server.crt"
         tls=(-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key)
-        cp "$data/server.crt" "$PG_TEST_DIR/ca.crt"
         export VOUCHER_TEST_POSTGRES_CERT=$PG_TEST_DIR/ca.crt
     fi
     # Durability is of no use to a throwaway server; without it loading test data is quick.

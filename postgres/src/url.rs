@@ -15,6 +15,27 @@ pub const SCHEMES: [&str; 2] = ["postgresql://", "postgres://"];
 /// What a connection URL looks like, for messages.
 pub const URL_FORM: &str = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]";
 
+/// What a user name must percent-encode to be read back as itself (RFC 3986's userinfo).
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b':')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 /// The port PostgreSQL listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5432;
 
@@ -247,9 +268,7 @@ impl fmt::Display for DbUrl {
     /// `postgresql://USER@HOST:PORT/DB`, with the TLS parameters if the URL had them; never
     /// the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let encode = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
+        let encode = |s: &str| percent_encoding::utf8_percent_encode(s, USERINFO).to_string();
         write!(f, "postgresql://{}@{}", encode(&self.user), self.server())?;
         let mut sep = '?';
         if self.explicit_ssl_mode {
@@ -317,12 +336,18 @@ mod tests {
 
     #[test]
     fn defaults_and_the_other_scheme() {
-        let url = parse("postgres://etl@localhost/history").expect("valid");
+        let url = parse("postgres://etl_reader@localhost/history").expect("valid");
         assert_eq!(
             (url.port, url.ssl_mode, url.password()),
             (5432, SslMode::Prefer, None)
         );
-        assert_eq!(url.to_string(), "postgresql://etl@localhost:5432/history");
+        assert_eq!(
+            url.to_string(),
+            "postgresql://etl_reader@localhost:5432/history"
+        );
+        let odd = parse("postgresql://a%40b%3Ac@h/db").expect("valid");
+        assert_eq!(odd.user, "a@b:c");
+        assert_eq!(odd.to_string(), "postgresql://a%40b%3Ac@h:5432/db");
         let v6 = parse("POSTGRESQL://etl@[::1]:7000/h").expect("valid");
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 7000));
         assert_eq!(v6.server(), "[::1]:7000/h");
