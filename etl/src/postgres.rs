@@ -52,8 +52,9 @@ impl Default for PostgresRead {
 }
 
 /// Rows per window at most: a window of text-heavy history takes ~110 bytes a row in polars'
-/// string views, so 256k-row windows keep the few in flight well under the memory of one
-/// 1M-row Parquet window, at no measurable cost in speed (bench/RESULTS.md).
+/// string views, and up to `windows_in_flight + 2` windows exist at once (one filling, one
+/// queued, the ones being counted), so 256k-row windows keep them together well under the
+/// memory of one 1M-row Parquet window; each window's query costs a few milliseconds.
 pub const MAX_WINDOW_ROWS: u64 = 256 * 1024;
 
 /// Whether `input` names a PostgreSQL database.
