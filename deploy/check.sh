@@ -98,11 +98,11 @@ kubernetes_validate() {
 kustomize_render() {
     local dir status=0 rendered
     command -v kubectl >/dev/null || { echo "kubectl not installed: skipped"; return 0; }
-    # k8s/ with the optional events component enabled, as an overlay would (kustomize takes only
-    # relative paths, hence a directory beside k8s/).
+    # k8s/ with the optional events and postgres-history components enabled, as an overlay would
+    # (kustomize takes only relative paths, hence a directory beside k8s/).
     local with_events
     with_events=$(mktemp -d "$PWD/.overlay-events-XXXXXX")
-    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events]\n' \
+    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events, ../k8s/components/postgres-history]\n' \
         >"$with_events/kustomization.yaml"
     for dir in k8s "$with_events" kind; do
         rendered=$(mktemp --suffix=.yaml)
@@ -172,7 +172,7 @@ for check in "${CHECKS[@]}"; do
             run kubernetes-validate "${#MANIFESTS[@]} manifests, Kubernetes $K8S_VERSION, strict" \
                 kubernetes_validate "${MANIFESTS[@]}" ;;
         kustomize)
-            run kustomize "k8s/ (also with components/events) and kind/ rendered, then validated" kustomize_render ;;
+            run kustomize "k8s/ (also with components/events and postgres-history) and kind/ rendered, then validated" kustomize_render ;;
         checkov)
             run checkov "k8s/, ${DOCKERFILES[*]}" checkov_all ;;
         hadolint)
