@@ -230,13 +230,14 @@ fn classify(input: &str, source: object_store::Error) -> EtlError {
 #[derive(Debug)]
 pub struct S3Cause {
     pub error: object_store::Error,
-    /// What the server said, when it answered with an S3 error document.
-    pub server: Option<ServerError>,
+    /// What the server said, when it answered with an S3 error document (boxed: `EtlError`
+    /// holds this by value and stays small).
+    pub server: Option<Box<ServerError>>,
 }
 
 impl S3Cause {
     fn new(error: object_store::Error) -> Self {
-        let server = ServerError::find(&error.to_string());
+        let server = ServerError::find(&error.to_string()).map(Box::new);
         S3Cause { error, server }
     }
 }
