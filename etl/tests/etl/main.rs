@@ -3,9 +3,12 @@
 
 mod bad_input;
 mod common;
+mod days;
 mod durability;
+mod gate;
 mod generated;
 mod many_files;
+mod promote;
 mod real_sample;
 mod schedule;
 mod score;
