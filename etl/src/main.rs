@@ -87,7 +87,7 @@ struct PromoteArgs {
     /// Why, for the publish log.
     #[arg(long, env = "VOUCHER_PROMOTE_REASON")]
     reason: String,
-    /// Who, for the publish log [default: $USER].
+    /// Who, for the publish log; $USER when not given.
     #[arg(long, env = "USER")]
     by: Option<String>,
 }
