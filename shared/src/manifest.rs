@@ -4,12 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::rules::DropCounts;
-use crate::rules::DropRule;
+use crate::rules::{DropRule, deserialize_per_rule, serialize_per_rule};
 use crate::segments::SegmentType;
 use crate::table::VoucherTable;
 
@@ -181,33 +179,13 @@ impl DropShares {
 
 impl Serialize for DropShares {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(DropRule::ALL.len()))?;
-        for (rule, share) in self.iter() {
-            map.serialize_entry(rule.name(), &share)?;
-        }
-        map.end()
+        serialize_per_rule(self.iter(), serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for DropShares {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SharesVisitor;
-        impl<'de> Visitor<'de> for SharesVisitor {
-            type Value = DropShares;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object from drop rule name to a share of rows")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DropShares, A::Error> {
-                let mut shares = DropShares::default();
-                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let rule = DropRule::from_name(&name)
-                        .ok_or_else(|| de::Error::unknown_field(&name, &DropRule::NAMES))?;
-                    shares.0[rule.index()] = map.next_value()?;
-                }
-                Ok(shares)
-            }
-        }
-        deserializer.deserialize_map(SharesVisitor)
+        deserialize_per_rule(deserializer, "a share of rows").map(DropShares)
     }
 }
 

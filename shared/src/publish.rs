@@ -366,21 +366,9 @@ impl TablesDir {
         Ok(removed)
     }
 
-    /// Points `CURRENT` at `version` and logs the move, under the writer lock. With
-    /// [`Direction::Forward`], a newer live version stays.
+    /// Points `CURRENT` at `version` and logs the move; the caller holds the writer lock.
+    /// With [`Direction::Forward`], a newer live version stays.
     pub(crate) fn move_current(
-        &self,
-        version: Version,
-        direction: Direction,
-        action: Action,
-        because: &Because,
-    ) -> Result<Moved, PublishError> {
-        let _lock = self.lock()?;
-        self.move_current_locked(version, direction, action, because)
-    }
-
-    /// [`TablesDir::move_current`] for a caller that holds the writer lock.
-    pub(crate) fn move_current_locked(
         &self,
         version: Version,
         direction: Direction,
@@ -472,6 +460,7 @@ impl Staged {
     /// version is already live, and logs the move.
     pub fn publish(self, because: &Because) -> Result<Published, PublishError> {
         let (tables, version) = self.seal()?;
+        let _lock = tables.lock()?;
         let moved = tables.move_current(version, Direction::Forward, Action::Publish, because)?;
         Ok(Published {
             version,

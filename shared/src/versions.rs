@@ -410,7 +410,7 @@ impl TablesDir {
         if self.current()? == Some(version) {
             return Err(VersionError::AlreadyLive { version });
         }
-        match self.move_current_locked(version, Direction::Any, Action::Promote, because)? {
+        match self.move_current(version, Direction::Any, Action::Promote, because)? {
             Moved::To { from } => Ok(Promotion {
                 from,
                 to: version,

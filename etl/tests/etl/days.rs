@@ -81,6 +81,20 @@ pub fn amounts_times(input: &Path, output: &Path, country: &str, factor: f64) ->
     output.to_owned()
 }
 
+/// Day `seed` of generated history with `country`'s amounts ten times larger.
+pub fn x10_day(dir: &Path, seed: u64, country: &str) -> PathBuf {
+    let output = dir.join(format!("x10-{country}-{seed}.parquet"));
+    amounts_times(&normal_day(dir, seed), &output, country, 10.0)
+}
+
+/// `dir/tables` with a normal day published, and the next day's history with `country`'s
+/// amounts ten times larger (not run yet).
+pub fn live_then_x10(dir: &Path, country: &str) -> (PathBuf, PathBuf) {
+    let tables = dir.join("tables");
+    assert_success(&run_day(&normal_day(dir, 1), &tables, &[]));
+    (tables, x10_day(dir, 2, country))
+}
+
 /// `input` with every other row's amount missing.
 pub fn half_amounts_missing(input: &Path, output: &Path) -> PathBuf {
     rewrite(input, output, |i, _, a| a.filter(|_| i % 2 == 1), |_| true);

@@ -61,18 +61,10 @@ fn a_normal_second_day_passes_and_goes_live() {
 #[test]
 fn amounts_ten_times_larger_in_one_country_are_held_on_the_amount_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = dir.path().join("tables");
+    let (tables, bad) = live_then_x10(dir.path(), "Chile");
     let metrics = dir.path().join("textfile/voucher-etl.prom");
-    assert_success(&run_day(&normal_day(dir.path(), 1), &tables, &[]));
     let (v1, live_table, _) = read_live(&tables);
     let before = snapshot_of_live(&tables);
-
-    let bad = amounts_times(
-        &normal_day(dir.path(), 2),
-        &dir.path().join("x10.parquet"),
-        "Chile",
-        10.0,
-    );
     let out = run_day(
         &bad,
         &tables,
@@ -207,15 +199,8 @@ fn a_day_without_one_country_is_held_on_the_missing_segments() {
 #[test]
 fn a_held_version_never_becomes_the_baseline() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = dir.path().join("tables");
-    assert_success(&run_day(&normal_day(dir.path(), 1), &tables, &[]));
+    let (tables, bad) = live_then_x10(dir.path(), "Peru");
     let v1 = live(&tables).expect("live");
-    let bad = amounts_times(
-        &normal_day(dir.path(), 2),
-        &dir.path().join("x10.parquet"),
-        "Peru",
-        10.0,
-    );
     assert_eq!(exit_code(&run_day(&bad, &tables, &[])), HELD);
     // The next normal day is compared with the live version, not the held one, and passes.
     assert_success(&run_day(&normal_day(dir.path(), 3), &tables, &[]));
@@ -229,14 +214,7 @@ fn a_held_version_never_becomes_the_baseline() {
 #[test]
 fn no_gate_publishes_a_bad_day_and_the_manifest_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = dir.path().join("tables");
-    assert_success(&run_day(&normal_day(dir.path(), 1), &tables, &[]));
-    let bad = amounts_times(
-        &normal_day(dir.path(), 2),
-        &dir.path().join("x10.parquet"),
-        "Chile",
-        10.0,
-    );
+    let (tables, bad) = live_then_x10(dir.path(), "Chile");
     let out = run_day(&bad, &tables, &["--no-gate"]);
     assert_success(&out);
     let (v2, _, m2) = read_live(&tables);
@@ -262,14 +240,7 @@ fn no_gate_publishes_a_bad_day_and_the_manifest_says_so() {
 #[test]
 fn a_gate_file_and_its_environment_twin_override_the_bounds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = dir.path().join("tables");
-    assert_success(&run_day(&normal_day(dir.path(), 1), &tables, &[]));
-    let bad = amounts_times(
-        &normal_day(dir.path(), 2),
-        &dir.path().join("x10.parquet"),
-        "Chile",
-        10.0,
-    );
+    let (tables, bad) = live_then_x10(dir.path(), "Chile");
     let gate = dir.path().join("gate.toml");
     std::fs::write(&gate, "max_amount_factor = 12.5\n").expect("write");
     let out = bin()
@@ -284,22 +255,18 @@ fn a_gate_file_and_its_environment_twin_override_the_bounds() {
     let (v2, _, _) = read_live(&tables);
     assert_eq!(report(&tables, v2).bounds.max_amount_factor, 12.5);
 
-    std::fs::write(&gate, "max_amount_factor = 0.5\n").expect("write");
-    let out = run_day(&bad, &tables, &["--gate", gate.to_str().expect("utf-8")]);
-    assert_eq!(exit_code(&out), Some(1));
-    assert!(
-        stderr(&out).contains("max_amount_factor = 0.5 is out of range"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(&gate, "max_amount = 3\n").expect("write");
-    let out = run_day(&bad, &tables, &["--gate", gate.to_str().expect("utf-8")]);
-    assert_eq!(exit_code(&out), Some(1));
-    assert!(
-        stderr(&out).contains("unknown field `max_amount`"),
-        "{}",
-        stderr(&out)
-    );
+    for (text, expected) in [
+        (
+            "max_amount_factor = 0.5\n",
+            "max_amount_factor = 0.5 is out of range",
+        ),
+        ("max_amount = 3\n", "unknown field `max_amount`"),
+    ] {
+        std::fs::write(&gate, text).expect("write");
+        let out = run_day(&bad, &tables, &["--gate", gate.to_str().expect("utf-8")]);
+        assert_eq!(exit_code(&out), Some(1));
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    }
     assert_eq!(live(&tables), Some(v2), "a bad gate file publishes nothing");
 }
 
@@ -355,15 +322,8 @@ fn the_real_sample_passes_against_itself_and_is_held_with_half_its_amounts_missi
 #[test]
 fn a_scheduled_run_that_is_held_is_logged_and_counted_and_the_schedule_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = dir.path().join("tables");
-    assert_success(&run_day(&normal_day(dir.path(), 1), &tables, &[]));
+    let (tables, bad) = live_then_x10(dir.path(), "Chile");
     let v1 = live(&tables);
-    let bad = amounts_times(
-        &normal_day(dir.path(), 2),
-        &dir.path().join("x10.parquet"),
-        "Chile",
-        10.0,
-    );
     let log = dir.path().join("schedule.log");
     let child = bin()
         .args([

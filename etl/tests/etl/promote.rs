@@ -17,9 +17,7 @@ use crate::days::*;
 
 /// A published normal day (v1), then a day with Chile's amounts x10, held (v2).
 fn live_and_held(dir: &Path) -> (std::path::PathBuf, Version, Version) {
-    let tables = dir.join("tables");
-    assert_success(&run_day(&normal_day(dir, 1), &tables, &[]));
-    let bad = amounts_times(&normal_day(dir, 2), &dir.join("x10.parquet"), "Chile", 10.0);
+    let (tables, bad) = live_then_x10(dir, "Chile");
     assert_eq!(exit_code(&run_day(&bad, &tables, &[])), Some(3));
     let all = all_versions(&tables);
     (tables, all[0], all[1])
@@ -294,12 +292,7 @@ fn retention_keeps_the_live_version_a_newer_held_one_and_the_rollback_target() {
     let [v1, v2, v3] = all_versions(&tables)[..] else {
         panic!("three versions")
     };
-    let bad = amounts_times(
-        &normal_day(dir.path(), 4),
-        &dir.path().join("x10.parquet"),
-        "Chile",
-        10.0,
-    );
+    let bad = x10_day(dir.path(), 4, "Chile");
     let out = run_etl(
         bad.to_str().expect("utf-8"),
         &tables,
