@@ -46,7 +46,8 @@ pub struct RunOptions {
     pub countries: Countries,
     /// A segments file; the built-in segments when `None` (tallies carry their own).
     pub segments: Option<PathBuf>,
-    /// Versions to keep (the live one is always kept).
+    /// Versions to keep (beyond it, the live one, a newer held one and the roll-back target
+    /// are kept too).
     pub keep: usize,
     pub read: ReadOptions,
     pub gate: GateOptions,

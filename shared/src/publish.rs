@@ -142,8 +142,6 @@ pub struct Published {
     pub version: Version,
     /// False when a newer version was already live (a concurrent run finished first).
     pub live: bool,
-    /// The version live before, when this one replaced it.
-    pub replaced: Option<Version>,
 }
 
 /// Why a version was published or held, and by whom, for the publish log.
@@ -465,10 +463,6 @@ impl Staged {
         Ok(Published {
             version,
             live: matches!(moved, Moved::To { .. }),
-            replaced: match moved {
-                Moved::To { from } => from,
-                Moved::NewerLive(_) => None,
-            },
         })
     }
 
