@@ -218,7 +218,7 @@ pub fn tally(
 }
 
 /// Runs one window's query and counts its rows as the morsels arrive.
-fn count_window(
+pub(crate) fn count_window(
     window: LazyFrame,
     countries: &Countries,
     segments: &SegmentSet,

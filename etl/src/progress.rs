@@ -28,6 +28,11 @@ impl Progress {
         )
     }
 
+    /// Progress over rows whose total is not known in advance (a database query's).
+    pub fn rows_unbounded(what: &'static str) -> Self {
+        Self::new(what, None, "rows", "{msg} {human_pos} rows ({per_sec})")
+    }
+
     /// Progress over bytes, of a known or unknown total.
     pub fn bytes(what: &'static str, total: Option<u64>) -> Self {
         let template = if total.is_some() {

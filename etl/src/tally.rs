@@ -14,6 +14,7 @@ use voucher_shared::rules::DropCounts;
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, Countries, SegmentTally, Tally};
+use crate::postgres::{self, PostgresRead};
 use crate::progress::Progress;
 use crate::{EtlError, output, source};
 
@@ -42,6 +43,8 @@ pub struct ReadOptions {
     pub window_rows: u64,
     /// Windows read at once (see [`clean::tally`]).
     pub windows_in_flight: u16,
+    /// The query and timeouts of a database input.
+    pub postgres: PostgresRead,
 }
 
 impl Default for ReadOptions {
@@ -50,18 +53,28 @@ impl Default for ReadOptions {
             download_timeout: Duration::from_secs(600),
             window_rows: clean::WINDOW_ROWS,
             windows_in_flight: clean::WINDOWS_IN_FLIGHT,
+            postgres: PostgresRead::default(),
         }
     }
 }
 
 /// Tallies every file `input` names (see [`source::resolve`]), one at a time and each in
-/// windows of rows, so memory follows a few windows, not the file or the history.
+/// windows of rows, so memory follows a few windows, not the file or the history; or the rows
+/// of a database query (see [`postgres`]).
 pub fn tally_input(
     input: &str,
     countries: &Countries,
     segments: &SegmentSet,
     read: &ReadOptions,
 ) -> Result<Tallied, EtlError> {
+    if postgres::is_postgres(input) {
+        return postgres::tally(input, countries, segments, read);
+    }
+    if read.postgres.query.is_some() {
+        return Err(EtlError::QueryWithoutDatabase {
+            input: input.to_owned(),
+        });
+    }
     let download_timeout = read.download_timeout;
     let files = source::resolve(input, download_timeout)?;
     let progress = Progress::rows("files", files.len() as u64);
@@ -90,6 +103,7 @@ pub fn tally_input(
         all.add(Tallied {
             inputs: vec![InputFile {
                 file: file.clone(),
+                query: None,
                 rows_read,
                 rows_kept: tally.rows_kept,
                 dropped: tally.dropped,

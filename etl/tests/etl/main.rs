@@ -8,6 +8,7 @@ mod durability;
 mod gate;
 mod generated;
 mod many_files;
+mod postgres;
 mod promote;
 mod real_sample;
 mod schedule;
