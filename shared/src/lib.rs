@@ -9,6 +9,7 @@
 //! - [`gate`]: the quality gate a new version passes before it goes live;
 //! - [`versions`]: each version's state, checking a version before it is served, promotion;
 //! - [`diff`]: what changes between two versions, segment by segment;
+//! - [`overview`]: the versions, the live one's changes and the held ones, for the API and page;
 //! - [`numbers`]: the whole-number rules for amounts and order counts;
 //! - [`rules`]: the drop rules of the history cleaning;
 //! - [`score`]: validating a request and answering it from one table version;
@@ -21,6 +22,7 @@ pub mod fixtures;
 pub mod gate;
 pub mod manifest;
 pub mod numbers;
+pub mod overview;
 pub mod publish;
 pub mod publish_log;
 pub mod rules;

@@ -423,7 +423,7 @@ impl TablesDir {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::fixtures::contract_rows;
     use crate::manifest::Profile;
@@ -437,7 +437,12 @@ mod tests {
 
     /// Writes a version like a run does (table, hashed manifest with a gate record), then
     /// publishes or holds it.
-    fn version(tables: &TablesDir, minute: u32, base: i64, outcome: GateOutcome) -> Version {
+    pub(crate) fn version(
+        tables: &TablesDir,
+        minute: u32,
+        base: i64,
+        outcome: GateOutcome,
+    ) -> Version {
         write(tables.stage(at(minute)).expect("stage"), base, outcome)
     }
 
