@@ -20,7 +20,8 @@ use crate::http::errors::ApiError;
 use crate::http::listing::{Listing, Listings};
 use crate::http::metrics::{UNMATCHED, UNMATCHED_PATTERN};
 use crate::http::model::{ErrorDetail, VoucherResponse};
-use crate::http::{batch, ndjson, versions};
+use crate::http::versions::{VERSIONS, versions};
+use crate::http::{batch, ndjson};
 use crate::page;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
@@ -67,7 +68,7 @@ const API_ROUTES: [Route; 11] = [
     Route::new(Method::POST, VOUCHERS, |r| r.to(batch::vouchers)),
     Route::new(Method::GET, SEGMENTS, |r| r.to(segments)),
     Route::new(Method::GET, TABLE, |r| r.to(table)),
-    Route::new(Method::GET, versions::VERSIONS, |r| r.to(versions::versions)),
+    Route::new(Method::GET, VERSIONS, |r| r.to(versions)),
     Route::new(Method::GET, health::HEALTHZ, |r| r.to(health::healthz)),
     Route::new(Method::GET, health::READYZ, |r| r.to(health::readyz)),
     Route::new(Method::GET, health::METRICS, |r| r.to(health::metrics_text)),
