@@ -86,12 +86,11 @@ pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
             }
         })
         .collect();
-    problems.extend(
-        listing
-            .versions
-            .iter()
-            .filter_map(|v| v.problem.as_ref().map(|p| format!("version {}: {p}", v.version))),
-    );
+    problems.extend(listing.versions.iter().filter_map(|v| {
+        v.problem
+            .as_ref()
+            .map(|p| format!("version {}: {p}", v.version))
+    }));
     Ok(Overview {
         live: listing.live,
         versions: listing.versions,
@@ -147,7 +146,11 @@ mod tests {
 
         let overview = read(&tables).expect("overview");
         assert_eq!(overview.live, Some(live));
-        let listed: Vec<_> = overview.versions.iter().map(|v| (v.version, v.state)).collect();
+        let listed: Vec<_> = overview
+            .versions
+            .iter()
+            .map(|v| (v.version, v.state))
+            .collect();
         assert_eq!(
             listed,
             [
@@ -205,7 +208,10 @@ mod tests {
         let overview = read(&tables).expect("overview");
         assert_eq!(overview.live, Some(live));
         assert!(
-            overview.problems.iter().any(|p| p.contains(&live.to_string())),
+            overview
+                .problems
+                .iter()
+                .any(|p| p.contains(&live.to_string())),
             "{:?}",
             overview.problems
         );

@@ -67,7 +67,9 @@ const API_ROUTES: [Route; 11] = [
     Route::new(Method::POST, VOUCHERS, |r| r.to(batch::vouchers)),
     Route::new(Method::GET, SEGMENTS, |r| r.to(segments)),
     Route::new(Method::GET, TABLE, |r| r.to(table)),
-    Route::new(Method::GET, versions::VERSIONS, |r| r.to(versions::versions)),
+    Route::new(Method::GET, versions::VERSIONS, |r| {
+        r.to(versions::versions)
+    }),
     Route::new(Method::GET, health::HEALTHZ, |r| r.to(health::healthz)),
     Route::new(Method::GET, health::READYZ, |r| r.to(health::readyz)),
     Route::new(Method::GET, health::METRICS, |r| r.to(health::metrics_text)),

@@ -110,7 +110,12 @@ fn versions_lists_states_the_live_changes_and_the_held_version_which_is_not_serv
         .as_array()
         .expect("versions")
         .iter()
-        .map(|v| (v["version"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or("")))
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap_or(""),
+                v["state"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     let names = [held.to_string(), live.to_string(), first.to_string()];
     assert_eq!(
@@ -126,14 +131,24 @@ fn versions_lists_states_the_live_changes_and_the_held_version_which_is_not_serv
 
     // The changes are the two tables' amounts, segment by segment (Latvia's did not move).
     let changes = &json["changes"];
-    assert_eq!((changes["from"].as_str(), changes["to"].as_str()), (Some(names[2].as_str()), Some(names[1].as_str())));
+    assert_eq!(
+        (changes["from"].as_str(), changes["to"].as_str()),
+        (Some(names[2].as_str()), Some(names[1].as_str()))
+    );
     let (old, new) = (contract_rows(2640), contract_rows(3000));
     let segments = changes["segments"].as_array().expect("segments");
-    assert_eq!(segments.len(), old.iter().filter(|r| r.country_code == "Peru").count());
+    assert_eq!(
+        segments.len(),
+        old.iter().filter(|r| r.country_code == "Peru").count()
+    );
     for s in segments {
         let find = |rows: &[voucher_shared::table::VoucherRow]| {
             rows.iter()
-                .find(|r| r.country_code == s["country_code"] && r.segment == s["segment"] && r.segment_name.name() == s["segment_name"])
+                .find(|r| {
+                    r.country_code == s["country_code"]
+                        && r.segment == s["segment"]
+                        && r.segment_name.name() == s["segment_name"]
+                })
                 .map(|r| r.voucher_amount)
         };
         assert_eq!(s["from_amount"].as_i64(), find(&old), "{s}");
@@ -161,9 +176,14 @@ fn promoting_the_held_version_and_rolling_back_are_followed_within_the_reload_in
 
     let tables = TablesDir::new(dir.path());
     tables
-        .promote(held, &Because::new("approved: the new amounts are intended", "tester"))
+        .promote(
+            held,
+            &Because::new("approved: the new amounts are intended", "tester"),
+        )
         .expect("promote");
-    wait_until(SLACK, "the promoted version", || served_version(&api) == held.to_string());
+    wait_until(SLACK, "the promoted version", || {
+        served_version(&api) == held.to_string()
+    });
     let json = versions(&api);
     assert_eq!(json["live"], held.to_string());
     assert_eq!(json["held"], Value::Array(Vec::new()));
@@ -171,7 +191,9 @@ fn promoting_the_held_version_and_rolling_back_are_followed_within_the_reload_in
     tables
         .promote(live, &Because::new("roll back", "tester"))
         .expect("roll back");
-    wait_until(SLACK, "the rolled-back version", || served_version(&api) == live.to_string());
+    wait_until(SLACK, "the rolled-back version", || {
+        served_version(&api) == live.to_string()
+    });
     let json = versions(&api);
     assert_eq!(json["live"], live.to_string());
     assert_eq!(json["versions"][0]["state"], "previous");
