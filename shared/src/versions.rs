@@ -447,7 +447,6 @@ impl TablesDir {
 pub(crate) mod tests {
     use super::*;
     use crate::fixtures::contract_rows;
-    use crate::manifest::Profile;
     use chrono::{TimeZone, Utc};
 
     fn at(minute: u32) -> chrono::DateTime<Utc> {
@@ -468,35 +467,7 @@ pub(crate) mod tests {
     }
 
     fn write(staged: crate::publish::Staged, base: i64, outcome: GateOutcome) -> Version {
-        let table = VoucherTable::new(contract_rows(base)).expect("table");
-        let mut bytes = Vec::new();
-        table.write(&mut bytes).expect("encode");
-        let manifest = Manifest {
-            version: staged.version().to_string(),
-            table_rows: table.rows().len() as u64,
-            profile: Profile {
-                table_sha256: Some(sha256_hex(&bytes)),
-                ..Profile::default()
-            },
-            gate: Some(GateRecord {
-                outcome,
-                baseline: None,
-                failed: 0,
-            }),
-            ..Manifest::default()
-        };
-        std::fs::write(staged.path(TABLE_FILE), &bytes).expect("write");
-        std::fs::write(
-            staged.path(crate::publish::MANIFEST_FILE),
-            serde_json::to_vec(&manifest).expect("json"),
-        )
-        .expect("write");
-        let because = Because::new("test", "tester");
-        if outcome == GateOutcome::Held {
-            staged.hold(&because).expect("hold")
-        } else {
-            staged.publish(&because).expect("publish").version
-        }
+        crate::fixtures::write_version(staged, contract_rows(base), outcome)
     }
 
     fn states(tables: &TablesDir) -> Vec<(Version, State, bool)> {
