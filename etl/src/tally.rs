@@ -327,6 +327,7 @@ mod tests {
             segments: serde_json::Value::Null,
             rows_read: 0,
             rows_kept: 0,
+            rows_kept_by_country: BTreeMap::new(),
             dropped: DropCounts::default(),
             inputs: Vec::new(),
             groups: Vec::new(),
