@@ -319,6 +319,19 @@ fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
+fn canary_command(a: CanaryArgs) -> anyhow::Result<String> {
+    let because = Because::new(a.reason, who(a.by));
+    let change = match (a.version, a.percent) {
+        (Some(version), Some(percent)) if !a.off => Canary::Start { version, percent },
+        _ => Canary::Off,
+    };
+    Ok(versions::canary_command(
+        &a.tables.tables_dir,
+        change,
+        &because,
+    )?)
+}
+
 /// Who, for the publish log: `--by`, else `$USER`, else "unknown".
 fn who(by: Option<String>) -> String {
     by.filter(|b| !b.is_empty())
@@ -349,17 +362,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 versions::promote_command(&a.tables.tables_dir, a.version, &because)?
             );
         }
-        Command::Canary(a) => {
-            let because = Because::new(a.reason, who(a.by));
-            let change = match (a.version, a.percent) {
-                (Some(version), Some(percent)) if !a.off => Canary::Start { version, percent },
-                _ => Canary::Off,
-            };
-            print!(
-                "{}",
-                versions::canary_command(&a.tables.tables_dir, change, &because)?
-            );
-        }
+        Command::Canary(a) => print!("{}", canary_command(a)?),
         Command::Tally(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
             let tallied =
