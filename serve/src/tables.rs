@@ -565,6 +565,23 @@ mod canary_tests {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// A tables directory with a live version (2640) and a held one (3000), nothing loaded yet.
+    fn setup() -> (
+        tempfile::TempDir,
+        Tables,
+        Metrics,
+        PollState,
+        Version,
+        Version,
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tables = Tables::new(tmp.path());
+        let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
+        let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
+        let metrics = Metrics::new().expect("metrics");
+        (tmp, tables, metrics, PollState::default(), live, candidate)
+    }
+
     fn start(dir: &TablesDir, version: Version, percent: &str) {
         let percent: Percent = percent.parse().expect("percent");
         dir.start_canary(version, percent, &Because::new("test", "tester"))
@@ -573,12 +590,7 @@ mod canary_tests {
 
     #[test]
     fn a_canary_answers_its_share_by_bucket_and_counts_what_its_shadow_changes() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let tables = Tables::new(tmp.path());
-        let metrics = Metrics::new().expect("metrics");
-        let mut state = PollState::default();
-        let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
-        let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
+        let (_tmp, tables, metrics, mut state, live, candidate) = setup();
         tables.poll(&mut state, &metrics);
         start(tables.dir(), candidate, "20");
         tables.poll(&mut state, &metrics);
@@ -647,12 +659,7 @@ mod canary_tests {
 
     #[test]
     fn ending_or_promoting_the_canary_moves_everyone_at_the_next_poll() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let tables = Tables::new(tmp.path());
-        let metrics = Metrics::new().expect("metrics");
-        let mut state = PollState::default();
-        let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
-        let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
+        let (_tmp, tables, metrics, mut state, live, candidate) = setup();
         let versions_of = |tables: &Tables| {
             let served = tables.served().expect("served");
             (0..2000)
@@ -683,12 +690,7 @@ mod canary_tests {
 
     #[test]
     fn a_canary_that_cannot_be_served_is_counted_once_and_nothing_fails() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let tables = Tables::new(tmp.path());
-        let metrics = Metrics::new().expect("metrics");
-        let mut state = PollState::default();
-        let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
-        let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
+        let (tmp, tables, metrics, mut state, live, candidate) = setup();
         start(tables.dir(), candidate, "99");
         tables.poll(&mut state, &metrics);
         assert!(tables.canary().is_some());
