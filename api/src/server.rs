@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
 use voucher_serve::health::{Draining, HealthState};
@@ -221,6 +222,9 @@ fn http_server(
             .wrap(from_fn(move |req, next| {
                 http_metrics::meter(meter.clone(), req, next)
             }))
+            // No answer is to be sniffed as anything but its declared type (the page's files
+            // set it themselves, with their CSP).
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .configure(|cfg| routes::configure(cfg, &state, &health))
     })
     .workers(config.worker_count())

@@ -149,6 +149,31 @@ fn invalid_fields_get_one_422_entry_each() {
             "first_order_ts",
             "value_error",
         ),
+        (
+            with(&[("country_code", json!(""))]),
+            "country_code",
+            "string_too_short",
+        ),
+        (
+            with(&[("country_code", json!(" "))]),
+            "country_code",
+            "string_pattern_mismatch",
+        ),
+        (
+            with(&[("country_code", json!("x".repeat(65)))]),
+            "country_code",
+            "string_too_long",
+        ),
+        (
+            with(&[("customer_id", json!(u64::MAX))]),
+            "customer_id",
+            "int_too_large",
+        ),
+        (
+            with(&[("customer_id", json!(1e300))]),
+            "customer_id",
+            "int_too_large",
+        ),
     ];
     for (body, field, kind) in cases {
         let detail = assert_422(&api, &body, &[field]);
@@ -222,6 +247,33 @@ fn json_of_the_wrong_shape_is_422_and_broken_json_is_400() {
     );
     assert!(detail.contains("not valid JSON"), "{detail}");
     assert_detail(api.post_raw("", Some("application/json")), 400);
+}
+
+#[test]
+fn every_json_answer_says_nosniff() {
+    let (_dir, api, _) = started();
+    let responses = [
+        api.post_voucher(&contract_request()),
+        api.post_voucher(&without("total_orders")),
+        api.post_raw("{", Some("application/json")),
+        api.get("/api/v1/segments"),
+        api.get("/readyz"),
+        api.get("/openapi.json"),
+        api.get("/no/such/path"),
+        api.get("/"),
+    ];
+    for response in responses {
+        let url = response.url().to_string();
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{url} ({})",
+            response.status()
+        );
+    }
 }
 
 #[test]

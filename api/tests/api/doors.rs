@@ -454,12 +454,19 @@ fn batch_limits_and_bad_bodies_get_the_single_routes_kind_of_error() {
         "application/json",
     ));
     assert_eq!(status, 200);
-    for item in body["results"].as_array().expect("results") {
-        assert_eq!(
-            (item["status"].as_u64(), item["detail"][0]["loc"].clone()),
-            (Some(422), json!(["body"]))
-        );
-    }
+    let locs: Vec<_> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|item| (item["status"].as_u64(), item["detail"][0]["loc"].clone()))
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            (Some(422), json!(["body"])),
+            (Some(422), json!(["body", "total_orders"]))
+        ]
+    );
     let text = app.get("/metrics").text().expect("metrics");
     assert!(
         text.contains(r#"voucher_api_scored_total{door="http_batch",outcome="ok"} 10000"#),
