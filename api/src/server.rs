@@ -80,6 +80,7 @@ impl Application {
                 Arc::clone(&tables),
                 metrics.clone(),
                 config.api_token.clone(),
+                config.max_body.0,
             )?,
             draining.clone(),
             tls.as_ref()

@@ -105,7 +105,7 @@ impl GrpcServer {
                         .add_service(health)
                         .add_service(reflection_v1)
                         .add_service(reflection_v1alpha)
-                        .add_service(VoucherServiceServer::new(service))
+                        .add_service(service.into_server())
                         // Shut down (letting calls in flight finish) once the listener is closed.
                         .serve_with_incoming_shutdown(incoming, async move {
                             let _ = listener_closed.await;
