@@ -163,6 +163,8 @@ impl Application {
                 }
             }
             log::info!("closing the listeners; in-flight requests go on");
+            // Both doors drain at once, within the one --shutdown-timeout: gRPC waits in `run`
+            // only for what is left of it once HTTP is done.
             grpc.stop_accepting();
             handle.stop(true).await;
         });
