@@ -551,3 +551,211 @@ fn the_token_guards_the_batch_route_too() {
         .expect("POST");
     assert_eq!(json_of(response).1["results"][0]["voucher"], 2640);
 }
+
+/// The edge values of `customer_id` and friends, as raw request bodies (so that a body can
+/// give a field twice), each with whether gRPC's `int64` fields can carry it.
+fn edge_requests() -> Vec<(String, bool)> {
+    let with = |customer_id: &str, total_orders: &str| {
+        format!(
+            r#"{{"customer_id": {customer_id}, "country_code": "Peru", "last_order_ts": "{}", "first_order_ts": "2021-10-26 00:00:00", "total_orders": {total_orders}, "segment_name": "frequent_segment"}}"#,
+            days_ago(3)
+        )
+    };
+    vec![
+        (with("9223372036854775807", "14"), true),
+        (with("-1", "14"), true),
+        (with("-9223372036854775808", "5"), true),
+        (with("9223372036854775808", "14"), false),
+        (with("18446744073709551615", "14"), false),
+        (with("1e300", "14"), false),
+        (with("14.0", "14.0"), false),
+        (with("1", "1e300"), false),
+        (with("1, \"customer_id\": 2", "14"), false),
+        (
+            with("1", "14, \"segment_name\": \"recency_segment\""),
+            false,
+        ),
+    ]
+}
+
+/// The events door's answer to each request, from its pure `route` on the table the app
+/// serves, as the other doors' outcomes.
+fn events(dir: &std::path::Path, requests: &[String]) -> Vec<Outcome> {
+    use voucher_events::event::{Routed, Source, route};
+    let metrics = voucher_serve::metrics::Metrics::new().expect("metrics");
+    let tables = voucher_serve::tables::Tables::new(dir);
+    tables.poll(&mut voucher_serve::tables::PollState::default(), &metrics);
+    let served = tables.served().expect("a live table");
+    let now = voucher_shared::score::now_secs();
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let payload = format!(
+                r#"{{"event_id": "e-{i}", "event_timestamp": "2026-01-01T00:00:00Z", {}"#,
+                request.trim_start().trim_start_matches('{')
+            );
+            let source = Source {
+                topic: "t",
+                partition: 0,
+                offset: i as i64,
+            };
+            match route(Some(payload.as_bytes()), source, &served, now, 65_536) {
+                Routed::Result { key, value } => {
+                    let body: Value = serde_json::from_slice(&value).expect("json");
+                    assert_eq!(
+                        key,
+                        body["customer_id"].to_string().into_bytes(),
+                        "keyed by the id"
+                    );
+                    from_http(200, &body, "")
+                }
+                Routed::DeadLetter { value, .. } => {
+                    let body: Value = serde_json::from_slice(&value).expect("json");
+                    match body["reason"].as_str() {
+                        Some("invalid") => from_http(422, &json!({"detail": body["errors"]}), ""),
+                        Some("no_segment") => {
+                            from_http(404, &json!({"detail": body["message"]}), "")
+                        }
+                        _ => Outcome::Other(400, body),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_door_agrees_on_edge_values_of_customer_id_and_on_duplicate_fields() {
+    let (dir, app) = started();
+    let edges = edge_requests();
+    let raw: Vec<String> = edges.iter().map(|(r, _)| r.clone()).collect();
+    let expected: Vec<Outcome> = raw
+        .iter()
+        .map(|body| {
+            let (status, body) = json_of(app.post_raw(body.clone(), Some("application/json")));
+            from_http(status, &body, "")
+        })
+        .collect();
+    for (request, outcome) in raw.iter().zip(&expected) {
+        println!("{request}\n  -> {outcome:?}");
+    }
+    let answered = |i: usize| matches!(expected[i], Outcome::Answer(..));
+    let refused = |i: usize, field: &str, kind: &str| {
+        matches!(&expected[i], Outcome::Invalid(errors)
+            if errors.len() == 1 && errors[0].0 == field && errors[0].2 == kind)
+    };
+    assert!(
+        answered(0) && answered(1) && answered(2) && answered(6),
+        "{expected:?}"
+    );
+    for i in [3, 4, 5] {
+        assert!(
+            refused(i, "customer_id", "int_too_large"),
+            "{:?}",
+            expected[i]
+        );
+    }
+    assert!(
+        refused(7, "total_orders", "int_too_large"),
+        "{:?}",
+        expected[7]
+    );
+    assert!(
+        refused(8, "customer_id", "duplicate_field"),
+        "{:?}",
+        expected[8]
+    );
+    assert!(
+        refused(9, "segment_name", "duplicate_field"),
+        "{:?}",
+        expected[9]
+    );
+
+    let values: Vec<Value> = raw
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
+        .collect();
+    // Batch and NDJSON get the raw text, duplicates and all.
+    let batch_body = format!("[{}]", raw.join(","));
+    let response = app.post_to("/api/v1/vouchers", batch_body, "application/json");
+    let (status, body) = json_of(response);
+    assert_eq!(status, 200, "{body}");
+    let version = text(&body["version"]);
+    let batch: Vec<Outcome> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|item| {
+            from_http(
+                item["status"].as_u64().expect("status") as u16,
+                item,
+                &version,
+            )
+        })
+        .collect();
+    assert_eq!(batch, expected, "batch");
+    let ndjson_lines = format!("{}\n", raw.join("\n"));
+    let response = app.post_to("/api/v1/vouchers", ndjson_lines, "application/x-ndjson");
+    let lines: Vec<Outcome> = response
+        .text()
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .map(|line| from_http(line["status"].as_u64().expect("status") as u16, &line, ""))
+        .collect();
+    assert_eq!(lines, expected, "NDJSON");
+    assert_eq!(events(dir.path(), &raw), expected, "events");
+
+    // gRPC carries what fits its int64 fields.
+    let (grpc, grpc_expected): (Vec<Value>, Vec<Outcome>) = values
+        .into_iter()
+        .zip(expected.iter().cloned())
+        .zip(&edges)
+        .filter(|(_, (_, carried))| *carried)
+        .map(|(pair, _)| pair)
+        .unzip();
+    assert_eq!(grpc.len(), 3);
+    assert_eq!(grpc_unary(&app, &grpc), grpc_expected, "gRPC GetVoucher");
+    assert_eq!(
+        grpc_stream(&app, &grpc),
+        grpc_expected,
+        "gRPC ScoreVouchers"
+    );
+}
+
+#[test]
+fn an_unknown_country_lists_a_few_bounded_names_however_large_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 30 countries of 100 KiB names beside Latvia and Peru, as a broken ETL once published.
+    let mut rows = contract_rows(2640);
+    for i in 0..30 {
+        let peru = contract_rows(2640)
+            .into_iter()
+            .filter(|r| r.country_code == "Peru");
+        rows.extend(peru.map(|mut row| {
+            row.country_code = format!("{i:02}{}", "c".repeat(100 * 1024));
+            row
+        }));
+    }
+    publish(dir.path(), rows);
+    let app = TestApp::spawn(dir.path(), &[]);
+    let mut request = crate::helpers::contract_request();
+    request["country_code"] = json!("Atlantis");
+    let lines = ndjson_body(&vec![request.clone(); 20]);
+    let response = app.post_to("/api/v1/vouchers", lines.clone(), "application/x-ndjson");
+    let answer = response.text().expect("body");
+    println!(
+        "20 unknown-country lines ({} bytes) against 32 countries, 30 of 100 KiB names: {} bytes answered",
+        lines.len(),
+        answer.len()
+    );
+    assert!(answer.len() < 40_000, "{} bytes", answer.len());
+    let (status, body) = json_of(app.post_voucher(&request));
+    assert_eq!(status, 422);
+    let message = text(&body["detail"][0]["msg"]);
+    assert!(
+        message.contains("and 24 more (32 in all)") && message.contains("(102402 bytes)"),
+        "{message}"
+    );
+}
