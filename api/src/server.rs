@@ -134,10 +134,11 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then stops gracefully: readiness turns 503, (on SIGTERM)
-    /// the drain delay passes, the listeners close and in-flight requests finish.
-    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+    /// the drain delay passes, the listeners close and in-flight requests finish. `signals`
+    /// are installed by the caller before it says the server listens, so that a signal sent
+    /// as soon as it does is not the default (killing) one.
+    pub async fn run_until_stopped(self, mut signals: Signals) -> Result<(), StartError> {
         let handle = self.server.handle();
-        let mut signals = Signals::install()?;
         let draining = self.draining.clone();
         let grpc = self.grpc.stopper();
         let drain_delay = self.drain_delay;

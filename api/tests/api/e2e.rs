@@ -20,6 +20,29 @@ fn closed(address: &str) -> bool {
     }
 }
 
+/// A `ScoreVouchers` stream on `channel` whose first request has been answered, left open: the
+/// sender of its further requests and its results.
+async fn open_grpc_stream(
+    channel: tonic::transport::Channel,
+) -> (
+    tokio::sync::mpsc::Sender<voucher_api::grpc::proto::VoucherRequest>,
+    tonic::Streaming<voucher_api::grpc::proto::ScoreResult>,
+) {
+    let mut client =
+        voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::new(channel);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let mut results = client
+        .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(crate::doors::to_message(&contract_request()))
+        .await
+        .expect("send");
+    assert!(results.message().await.expect("result").is_some());
+    (tx, results)
+}
+
 #[test]
 fn the_token_is_never_logged_and_each_5xx_is_logged_with_its_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -141,17 +164,8 @@ fn sigterm_turns_grpc_health_off_and_lets_an_open_stream_finish() {
             .await
             .expect("connect");
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        let mut client =
-            voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::new(channel);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let mut results = client
-            .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-            .await
-            .expect("stream")
-            .into_inner();
+        let (tx, mut results) = open_grpc_stream(channel).await;
         let message = crate::doors::to_message(&contract_request());
-        tx.send(message.clone()).await.expect("send");
-        assert!(results.message().await.expect("result").is_some());
 
         api.signal("TERM");
         let started = std::time::Instant::now();
@@ -215,19 +229,12 @@ fn http_and_grpc_drain_at_once_within_one_shutdown_timeout() {
         assert!(answered[..read].starts_with(b"HTTP/1.1 200"), "{:?}", &answered[..read]);
 
         // A gRPC stream whose first message is answered, and whose requests never end.
-        let mut client = voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::connect(grpc)
+        let channel = tonic::transport::Channel::from_shared(grpc)
+            .expect("uri")
+            .connect()
             .await
             .expect("connect");
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let mut results = client
-            .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-            .await
-            .expect("stream")
-            .into_inner();
-        tx.send(crate::doors::to_message(&contract_request()))
-            .await
-            .expect("send");
-        assert!(results.message().await.expect("result").is_some());
+        let (tx, results) = open_grpc_stream(channel).await;
 
         api.signal("TERM");
         let started = std::time::Instant::now();
