@@ -598,6 +598,40 @@ mod tests {
         }
     }
 
+    /// The edge cases every door is checked against (the HTTP and gRPC doors in voucher-api's
+    /// four-door test): refused with the same field and type, or given the core's answer.
+    #[test]
+    fn the_edge_cases_of_every_door_get_the_cores_answer() {
+        let served = sample_served();
+        for case in voucher_shared::fixtures::edge_cases("2026-11-20 00:00:00") {
+            let payload = format!(
+                r#"{{"event_id": "e-1", "event_timestamp": "2026-11-23T11:59:00Z", {}"#,
+                case.body.trim_start().trim_start_matches('{')
+            );
+            let (key, reason, value) = routed(payload.as_bytes());
+            match case.refused {
+                Some((field, kind)) => {
+                    assert_eq!(reason, Some(Outcome::Invalid), "{}: {value}", case.body);
+                    let errors = value["errors"].as_array().expect("errors");
+                    assert_eq!(errors.len(), 1, "{}: {value}", case.body);
+                    assert_eq!(errors[0]["loc"], json!(["body", field]), "{}", case.body);
+                    assert_eq!(errors[0]["type"], kind, "{}", case.body);
+                }
+                None => {
+                    let request =
+                        VoucherRequest::parse(case.body.as_bytes()).expect("a valid request");
+                    let core = served.score(&request, NOW).scored.expect("answered");
+                    let core = serde_json::to_value(&core).expect("json");
+                    assert_eq!(reason, None, "{}: {value}", case.body);
+                    for (field, expected) in core.as_object().expect("an object") {
+                        assert_eq!(&value[field], expected, "{field} of {}", case.body);
+                    }
+                    assert_eq!(key, Some(value["customer_id"].to_string().into_bytes()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_event_id_that_is_not_one_is_not_repeated() {
         let long = "i".repeat(100_000);
