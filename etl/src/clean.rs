@@ -65,6 +65,21 @@ pub struct SegmentTally {
     pub amounts: BTreeMap<i64, u64>,
 }
 
+/// The most rows a count may hold: the table stores counts as signed 64-bit integers.
+pub const MAX_ROWS: u64 = i64::MAX as u64;
+
+/// Counts that do not add up within [`MAX_ROWS`]: refused rather than wrapped or cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the counts add up to more than {MAX_ROWS} rows, the most a count can hold")]
+pub struct CountOverflow;
+
+/// `a + b`, if it is at most [`MAX_ROWS`].
+pub fn add_rows(a: u64, b: u64) -> Result<u64, CountOverflow> {
+    a.checked_add(b)
+        .filter(|sum| *sum <= MAX_ROWS)
+        .ok_or(CountOverflow)
+}
+
 /// What the cleaning found: drop counts and, for kept rows, how often each amount occurs in
 /// each segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,19 +197,21 @@ pub fn tally(
         file: input.name.clone(),
         source,
     };
+    let overflow = |source| EtlError::Overflow {
+        input: input.name.clone(),
+        source,
+    };
     let next = AtomicUsize::new(0);
     // Each worker takes the next window until none is left; tallies add up in any order.
     let worker = || -> Result<Tally, EtlError> {
         let mut tally = Tally::default();
         while let Some(&(offset, len)) = windows.get(next.fetch_add(1, Ordering::Relaxed)) {
             let window = history.clone().slice(offset as i64, len as IdxSize);
-            match count_window(window, countries, segments) {
-                Ok(part) => tally.merge(part),
-                Err(source) => {
-                    // The run fails anyway: the other workers need not read on.
-                    next.store(windows.len(), Ordering::Relaxed);
-                    return Err(read_err(source));
-                }
+            let counted = count_window(window, countries, segments).map_err(read_err);
+            if let Err(e) = counted.and_then(|part| tally.merge(part).map_err(overflow)) {
+                // The run fails anyway: the other workers need not read on.
+                next.store(windows.len(), Ordering::Relaxed);
+                return Err(e);
             }
         }
         Ok(tally)
@@ -212,7 +229,7 @@ pub fn tally(
     });
     let mut tally = Tally::default();
     for part in parts {
-        tally.merge(part?);
+        tally.merge(part?).map_err(overflow)?;
     }
     Ok(tally)
 }
@@ -504,12 +521,18 @@ fn amount_udf(c: Column) -> PolarsResult<Column> {
 
 impl Tally {
     /// Adds `other`'s counts to these: tallies of parts of the history add up to the tally of
-    /// the whole, whatever the split.
-    pub fn merge(&mut self, other: Tally) {
-        self.dropped += other.dropped;
-        self.rows_kept += other.rows_kept;
+    /// the whole, whatever the split. A count that would pass [`MAX_ROWS`] is an error, never
+    /// wrapped; after an error these counts are partly merged and must be discarded.
+    pub fn merge(&mut self, other: Tally) -> Result<(), CountOverflow> {
+        self.dropped = self
+            .dropped
+            .checked_add(&other.dropped)
+            .filter(|sum| sum.iter().all(|(_, n)| n <= MAX_ROWS))
+            .ok_or(CountOverflow)?;
+        self.rows_kept = add_rows(self.rows_kept, other.rows_kept)?;
         for (country, n) in other.rows_kept_by_country {
-            *self.rows_kept_by_country.entry(country).or_default() += n;
+            let kept = self.rows_kept_by_country.entry(country).or_default();
+            *kept = add_rows(*kept, n)?;
         }
         for (key, part) in other.segments {
             match self.segments.entry(key) {
@@ -518,11 +541,13 @@ impl Tally {
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
                     for (amount, n) in part.amounts {
-                        *slot.get_mut().amounts.entry(amount).or_default() += n;
+                        let rows = slot.get_mut().amounts.entry(amount).or_default();
+                        *rows = add_rows(*rows, n)?;
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Counts `n` kept rows of `amount` in `segment`, the `index`th of `segment_type`.

@@ -15,6 +15,7 @@
 //! - [`score`]: validating a request and answering it from one table version;
 //! - [`errors`]: showing an error with its causes.
 
+pub mod country;
 pub mod diff;
 pub mod errors;
 #[cfg(any(test, feature = "fixtures"))]

@@ -113,6 +113,15 @@ impl DropCounts {
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
+
+    /// These counts plus `other`'s, rule by rule; `None` when a count would overflow.
+    pub fn checked_add(&self, other: &DropCounts) -> Option<DropCounts> {
+        let mut sum = *self;
+        for rule in DropRule::ALL {
+            sum[rule] = self[rule].checked_add(other[rule])?;
+        }
+        Some(sum)
+    }
 }
 
 impl Index<DropRule> for DropCounts {
