@@ -365,6 +365,10 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     t.dropped.total()
                 );
             }
+            println!(
+                "  {:<12} {:>10} rows, built with a country_code that is no country code",
+                "(none)", truth.no_country
+            );
         }
     }
     Ok(Exit::Success)
