@@ -108,6 +108,26 @@ impl Truth {
     }
 }
 
+/// One line per country, and one for the rows of no country.
+impl std::fmt::Display for Truth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (country, t) in &self.countries {
+            writeln!(
+                f,
+                "  {country:<12} {:>10} rows, {:>10} clean, {:>9} built to be dropped",
+                t.rows,
+                t.kept,
+                t.dropped.total()
+            )?;
+        }
+        writeln!(
+            f,
+            "  {:<12} {:>10} rows, built with a country_code that is no country code",
+            "(none)", self.no_country
+        )
+    }
+}
+
 /// A country's amounts; known countries look like their real markets.
 fn amounts_of(country: &str) -> Vec<i64> {
     match country {

@@ -89,8 +89,9 @@ pub enum EtlError {
     #[error("tally file {file} is refused; nothing was published")]
     TallyRefused {
         file: String,
+        /// Boxed: it may hold a segment error, and `EtlError` stays small.
         #[source]
-        problem: tally::TallyProblem,
+        problem: Box<tally::TallyProblem>,
     },
     #[error("cannot add up the counts of {input}")]
     Overflow {

@@ -357,18 +357,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             };
             let truth = generate::generate(&opts)?;
             println!("wrote {} rows to {}", truth.rows, opts.output.display());
-            for (country, t) in &truth.countries {
-                println!(
-                    "  {country:<12} {:>10} rows, {:>10} clean, {:>9} built to be dropped",
-                    t.rows,
-                    t.kept,
-                    t.dropped.total()
-                );
-            }
-            println!(
-                "  {:<12} {:>10} rows, built with a country_code that is no country code",
-                "(none)", truth.no_country
-            );
+            print!("{truth}");
         }
     }
     Ok(Exit::Success)

@@ -219,7 +219,7 @@ pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
     for path in &files {
         let refused = |problem| EtlError::TallyRefused {
             file: path.display().to_string(),
-            problem,
+            problem: Box::new(problem),
         };
         let part = read(path)?;
         let segments = serde_json::to_value(check::check(&part).map_err(refused)?)?;
