@@ -25,16 +25,14 @@ pub fn choose(tally: &Tally) -> Result<Vec<VoucherRow>, CountOverflow> {
             .values()
             .try_fold(0, |sum, n| add_rows(sum, *n))?;
         let segment = &tallied.segment;
-        rows.push(VoucherRow {
-            country_code: country.clone(),
-            segment_name: *segment_type,
-            segment: segment.label.clone(),
-            lower: segment.lower,
-            upper: segment.upper,
+        rows.push(VoucherRow::of_segment(
+            country.clone(),
+            *segment_type,
+            segment,
             voucher_amount,
-            occurrences: i64::try_from(occurrences).map_err(|_| CountOverflow)?,
-            segment_rows: i64::try_from(segment_rows).map_err(|_| CountOverflow)?,
-        });
+            i64::try_from(occurrences).map_err(|_| CountOverflow)?,
+            i64::try_from(segment_rows).map_err(|_| CountOverflow)?,
+        ));
     }
     Ok(rows)
 }

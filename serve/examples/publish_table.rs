@@ -33,16 +33,14 @@ fn main() -> anyhow::Result<()> {
         for (s, (segment_type, segment)) in all.iter().enumerate() {
             // Amounts in multiples of 880 as in the history; Peru 14-37 is the contract's 2640.
             let amount = 880 * (1 + ((c + s) % 6) as i64);
-            rows.push(VoucherRow {
-                country_code: country.clone(),
-                segment_name: *segment_type,
-                segment: segment.label.clone(),
-                lower: segment.lower,
-                upper: segment.upper,
-                voucher_amount: amount,
-                occurrences: 3,
-                segment_rows: 7,
-            });
+            rows.push(VoucherRow::of_segment(
+                country.clone(),
+                *segment_type,
+                segment,
+                amount,
+                3,
+                7,
+            ));
         }
     }
     let table = VoucherTable::new(rows).context("build the table")?;

@@ -28,17 +28,9 @@ pub fn contract_snapshot() -> Snapshot {
 /// `base` 2640), `0-4` pays `base - 880` and `5-13` `base + 880`; the recency segments pay
 /// `base + 1` to `base + 5` in bound order; Latvia's `0-4` pays 1000.
 pub fn contract_rows(base: i64) -> Vec<VoucherRow> {
-    let row =
-        |country: &str, segment_type, segment: &crate::segments::Segment, amount| VoucherRow {
-            country_code: country.into(),
-            segment_name: segment_type,
-            segment: segment.label.clone(),
-            lower: segment.lower,
-            upper: segment.upper,
-            voucher_amount: amount,
-            occurrences: 4,
-            segment_rows: 10,
-        };
+    let row = |country: &str, segment_type, segment: &crate::segments::Segment, amount| {
+        VoucherRow::of_segment(country, segment_type, segment, amount, 4, 10)
+    };
     let segments = SegmentSet::builtin();
     let frequent = segments.get(SegmentType::Frequent).unwrap_or(&[]);
     let recency = segments.get(SegmentType::Recency).unwrap_or(&[]);

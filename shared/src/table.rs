@@ -393,6 +393,27 @@ impl<'a> Cells<'a> {
 }
 
 impl VoucherRow {
+    /// The row of `segment` (label and bounds) of `segment_name` in `country_code`.
+    pub fn of_segment(
+        country_code: impl Into<String>,
+        segment_name: SegmentType,
+        segment: &Segment,
+        voucher_amount: i64,
+        occurrences: i64,
+        segment_rows: i64,
+    ) -> VoucherRow {
+        VoucherRow {
+            country_code: country_code.into(),
+            segment_name,
+            segment: segment.label.clone(),
+            lower: segment.lower,
+            upper: segment.upper,
+            voucher_amount,
+            occurrences,
+            segment_rows,
+        }
+    }
+
     /// The segment this row is for, with its bounds.
     pub fn segment(&self) -> Segment {
         Segment {
