@@ -6,8 +6,6 @@
 //! failure. Doors that are not JSON (gRPC, Parquet columns) build the request from their own
 //! values with the same [`Json`] kinds, and so get the same checks.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 
@@ -17,43 +15,107 @@ use crate::numbers::whole_count;
 use crate::segments::SegmentType;
 use crate::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 
-/// The voucher request as sent. This one type gives both the field names that are read and
-/// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
-/// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
-/// ignored; a field given twice is refused.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(example = json!({
-    "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
-    "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
-})))]
-pub struct VoucherRequest<'a> {
-    /// The customer's id; not used to choose the voucher.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
-    pub customer_id: Json<'a>,
-    /// A country with a voucher table, e.g. `Peru`.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
-    pub country_code: Json<'a>,
-    /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
-    /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
-    pub last_order_ts: Json<'a>,
-    /// When the customer first ordered, in the same formats; not after `last_order_ts`.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
-    pub first_order_ts: Json<'a>,
-    /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
-    pub total_orders: Json<'a>,
-    // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
-    // untyped object, which no value satisfies. The enum's own description says it all.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
-    pub segment_name: Json<'a>,
+/// Defines [`VoucherRequest`] and, from the same field list, [`VoucherRequest::FIELDS`] and
+/// [`RequestFields`]: doors that read fields by name (the columns of a customer list) get the
+/// names and the shape from the type itself, and the compiler checks every use of a field.
+macro_rules! voucher_request {
+    (
+        $(#[$meta:meta])*
+        pub struct VoucherRequest<'a> {
+            $( $(#[$field_meta:meta])* pub $name:ident: Json<'a>, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct VoucherRequest<'a> {
+            $( $(#[$field_meta])* pub $name: Json<'a>, )*
+        }
+
+        impl VoucherRequest<'_> {
+            /// The fields' names, in declaration order, as requests spell them.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+
+        /// One value of any type per field of [`VoucherRequest`] (e.g. a column of values
+        /// per field), named as the request's fields are.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct RequestFields<T> {
+            $( pub $name: T, )*
+        }
+
+        impl<T> RequestFields<T> {
+            /// Each field's value from its name.
+            pub fn try_from_fn<E>(
+                mut value: impl FnMut(&'static str) -> Result<T, E>,
+            ) -> Result<Self, E> {
+                Ok(RequestFields { $($name: value(stringify!($name))?,)* })
+            }
+
+            /// Each field's value mapped by `f`.
+            pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> RequestFields<U> {
+                RequestFields { $($name: f(&self.$name),)* }
+            }
+
+            /// Each field's value mapped by `f`, which may fail.
+            pub fn try_map<U, E>(
+                self,
+                mut f: impl FnMut(T) -> Result<U, E>,
+            ) -> Result<RequestFields<U>, E> {
+                Ok(RequestFields { $($name: f(self.$name)?,)* })
+            }
+
+            /// References to each field's value.
+            pub fn as_ref(&self) -> RequestFields<&T> {
+                RequestFields { $($name: &self.$name,)* }
+            }
+        }
+
+        impl<'a> From<RequestFields<Json<'a>>> for VoucherRequest<'a> {
+            fn from(fields: RequestFields<Json<'a>>) -> Self {
+                VoucherRequest { $($name: fields.$name,)* }
+            }
+        }
+    };
+}
+
+voucher_request! {
+    /// The voucher request as sent. This one type gives both the field names that are read and
+    /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
+    /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
+    /// ignored; a field given twice is refused.
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[cfg_attr(feature = "openapi", schema(example = json!({
+        "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
+        "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
+    })))]
+    pub struct VoucherRequest<'a> {
+        /// The customer's id; not used to choose the voucher.
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
+        pub customer_id: Json<'a>,
+        /// A country with a voucher table, e.g. `Peru`.
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+        pub country_code: Json<'a>,
+        /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
+        /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+        pub last_order_ts: Json<'a>,
+        /// When the customer first ordered, in the same formats; not after `last_order_ts`.
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+        pub first_order_ts: Json<'a>,
+        /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
+        pub total_orders: Json<'a>,
+        // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
+        // untyped object, which no value satisfies. The enum's own description says it all.
+        #[serde(borrow, default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
+        pub segment_name: Json<'a>,
+    }
 }
 
 /// A segment type; it must be present in the loaded table.
@@ -135,43 +197,70 @@ impl<'a> VoucherRequest<'a> {
         let mut errors = Vec::new();
         let e = &mut errors;
         let (name, value) = field!(self.customer_id);
-        check(e, name, integer(value));
+        check(e, name, fields::customer_id(value));
         let (name, value) = field!(self.country_code);
-        let country_code = check(e, name, country(value, table));
+        let country_code = check(e, name, fields::country_code(value, table));
         let (name, value) = field!(self.last_order_ts);
-        let last = check(e, name, time(value, now));
+        let last = check(e, name, fields::order_time(value, now));
         let (name, value) = field!(self.first_order_ts);
-        let first = check(e, name, time(value, now).and_then(|f| not_after(f, last)));
+        let first = check(
+            e,
+            name,
+            fields::order_time(value, now).and_then(|f| fields::first_order_ts(f, last)),
+        );
         let (name, value) = field!(self.total_orders);
-        let total_orders = check(e, name, count(value));
+        let total_orders = check(e, name, fields::total_orders(value));
         let (name, value) = field!(self.segment_name);
-        let segment_type = check(e, name, segment_type(value, table));
+        let segment_type = check(e, name, fields::segment_name(value, table));
         match (country_code, last, first, total_orders, segment_type) {
             (Some(country_code), Some(last), Some(_), Some(total_orders), Some(segment_type))
                 if errors.is_empty() =>
             {
-                let value = match segment_type {
-                    SegmentType::Frequent => total_orders,
-                    SegmentType::Recency => {
-                        now.div_euclid(SECONDS_PER_DAY) - last.div_euclid(SECONDS_PER_DAY)
-                    }
-                };
-                Ok(Query {
+                Ok(Query::new(
                     country_code,
                     segment_type,
-                    value,
-                })
+                    total_orders,
+                    last,
+                    now,
+                ))
             }
             _ => Err(errors),
         }
     }
 }
 
-/// A field's value, or the kind and message of its error.
-type Check<T> = Result<T, (&'static str, String)>;
+impl<'a> Query<'a> {
+    /// What a request whose fields passed their checks looks up: the quantity its segment type
+    /// is measured on, from `total_orders` or from the last order (seconds since the epoch)
+    /// and `now`.
+    pub fn new(
+        country_code: &'a str,
+        segment_type: SegmentType,
+        total_orders: i64,
+        last_order: i64,
+        now: i64,
+    ) -> Self {
+        let value = match segment_type {
+            SegmentType::Frequent => total_orders,
+            // Whole days between the two UTC dates, whatever the hour of either.
+            SegmentType::Recency => {
+                now.div_euclid(SECONDS_PER_DAY) - last_order.div_euclid(SECONDS_PER_DAY)
+            }
+        };
+        Query {
+            country_code,
+            segment_type,
+            value,
+        }
+    }
+}
 
 /// Records a field's error under its name and keeps its value, if any.
-fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Check<T>) -> Option<T> {
+fn check<T>(
+    errors: &mut Vec<ValidationError>,
+    field: &'static str,
+    result: fields::Check<T>,
+) -> Option<T> {
     result
         .map_err(|(kind, msg)| {
             errors.push(ValidationError {
@@ -183,126 +272,151 @@ fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Chec
         .ok()
 }
 
-fn missing<T>() -> Check<T> {
-    Err(("missing", "Field required".into()))
-}
+/// The check of each field, one function per field, as [`VoucherRequest::validate`] applies
+/// them. Doors that score many requests at once (campaign lists) call them on their own
+/// values, so a fast path applies the very same rules.
+pub mod fields {
+    use std::fmt;
 
-fn integer(value: &Json<'_>) -> Check<()> {
-    match value {
-        Json::Missing => missing(),
-        Json::Int(_) | Json::UInt(_) => Ok(()),
-        Json::Float(f) if f.fract() == 0.0 => Ok(()),
-        Json::Float(_) => Err((
-            "int_from_float",
-            "Input should be a valid integer, got a number with a fractional part".into(),
-        )),
-        _ => Err(("int_type", "Input should be a valid integer".into())),
+    use super::{ACCEPTED_TIME_FORMATS, Json, SegmentType, Snapshot, parse_timestamp, whole_count};
+
+    /// A field's value, or the kind and message of its error (a [`super::ValidationError`]'s
+    /// `type` and `msg`).
+    pub type Check<T> = Result<T, (&'static str, String)>;
+
+    fn missing<T>() -> Check<T> {
+        Err(("missing", "Field required".into()))
     }
-}
 
-fn count(value: &Json<'_>) -> Check<i64> {
-    const NEGATIVE: &str = "Input should be greater than or equal to 0";
-    match value {
-        Json::Missing => missing(),
-        Json::Int(n) if *n >= 0 => Ok(*n),
-        Json::Int(_) => Err(("greater_than_equal", NEGATIVE.into())),
-        Json::Float(f) if *f < 0.0 => Err(("greater_than_equal", NEGATIVE.into())),
-        Json::Float(f) if f.fract() != 0.0 => Err((
-            "int_from_float",
-            format!("Input should be a whole number of orders (e.g. 14 or 14.0), got {f}"),
-        )),
-        Json::Float(f) => whole_count(*f).ok_or_else(|| too_large(f)),
-        Json::UInt(n) => Err(too_large(n)),
-        _ => Err((
-            "int_type",
-            "Input should be a whole number >= 0 (e.g. 14 or 14.0)".into(),
-        )),
+    /// `customer_id`: an integer (a float without a fractional part counts).
+    pub fn customer_id(value: &Json<'_>) -> Check<()> {
+        match value {
+            Json::Missing => missing(),
+            Json::Int(_) | Json::UInt(_) => Ok(()),
+            Json::Float(f) if f.fract() == 0.0 => Ok(()),
+            Json::Float(_) => Err((
+                "int_from_float",
+                "Input should be a valid integer, got a number with a fractional part".into(),
+            )),
+            _ => Err(("int_type", "Input should be a valid integer".into())),
+        }
     }
-}
 
-fn too_large(n: &dyn fmt::Display) -> (&'static str, String) {
-    (
-        "int_too_large",
-        format!("{n} is too large to be a count of orders"),
-    )
-}
-
-fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
-    match value {
-        Json::Missing => missing(),
-        Json::Str(s) => Ok(s),
-        _ => Err(("string_type", "Input should be a valid string".into())),
+    /// `total_orders`: a whole number >= 0.
+    pub fn total_orders(value: &Json<'_>) -> Check<i64> {
+        const NEGATIVE: &str = "Input should be greater than or equal to 0";
+        match value {
+            Json::Missing => missing(),
+            Json::Int(n) if *n >= 0 => Ok(*n),
+            Json::Int(_) => Err(("greater_than_equal", NEGATIVE.into())),
+            Json::Float(f) if *f < 0.0 => Err(("greater_than_equal", NEGATIVE.into())),
+            Json::Float(f) if f.fract() != 0.0 => Err((
+                "int_from_float",
+                format!("Input should be a whole number of orders (e.g. 14 or 14.0), got {f}"),
+            )),
+            Json::Float(f) => whole_count(*f).ok_or_else(|| too_large(f)),
+            Json::UInt(n) => Err(too_large(n)),
+            _ => Err((
+                "int_type",
+                "Input should be a whole number >= 0 (e.g. 14 or 14.0)".into(),
+            )),
+        }
     }
-}
 
-fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
-    let name = string(value)?;
-    if table.has_country(name) {
-        return Ok(name);
-    }
-    let known = table.countries();
-    const SHOWN: usize = 20;
-    let mut list = known
-        .iter()
-        .take(SHOWN)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if known.len() > SHOWN {
-        list.push_str(&format!(
-            " and {} more (see /api/v1/segments)",
-            known.len() - SHOWN
-        ));
-    }
-    Err((
-        "value_error",
-        format!(
-            "Value error, no voucher table for country {name:?}; countries with a table: {list}"
-        ),
-    ))
-}
-
-fn time(value: &Json<'_>, now: i64) -> Check<i64> {
-    let text = string(value)?;
-    let secs = parse_timestamp(text).ok_or_else(|| {
+    fn too_large(n: &dyn fmt::Display) -> (&'static str, String) {
         (
-            "datetime_parsing",
-            format!("Input should be a time: {ACCEPTED_TIME_FORMATS}"),
+            "int_too_large",
+            format!("{n} is too large to be a count of orders"),
         )
-    })?;
-    if secs > now {
-        return Err((
-            "value_error",
-            format!("Value error, {text:?} is in the future; the time must not be after now"),
-        ));
     }
-    Ok(secs)
-}
 
-fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
-    match last {
-        Some(last) if first > last => Err((
-            "value_error",
-            "Value error, first_order_ts is after last_order_ts".into(),
-        )),
-        _ => Ok(first),
+    fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
+        match value {
+            Json::Missing => missing(),
+            Json::Str(s) => Ok(s),
+            _ => Err(("string_type", "Input should be a valid string".into())),
+        }
     }
-}
 
-fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
-    let name = string(value)?;
-    let known = table.segment_types();
-    match name.parse::<SegmentType>() {
-        Ok(t) if known.contains(&t) => Ok(t),
-        _ => {
-            let list: Vec<String> = known.iter().map(|t| format!("'{t}'")).collect();
-            Err((
-                "enum",
-                format!(
-                    "Input should be one of the segment types of the live table: {}",
-                    list.join(", ")
-                ),
-            ))
+    /// `country_code`: a country of the live table.
+    pub fn country_code<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
+        let name = string(value)?;
+        if table.has_country(name) {
+            return Ok(name);
+        }
+        let known = table.countries();
+        const SHOWN: usize = 20;
+        let mut list = known
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if known.len() > SHOWN {
+            list.push_str(&format!(
+                " and {} more (see /api/v1/segments)",
+                known.len() - SHOWN
+            ));
+        }
+        Err((
+            "value_error",
+            format!(
+                "Value error, no voucher table for country {name:?}; countries with a table: {list}"
+            ),
+        ))
+    }
+
+    /// `last_order_ts` or `first_order_ts`: a time in an accepted format, not after `now`;
+    /// seconds since the epoch.
+    pub fn order_time(value: &Json<'_>, now: i64) -> Check<i64> {
+        let text = string(value)?;
+        let secs = parse_timestamp(text).ok_or_else(|| {
+            (
+                "datetime_parsing",
+                format!("Input should be a time: {ACCEPTED_TIME_FORMATS}"),
+            )
+        })?;
+        if !not_in_future(secs, now) {
+            return Err((
+                "value_error",
+                format!("Value error, {text:?} is in the future; the time must not be after now"),
+            ));
+        }
+        Ok(secs)
+    }
+
+    /// Whether an order time (seconds since the epoch) is acceptable at `now`.
+    pub fn not_in_future(secs: i64, now: i64) -> bool {
+        secs <= now
+    }
+
+    /// `first_order_ts` against `last_order_ts` (when that one is valid): not after it.
+    pub fn first_order_ts(first: i64, last: Option<i64>) -> Check<i64> {
+        match last {
+            Some(last) if first > last => Err((
+                "value_error",
+                "Value error, first_order_ts is after last_order_ts".into(),
+            )),
+            _ => Ok(first),
+        }
+    }
+
+    /// `segment_name`: a segment type of the live table.
+    pub fn segment_name(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
+        let name = string(value)?;
+        let known = table.segment_types();
+        match name.parse::<SegmentType>() {
+            Ok(t) if known.contains(&t) => Ok(t),
+            _ => {
+                let list: Vec<String> = known.iter().map(|t| format!("'{t}'")).collect();
+                Err((
+                    "enum",
+                    format!(
+                        "Input should be one of the segment types of the live table: {}",
+                        list.join(", ")
+                    ),
+                ))
+            }
         }
     }
 }
@@ -513,6 +627,23 @@ mod tests {
                 other => panic!("{shape:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn fields_by_name_are_the_fields_serde_reads() {
+        let object: serde_json::Map<String, serde_json::Value> = VoucherRequest::FIELDS
+            .iter()
+            .map(|name| ((*name).to_owned(), (*name).into()))
+            .collect();
+        let body = serde_json::to_vec(&object).expect("json");
+        let parsed = VoucherRequest::parse(&body).expect("parses");
+        let built = VoucherRequest::from(
+            RequestFields::try_from_fn(|name| Ok::<_, ()>(Json::Str(Cow::Borrowed(name))))
+                .expect("infallible"),
+        );
+        assert_eq!(parsed, built);
+        assert_eq!(VoucherRequest::FIELDS.len(), 6);
+        assert_eq!(built.total_orders, Json::Str(Cow::Borrowed("total_orders")));
     }
 
     #[test]
