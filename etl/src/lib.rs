@@ -5,6 +5,7 @@
 //! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
+//! - [`memory`]: the memory limit, and how many windows of rows are read at once under it;
 //! - [`tally`]: per-file and per-shard tallies, which add up; merging them;
 //! - [`run`]: one complete run, from input (history or tallies) to a published version;
 //! - [`generate`]: realistic synthetic history of any size;
@@ -16,6 +17,7 @@
 pub mod clean;
 pub mod generate;
 pub mod history;
+pub mod memory;
 pub mod output;
 pub mod progress;
 pub mod run;

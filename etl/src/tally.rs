@@ -14,6 +14,7 @@ use voucher_shared::rules::DropCounts;
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, Countries, SegmentTally, Tally};
+use crate::memory::{MemoryLimit, Planned, WindowPlan};
 use crate::progress::Progress;
 use crate::{EtlError, output, source};
 
@@ -23,6 +24,9 @@ pub struct Tallied {
     pub tally: Tally,
     pub rows_read: u64,
     pub inputs: Vec<InputFile>,
+    /// How the files were read under the memory limit: the plan with the highest estimated
+    /// peak, when history was read.
+    pub reading: Option<Planned>,
 }
 
 impl Tallied {
@@ -30,6 +34,10 @@ impl Tallied {
         self.tally.merge(other.tally);
         self.rows_read += other.rows_read;
         self.inputs.extend(other.inputs);
+        self.reading = match (self.reading, other.reading) {
+            (Some(a), Some(b)) => Some(if b.estimated_peak > a.estimated_peak { b } else { a }),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -42,6 +50,9 @@ pub struct ReadOptions {
     pub window_rows: u64,
     /// Windows read at once (see [`clean::tally`]).
     pub windows_in_flight: u16,
+    /// The memory to stay under, by reading fewer or smaller windows than the two above;
+    /// `None`: the cgroup's limit, if any (see [`memory`]).
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 impl Default for ReadOptions {
@@ -50,6 +61,7 @@ impl Default for ReadOptions {
             download_timeout: Duration::from_secs(600),
             window_rows: clean::WINDOW_ROWS,
             windows_in_flight: clean::WINDOWS_IN_FLIGHT,
+            memory_limit: None,
         }
     }
 }
@@ -64,18 +76,23 @@ pub fn tally_input(
 ) -> Result<Tallied, EtlError> {
     let download_timeout = read.download_timeout;
     let files = source::resolve(input, download_timeout)?;
+    let limit = MemoryLimit::resolve(read.memory_limit);
+    let wanted = WindowPlan {
+        window_rows: read.window_rows,
+        in_flight: read.windows_in_flight,
+    };
     let progress = Progress::rows("files", files.len() as u64);
     let mut all = Tallied::default();
     for (i, file) in files.iter().enumerate() {
         let input = source::open(file, download_timeout)?;
         let history = clean::scan(&input)?;
-        let row_groups = clean::row_groups(&input)?;
-        let rows_read = row_groups.iter().sum();
-        let windows = clean::windows(&row_groups, read.window_rows);
+        let (windows, planned) = clean::plan_reading(&input, limit, wanted)?;
+        let rows_read = windows.iter().map(|(_, rows)| rows).sum();
+        log::info!("reading {file}: {planned}");
         let tally = clean::tally(
             history,
             &windows,
-            read.windows_in_flight,
+            planned.plan.in_flight,
             countries,
             segments,
             &input,
@@ -96,6 +113,7 @@ pub fn tally_input(
             }],
             tally,
             rows_read,
+            reading: Some(planned),
         });
         progress.set(i as u64 + 1);
     }
@@ -203,6 +221,7 @@ pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
             tally: to_tally(&part),
             rows_read: part.rows_read,
             inputs: part.inputs,
+            reading: None,
         };
         match &mut merged {
             None => {
