@@ -28,6 +28,12 @@ impl Progress {
         )
     }
 
+    /// Progress over a count of `unit`s whose total is not known beforehand.
+    pub fn count(what: &'static str, unit: &'static str) -> Self {
+        let template = format!("{{msg}} {{human_pos}} {unit} ({{per_sec}})");
+        Self::new(what, None, unit, &template)
+    }
+
     /// Progress over bytes, of a known or unknown total.
     pub fn bytes(what: &'static str, total: Option<u64>) -> Self {
         let template = if total.is_some() {

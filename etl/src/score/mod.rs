@@ -2,36 +2,41 @@
 //! scored against the live table with the API's own rules ([`voucher_shared::score`]), written
 //! as Parquet with the answer or the errors of each row.
 //!
-//! Each row is read as the API reads a JSON body: a typed Parquet column gives its values'
-//! JSON kinds (an integer, a string...); a CSV cell is a JSON scalar written without quotes
-//! (`14` is a number, `Peru` a string). A null cell, or a column that is not there, is a field
-//! left out. Rows go through in slices, so memory follows the slice, not the list.
+//! The list is read in windows (Parquet row groups, CSV chunks), a few at once, and each
+//! window is scored and written out before the next ones are read: memory follows the windows
+//! in flight (see [`crate::memory`]), not the list. Each row is read as the API reads a JSON
+//! body (see [`cells`]) and answered as the API answers it (see [`window`]).
 
-use std::borrow::Cow;
+mod cells;
+mod list;
+mod ordered;
+mod pages;
+mod results;
+mod window;
+
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use serde::Serialize;
 use voucher_shared::publish::{PublishError, TablesDir};
-use voucher_shared::score::{self, Json, Refusal, Snapshot, ValidationError, VoucherRequest};
+use voucher_shared::score::{Snapshot, VoucherRequest};
 use voucher_shared::table::{TableError, VoucherTable};
-use voucher_shared::time::SECONDS_PER_DAY;
 
+use self::list::{CustomerList, ParquetList, Slice};
+use self::pages::{ColumnPages, PagedWriter};
+use self::results::Dictionaries;
+use self::window::{Counts, Scorer};
+use crate::memory::{self, MemoryLimit, Planned, WindowPlan};
 use crate::output;
 use crate::progress::Progress;
 
-/// The request fields, in the order of [`VoucherRequest`]; each is read from the column of the
-/// same name.
-pub const FIELDS: [&str; 6] = [
-    "customer_id",
-    "country_code",
-    "last_order_ts",
-    "first_order_ts",
-    "total_orders",
-    "segment_name",
-];
+/// The request fields, each read from the column of the same name: [`VoucherRequest`]'s.
+pub const FIELDS: &[&str] = VoucherRequest::FIELDS;
 
 /// The columns added to the customer list.
 pub const STATUS: &str = "status";
@@ -41,8 +46,17 @@ pub const DETAIL: &str = "detail";
 pub const TABLE_VERSION: &str = "table_version";
 const RESULT_COLUMNS: [&str; 5] = [STATUS, VOUCHER, SEGMENT, DETAIL, TABLE_VERSION];
 
-/// Rows scored at a time.
-const SLICE_ROWS: usize = 65_536;
+/// The windows a list is read in unless the memory limit asks for fewer or smaller ones: a
+/// quarter of a typical row group (pyarrow and Spark write 1M-row groups), two at once, so
+/// that both cores score while the row group before is written, within 300 MiB (measured on
+/// 10M customers; see bench/RESULTS.md).
+pub const WINDOWS: WindowPlan = WindowPlan {
+    window_rows: 1 << 18,
+    in_flight: 2,
+};
+
+/// [`WINDOWS`]' rows, as the command line's default.
+pub const WINDOW_ROWS_TEXT: &str = "262144";
 
 /// Why a campaign could not be scored.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +108,11 @@ pub struct ScoreOptions {
     pub output: PathBuf,
     /// The time that recency is measured from and future times are refused after.
     pub now: DateTime<Utc>,
+    /// The windows to read the list in ([`WINDOWS`] by default), fewer or smaller if
+    /// `memory_limit` requires.
+    pub windows: WindowPlan,
+    /// The memory to stay under; `None`: the cgroup's limit, if any (see [`crate::memory`]).
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 /// How a campaign came out.
@@ -104,6 +123,8 @@ pub struct ScoreSummary {
     pub ok: u64,
     pub invalid: u64,
     pub no_segment: u64,
+    /// How the list was read: windows, in flight, memory limit.
+    pub reading: String,
 }
 
 impl std::fmt::Display for ScoreSummary {
@@ -112,58 +133,264 @@ impl std::fmt::Display for ScoreSummary {
             f,
             "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment",
             self.rows, self.version, self.ok, self.invalid, self.no_segment
-        )
+        )?;
+        writeln!(f, "read in {}", self.reading)
     }
 }
 
-/// Scores every row of `opts.customers` and writes them, with their results, to `opts.output`.
+/// Scores every row of `opts.customers` and writes them, with their results, to `opts.output`
+/// (replaced atomically: a failed run leaves no output and the old one intact).
 pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> {
+    let started = Instant::now();
     let snapshot = live_snapshot(&opts.tables_dir)?;
-    let (customers, from_text) = read_customers(&opts.customers)?;
-    let mut summary = ScoreSummary {
-        version: snapshot.version_name().to_owned(),
-        rows: customers.height() as u64,
-        ..ScoreSummary::default()
-    };
-    let progress = Progress::rows("scoring customers", summary.rows);
-    let mut results = Results::with_capacity(customers.height());
-    let now = opts.now.timestamp();
-    for offset in (0..customers.height()).step_by(SLICE_ROWS) {
-        let slice = customers.slice(offset as i64, SLICE_ROWS);
-        let mut fields = FIELDS
-            .iter()
-            .map(|name| request_values(&slice, name, from_text, &opts.customers))
-            .map(|values| values.map(Vec::into_iter))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Every field has one value per row, so `next` never runs dry within the slice.
-        let mut next = |field: usize| fields[field].next().unwrap_or_default();
-        for _ in 0..slice.height() {
-            let request = VoucherRequest {
-                customer_id: next(0),
-                country_code: next(1),
-                last_order_ts: next(2),
-                first_order_ts: next(3),
-                total_orders: next(4),
-                segment_name: next(5),
-            };
-            results.push(score::score(&request, &snapshot, now), &mut summary);
-        }
-        progress.set((offset + slice.height()) as u64);
+    let list = CustomerList::open(&opts.customers)?;
+    let planned = plan_windows(&list, opts.windows, opts.memory_limit);
+    if !planned.fits {
+        log::warn!(
+            "the memory limit is below what even the smallest windows take: {planned}; reading on"
+        );
     }
-    progress.finish();
-    let mut out = results.into_frame(customers, snapshot.version_name(), &opts.customers)?;
-    write_parquet(&mut out, &opts.output)?;
     log::info!(
-        "scored {} customers from {} with table {} into {}: {} vouchers, {} invalid, {} without a segment",
+        "scoring {} with table {}: {planned}",
+        opts.customers.display(),
+        snapshot.version_name()
+    );
+    let dictionaries = Dictionaries::new(&snapshot);
+    let scorer = Scorer {
+        snapshot: &snapshot,
+        dictionaries: &dictionaries,
+        now: opts.now.timestamp(),
+        cells: list.cells(),
+    };
+    let create = |source| ScoreError::Create {
+        path: opts.output.clone(),
+        source,
+    };
+    let mut written = (0, Counts::default());
+    output::write_atomically(&opts.output, create, |file| {
+        written = write_scored(&list, planned.plan, &scorer, file, opts)?;
+        Ok(())
+    })?;
+    let (rows, counts) = written;
+    let summary = ScoreSummary {
+        version: snapshot.version_name().to_owned(),
+        rows,
+        ok: counts.ok,
+        invalid: counts.invalid,
+        no_segment: counts.no_segment,
+        reading: planned.to_string(),
+    };
+    log::info!(
+        "scored {} customers from {} with table {} into {} in {:.1}s: {} vouchers, {} invalid, {} without a segment",
         summary.rows,
         opts.customers.display(),
         summary.version,
         opts.output.display(),
+        started.elapsed().as_secs_f64(),
         summary.ok,
         summary.invalid,
         summary.no_segment
     );
     Ok(summary)
+}
+
+/// Bytes a scored row adds to its window: the result columns, and their encoding for the
+/// output (measured; see bench/RESULTS.md).
+const RESULT_BYTES_PER_ROW: u64 = 64;
+
+/// The windows to read `list` in under the memory limit. A Parquet list's windows are
+/// estimated from its footer; a CSV list's cannot be, and keep `wanted` (polars' streaming
+/// reader holds about a chunk per core).
+fn plan_windows(list: &CustomerList, wanted: WindowPlan, limit: Option<MemoryLimit>) -> Planned {
+    let limit = MemoryLimit::resolve(limit);
+    match list {
+        CustomerList::Parquet(parquet) => {
+            // Copying pages, a window decodes only the request columns, and writing holds one
+            // row group of the list as it is stored.
+            let copy = parquet.copyable();
+            let per_row = parquet.bytes_per_row(copy) + RESULT_BYTES_PER_ROW;
+            let held = if copy { parquet.largest_group_bytes() } else { 0 };
+            let cost = |rows: u64| per_row * parquet.window_rows(rows, !copy) + held;
+            memory::plan(limit, wanted, Some(&cost))
+        }
+        CustomerList::Csv(_) => memory::plan(limit, wanted, None),
+    }
+}
+
+/// The result columns' names and types, in order.
+fn result_schema() -> Schema {
+    [
+        (STATUS, DataType::Int32),
+        (VOUCHER, DataType::Int64),
+        (SEGMENT, DataType::String),
+        (DETAIL, DataType::String),
+        (TABLE_VERSION, DataType::String),
+    ]
+    .into_iter()
+    .map(|(name, dtype)| Field::new(name.into(), dtype))
+    .collect()
+}
+
+/// How reading the list and writing the output fail.
+#[derive(Clone, Copy)]
+struct Errors<'a> {
+    customers: &'a Path,
+    output: &'a Path,
+}
+
+impl Errors<'_> {
+    fn read(self, source: PolarsError) -> ScoreError {
+        ScoreError::Read {
+            path: self.customers.to_owned(),
+            source,
+        }
+    }
+
+    fn write(self, source: PolarsError) -> ScoreError {
+        ScoreError::Write {
+            path: self.output.to_owned(),
+            source,
+        }
+    }
+}
+
+/// What has been written so far.
+struct Written {
+    progress: Progress,
+    rows: u64,
+    counts: Counts,
+}
+
+impl Written {
+    fn add(&mut self, rows: u64, counts: Counts) {
+        self.rows += rows;
+        self.counts += counts;
+        self.progress.set(self.rows);
+    }
+}
+
+/// Reads, scores and writes every window of `list` into `file` as Parquet; the rows written
+/// and how they came out.
+fn write_scored(
+    list: &CustomerList,
+    plan: WindowPlan,
+    scorer: &Scorer<'_>,
+    file: &mut File,
+    opts: &ScoreOptions,
+) -> Result<(u64, Counts), ScoreError> {
+    let errors = Errors {
+        customers: &opts.customers,
+        output: &opts.output,
+    };
+    let mut written = Written {
+        progress: match list.rows() {
+            Some(total) => Progress::rows("scoring customers", total),
+            None => Progress::count("scoring customers", "rows"),
+        },
+        rows: 0,
+        counts: Counts::default(),
+    };
+    let out = BufWriter::new(file);
+    match list {
+        CustomerList::Parquet(parquet) if parquet.copyable() => {
+            write_copying_pages(parquet, plan, scorer, out, errors, &mut written)?
+        }
+        _ => write_frames(list, plan, scorer, out, errors, &mut written)?,
+    }
+    written.progress.finish();
+    Ok((written.rows, written.counts))
+}
+
+/// Scores a Parquet list window by window, and writes each row group of it as it is, with the
+/// results' pages added (see [`pages`]).
+fn write_copying_pages(
+    list: &ParquetList,
+    plan: WindowPlan,
+    scorer: &Scorer<'_>,
+    out: BufWriter<&mut File>,
+    errors: Errors<'_>,
+    written: &mut Written,
+) -> Result<(), ScoreError> {
+    let mut writer = PagedWriter::new(out, list.metadata(), list.arrow_schema(), &result_schema())
+        .map_err(|e| errors.write(e))?;
+    let encoder = writer.encoder();
+    // The result pages of the row group being scored, one list per result column.
+    let mut results: Vec<ColumnPages> = Vec::new();
+    let score = |slice: &Slice| {
+        let frame = list.read_requests(slice)?;
+        let window = scorer.score(&frame)?;
+        let counts = window.counts;
+        let arrays = window.into_arrays(scorer.dictionaries)?;
+        Ok((*slice, encoder.encode(&arrays)?, counts))
+    };
+    let mut consume = |(slice, pages, counts): (Slice, Vec<ColumnPages>, Counts)| {
+        pages::append(&mut results, pages);
+        if slice.last {
+            let group = list.row_group(slice.group).ok_or_else(|| {
+                errors.read(polars_err!(ComputeError: "row group {} is missing", slice.group))
+            })?;
+            let mut columns =
+                pages::read_row_group(list.path(), group).map_err(|e| errors.read(e))?;
+            columns.append(&mut results);
+            writer
+                .write(group.num_rows() as u64, &columns)
+                .map_err(|e| errors.write(e))?;
+        }
+        written.add(slice.rows, counts);
+        Ok(())
+    };
+    ordered::map_in_order(
+        &list.slices(plan.window_rows),
+        usize::from(plan.in_flight),
+        |slice| score(slice).map_err(|e| errors.read(e)),
+        &mut consume,
+    )?;
+    writer.finish().map_err(|e| errors.write(e))
+}
+
+/// Scores a list window by window, and writes each window with its results as polars writes
+/// a frame: for CSV lists, and Parquet ones whose pages cannot be copied.
+fn write_frames(
+    list: &CustomerList,
+    plan: WindowPlan,
+    scorer: &Scorer<'_>,
+    out: BufWriter<&mut File>,
+    errors: Errors<'_>,
+    written: &mut Written,
+) -> Result<(), ScoreError> {
+    let mut schema = list.schema().clone();
+    schema.merge(result_schema());
+    let mut writer = ParquetWriter::new(out)
+        .with_compression(ParquetCompression::Zstd(None))
+        .batched(&schema)
+        .map_err(|e| errors.write(e))?;
+    let score = |frame: DataFrame| {
+        let window = scorer.score(&frame)?;
+        let counts = window.counts;
+        Ok((frame.hstack(&window.into_columns(scorer.dictionaries))?, counts))
+    };
+    let mut consume = |(frame, counts): (DataFrame, Counts)| {
+        writer.write_batch(&frame).map_err(|e| errors.write(e))?;
+        written.add(frame.height() as u64, counts);
+        Ok(())
+    };
+    match list {
+        CustomerList::Parquet(parquet) => ordered::map_in_order(
+            &parquet.windows(plan.window_rows),
+            usize::from(plan.in_flight),
+            |&window| {
+                parquet
+                    .read(window)
+                    .and_then(score)
+                    .map_err(|e| errors.read(e))
+            },
+            &mut consume,
+        )?,
+        CustomerList::Csv(csv) => csv.stream(plan, |chunk| {
+            consume(score(chunk).map_err(|e| errors.read(e))?)
+        })?,
+    }
+    writer.finish().map(drop).map_err(|e| errors.write(e))
 }
 
 /// The live version of a tables directory, as the API would load it.
@@ -188,312 +415,12 @@ fn live_snapshot(dir: &Path) -> Result<Snapshot, ScoreError> {
     Ok(Snapshot::new(version, &table, tables.manifest(version)))
 }
 
-/// The customer list, and whether its cells are text to read as JSON scalars (CSV).
-fn read_customers(path: &Path) -> Result<(DataFrame, bool), ScoreError> {
-    if !path.exists() {
-        return Err(ScoreError::Missing {
-            path: path.to_owned(),
-        });
-    }
-    let read = |source| ScoreError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    let polars_path = PlRefPath::new(path.to_string_lossy().as_ref());
-    let (frame, from_text) = match extension.as_deref() {
-        Some("parquet" | "pq") => (
-            LazyFrame::scan_parquet(polars_path, Default::default()).and_then(|lf| lf.collect()),
-            false,
-        ),
-        // Every cell as text: CSV has no types, so each is read as a JSON scalar would be.
-        Some("csv") => (
-            LazyCsvReader::new(polars_path)
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .finish()
-                .and_then(|lf| lf.collect()),
-            true,
-        ),
-        _ => {
-            return Err(ScoreError::UnknownFormat {
-                path: path.to_owned(),
-            });
-        }
-    };
-    let frame = frame.map_err(read)?;
-    let names: Vec<String> = frame
-        .get_column_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    if !FIELDS.iter().any(|f| names.iter().any(|n| n == f)) {
-        return Err(ScoreError::NoRequestColumns {
-            path: path.to_owned(),
-            found: names,
-        });
-    }
-    if let Some(column) = RESULT_COLUMNS
-        .iter()
-        .find(|c| names.iter().any(|n| n == *c))
-    {
-        return Err(ScoreError::ColumnClash {
-            path: path.to_owned(),
-            column,
-        });
-    }
-    Ok((frame, from_text))
-}
-
-/// One request field of every row of `slice`, as the JSON kinds the API would have seen.
-fn request_values<'a>(
-    slice: &'a DataFrame,
-    field: &'static str,
-    from_text: bool,
-    path: &Path,
-) -> Result<Vec<Json<'a>>, ScoreError> {
-    let Ok(column) = slice.column(field) else {
-        return Ok(vec![Json::Missing; slice.height()]);
-    };
-    let read = |source| ScoreError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let dtype = column.dtype().clone();
-    let values: Vec<Json<'a>> = match &dtype {
-        DataType::String if from_text => column
-            .str()
-            .map_err(read)?
-            .iter()
-            .map(|v| v.map_or(Json::Missing, text_cell))
-            .collect(),
-        DataType::String => column
-            .str()
-            .map_err(read)?
-            .iter()
-            .map(|v| v.map_or(Json::Missing, |s| Json::Str(Cow::Borrowed(s))))
-            .collect(),
-        DataType::Boolean => column
-            .bool()
-            .map_err(read)?
-            .iter()
-            .map(|v| v.map_or(Json::Missing, Json::Bool))
-            .collect(),
-        DataType::UInt64 => column
-            .u64()
-            .map_err(read)?
-            .iter()
-            .map(|v| {
-                v.map_or(Json::Missing, |n| {
-                    i64::try_from(n).map_or(Json::UInt(n), Json::Int)
-                })
-            })
-            .collect(),
-        t if t.is_integer() => cast_values(column, &DataType::Int64, read)?
-            .i64()
-            .map_err(read)?
-            .iter()
-            .map(|v| v.map_or(Json::Missing, Json::Int))
-            .collect(),
-        t if t.is_float() => cast_values(column, &DataType::Float64, read)?
-            .f64()
-            .map_err(read)?
-            .iter()
-            .map(|v| v.map_or(Json::Missing, Json::Float))
-            .collect(),
-        DataType::Date | DataType::Datetime(..) => time_values(column, &dtype).map_err(read)?,
-        other => {
-            return Err(ScoreError::ColumnType {
-                path: path.to_owned(),
-                column: field,
-                found: other.to_string(),
-            });
-        }
-    };
-    Ok(values)
-}
-
-fn cast_values(
-    column: &Column,
-    to: &DataType,
-    read: impl Fn(PolarsError) -> ScoreError,
-) -> Result<Series, ScoreError> {
-    column.as_materialized_series().cast(to).map_err(read)
-}
-
-/// A CSV cell as a JSON scalar without quotes: a number when it reads as one, else text.
-fn text_cell(cell: &str) -> Json<'_> {
-    let trimmed = cell.trim();
-    if let Ok(n) = trimmed.parse::<i64>() {
-        return Json::Int(n);
-    }
-    if let Ok(n) = trimmed.parse::<u64>() {
-        return Json::UInt(n);
-    }
-    // Only plain decimal numbers: "nan", "inf" and the like stay text, as JSON has no such
-    // numbers.
-    let numeric = !trimmed.is_empty()
-        && trimmed
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
-    match trimmed.parse::<f64>() {
-        Ok(f) if numeric && f.is_finite() => Json::Float(f),
-        _ => Json::Str(Cow::Borrowed(cell)),
-    }
-}
-
-/// Dates and datetimes as the text a JSON client would send: `YYYY-MM-DD`, and
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC.
-fn time_values<'a>(column: &Column, dtype: &DataType) -> PolarsResult<Vec<Json<'a>>> {
-    let text = |t: Option<String>| t.map_or(Json::Missing, |s| Json::Str(Cow::Owned(s)));
-    let series = column.as_materialized_series();
-    Ok(match dtype {
-        DataType::Date => series
-            .cast(&DataType::Int32)?
-            .i32()?
-            .iter()
-            .map(|days| {
-                text(days.and_then(|d| {
-                    DateTime::from_timestamp(i64::from(d) * SECONDS_PER_DAY, 0)
-                        .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
-                }))
-            })
-            .collect(),
-        DataType::Datetime(unit, _) => {
-            let per_second: i64 = match unit {
-                TimeUnit::Nanoseconds => 1_000_000_000,
-                TimeUnit::Microseconds => 1_000_000,
-                TimeUnit::Milliseconds => 1_000,
-            };
-            series
-                .cast(&DataType::Int64)?
-                .i64()?
-                .iter()
-                .map(|v| {
-                    text(v.and_then(|v| {
-                        let nanos = v.rem_euclid(per_second) * (1_000_000_000 / per_second);
-                        DateTime::from_timestamp(v.div_euclid(per_second), nanos as u32)
-                            .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string())
-                    }))
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    })
-}
-
-/// The result columns, built row by row.
-struct Results {
-    status: Vec<i32>,
-    voucher: Vec<Option<i64>>,
-    segment: Vec<Option<String>>,
-    detail: Vec<Option<String>>,
-}
-
-impl Results {
-    fn with_capacity(rows: usize) -> Self {
-        Results {
-            status: Vec::with_capacity(rows),
-            voucher: Vec::with_capacity(rows),
-            segment: Vec::with_capacity(rows),
-            detail: Vec::with_capacity(rows),
-        }
-    }
-
-    /// Records one row as the HTTP API answers it: 200 with the voucher, 422 with the
-    /// `detail` list of bad fields (as JSON), or 404 with the message.
-    fn push(&mut self, scored: score::Scored<'_>, summary: &mut ScoreSummary) {
-        match scored {
-            Ok(answer) => {
-                summary.ok += 1;
-                self.status.push(200);
-                self.voucher.push(Some(answer.voucher));
-                self.segment.push(Some(answer.segment.to_owned()));
-                self.detail.push(None);
-            }
-            Err(refusal) => {
-                let (status, detail) = match &refusal {
-                    Refusal::Invalid(errors) => {
-                        summary.invalid += 1;
-                        (422, detail_json(errors))
-                    }
-                    Refusal::NoSegment(no_segment) => {
-                        summary.no_segment += 1;
-                        (404, no_segment.message.clone())
-                    }
-                };
-                self.status.push(status);
-                self.voucher.push(None);
-                self.segment.push(None);
-                self.detail.push(Some(detail));
-            }
-        }
-    }
-
-    fn into_frame(
-        self,
-        customers: DataFrame,
-        version: &str,
-        path: &Path,
-    ) -> Result<DataFrame, ScoreError> {
-        let rows = self.status.len();
-        let results = [
-            Column::new(STATUS.into(), self.status),
-            Column::new(VOUCHER.into(), self.voucher),
-            Column::new(SEGMENT.into(), self.segment),
-            Column::new(DETAIL.into(), self.detail),
-            Column::new(TABLE_VERSION.into(), vec![version; rows]),
-        ];
-        customers
-            .hstack(&results)
-            .map_err(|source| ScoreError::Read {
-                path: path.to_owned(),
-                source,
-            })
-    }
-}
-
-/// The 422 `detail` list as the API writes it.
-fn detail_json(errors: &[ValidationError]) -> String {
-    // Serializing strings into memory cannot fail; the fallback keeps the cell readable.
-    serde_json::to_string(errors).unwrap_or_else(|e| format!("{errors:?} ({e})"))
-}
-
-/// Writes `frame` to `path` through a temporary file renamed into place, so that a failed run
-/// never leaves a half-written output.
-fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ScoreError> {
-    let create = |source| ScoreError::Create {
-        path: path.to_owned(),
-        source,
-    };
-    output::write_atomically(path, create, |file| {
-        ParquetWriter::new(file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(frame)
-            .map(drop)
-            .map_err(|source| ScoreError::Write {
-                path: path.to_owned(),
-                source,
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn csv_cells_are_json_scalars_without_quotes() {
-        assert_eq!(text_cell("14"), Json::Int(14));
-        assert_eq!(text_cell(" 14 "), Json::Int(14));
-        assert_eq!(text_cell("14.0"), Json::Float(14.0));
-        assert_eq!(text_cell("-2.5"), Json::Float(-2.5));
-        assert_eq!(text_cell("18446744073709551615"), Json::UInt(u64::MAX));
-        for text in ["Peru", "2021-10-26", "nan", "inf", "1e", "frequent_segment"] {
-            assert_eq!(text_cell(text), Json::Str(Cow::Borrowed(text)), "{text}");
-        }
+    fn the_command_lines_default_window_is_the_librarys() {
+        assert_eq!(WINDOW_ROWS_TEXT.parse::<u64>().ok(), Some(WINDOWS.window_rows));
     }
 }
