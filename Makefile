@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-doors bench-events load-test grpc-test page-test s3-test events-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-score bench-doors bench-events load-test grpc-test page-test s3-test events-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -47,10 +47,15 @@ $(HISTORY): | build
 sample: build
 	$(ETL) generate --rows $(SAMPLE_ROWS) --seed 42 --output $(HISTORY) --segments $(SEGMENTS)
 
-bench: bench-etl load-test bench-doors bench-events
+bench: bench-etl bench-score load-test bench-doors bench-events
 
+# voucher-etl run against DuckDB SQL, for Peru and every country (bench/etl.sh).
 bench-etl:
 	bash bench/etl.sh
+
+# voucher-etl score on 10M generated customers against DuckDB's range join (bench/score.sh).
+bench-score:
+	bash bench/score.sh
 
 load-test:
 	bash bench/load_test.sh

@@ -1,0 +1,84 @@
+"""Helpers the benchmark scripts share: timing a child process with its peak RSS, the machine's
+description, and writing a section of bench/RESULTS.md."""
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+
+
+def timed(cmd, env=None):
+    """Runs `cmd`; its wall time in seconds and peak RSS in MiB (wait4: the process's own
+    high-water mark, not a sampled value). Exits with the child's stderr if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd[0]} failed:\n{err}")
+    return wall, usage.ru_maxrss / 1024  # KiB -> MiB
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine():
+    """The machine, for the text above a table."""
+    return (f"{cpu_model()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+            f"{platform.system()} {platform.release()}")
+
+
+def load_average():
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def commit():
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(start, end, lines):
+    """Replaces the text between the markers `start` and `end` in RESULTS.md with `lines`, or
+    adds them at the end."""
+    section = "\n".join([start, *lines, end]) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end) + "\n?", lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def add_row(start, end, header, row):
+    """Adds `row` at the top of the table in the section between `start` and `end` (newest
+    first), writing the section with `header` (text and the table's head) if it is missing."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        body, after = rest.split(end, 1)
+        lines = body.strip("\n").split("\n")
+        # The first table row follows the head's separator line (|---|...).
+        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("|---")), len(lines))
+        lines.insert(at, row)
+        text = before + start + "\n" + "\n".join(lines) + "\n" + end + after
+        RESULTS.write_text(text)
+    else:
+        write_section(start, end, [*header, row])
