@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-score bench-doors bench-events load-test grpc-test page-test s3-test events-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-score bench-postgres bench-doors bench-events load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -60,6 +60,10 @@ bench-score:
 load-test:
 	bash bench/load_test.sh
 
+# voucher-etl reading 28.6M rows from PostgreSQL beside psql's binary COPY and connectorx.
+bench-postgres:
+	bash bench/postgres.sh
+
 # Requests/s through the NDJSON and gRPC streams against the single route.
 bench-doors:
 	bash bench/doors.sh
@@ -78,11 +82,16 @@ grpc-test:
 
 # voucher-events on a real Kafka-protocol broker (tansu, built once; confluent-kafka in a venv).
 events-test:
-	bash api/tests/events_test.sh
+	bash events/tests/events_test.sh
 
 # voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
 s3-test:
 	bash etl/tests/s3_test.sh
+
+# voucher-etl reading history from a real PostgreSQL (Debian's, started on 127.0.0.1 by the
+# script, installed when missing) and voucher-postgres against it.
+postgres-test:
+	bash etl/tests/postgres_test.sh
 
 # Fuzzes voucher-api against its own OpenAPI document (schemathesis, in a venv it creates).
 api-fuzz:
@@ -99,6 +108,7 @@ IMAGE_TAG ?= 0.1.0
 docker-build:
 	docker build -f Dockerfile.api -t voucher-api:$(IMAGE_TAG) .
 	docker build -f Dockerfile.etl -t voucher-etl:$(IMAGE_TAG) .
+	docker build -f Dockerfile.events -t voucher-events:$(IMAGE_TAG) .
 
 compose-up:
 	docker compose up --build --wait
@@ -119,7 +129,7 @@ deploy-check:
 deploy-test:
 	bash deploy/test_checks.sh
 
-# Builds and runs both images with buildah on stand-in base images (needs root).
+# Builds and runs the images with buildah on stand-in base images (needs root).
 image-check:
 	bash deploy/build_images.sh
 

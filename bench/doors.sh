@@ -28,19 +28,12 @@ for tool in curl wrk python3; do
     command -v "$tool" >/dev/null || { log "$tool is missing (apt-get install curl wrk python3)"; exit 1; }
 done
 
-WORK=$(mktemp -d)
-API_PID=
-cleanup() {
-    if [[ -n $API_PID ]]; then
-        kill -INT "$API_PID" 2>/dev/null || true
-        wait "$API_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
+# shellcheck disable=SC1091
+source "$ROOT/tools/serve.sh"
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --quiet -p voucher-api --bin voucher-api \
+(cd "$ROOT" && cargo build --release --quiet -p voucher-api -p voucher-serve --bin voucher-api \
     --example publish_table --example grpc_stream_client)
 "$TARGET/release/examples/publish_table" "$WORK/tables" >/dev/null
 
@@ -62,17 +55,11 @@ with open(path, "w") as out:
         out.write(lines[i % 64])
 EOF
 
-RUST_LOG=warn,voucher_api=info "$TARGET/release/voucher-api" --tables-dir "$WORK/tables" \
-    --host 127.0.0.1 --port 0 --grpc-port 0 --workers 2 2>"$WORK/api.log" &
-API_PID=$!
-HTTP='' GRPC=''
-for _ in $(seq 100); do
-    HTTP=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$WORK/api.log" | head -n 1)
-    GRPC=$(sed -n 's|.*gRPC listening on \([^ ]*\).*|\1|p' "$WORK/api.log" | head -n 1)
-    [[ -n $HTTP && -n $GRPC ]] && curl -fsS "$HTTP/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-[[ -n $HTTP && -n $GRPC ]] || { log "voucher-api did not start:"; cat "$WORK/api.log" >&2; exit 1; }
+RUST_LOG=warn,voucher_api=info serve_start API "$TARGET/release/voucher-api" \
+    --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 --grpc-port 0 --workers 2
+serve_grpc API
+serve_ready API
+HTTP=$API_URL GRPC=$API_GRPC
 
 ndjson() {
     local seconds answered

@@ -10,7 +10,7 @@
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
 #   EVENTS            events per round (default: 200000)
 #   ROUNDS            rounds (default: 3)
-#   TANSU, TANSU_ROOT, EVENTS_TEST_VENV   as for api/tests/events_test.sh (which installs them)
+#   TANSU, TANSU_ROOT, EVENTS_TEST_VENV   as for events/tests/events_test.sh (which installs them)
 # Needs: cargo, python3 with venv; PyPI and crates.io once.
 set -euo pipefail
 
@@ -23,11 +23,11 @@ TANSU=${TANSU:-$TANSU_ROOT/bin/tansu}
 log() { printf 'events.sh: %s\n' "$*" >&2; }
 
 # The test script installs the client and builds the broker once.
-bash "$ROOT/api/tests/events_test.sh" --install-only
+bash "$ROOT/events/tests/events_test.sh" --install-only
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --quiet -p voucher-api --bin voucher-events \
-    --example publish_table)
+(cd "$ROOT" && cargo build --release --quiet -p voucher-events -p voucher-serve \
+    --bin voucher-events --example publish_table)
 "$VENV/bin/python" "$ROOT/bench/events_bench.py" --events-bin "$TARGET/release/voucher-events" \
     --publish-table "$TARGET/release/examples/publish_table" --tansu "$TANSU" \
     --events "${EVENTS:-200000}" --rounds "${ROUNDS:-3}" --results "$ROOT/bench/RESULTS.md"

@@ -30,35 +30,13 @@ for tool in hey wrk curl python3; do
     fi
 done
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -INT "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
+# shellcheck disable=SC1091
+source "$ROOT/tools/serve.sh"
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --quiet -p voucher-api -p voucher-ceiling --bins --example publish_table)
-
-# Prints the address a server logged ("listening on http://ADDRESS") to the file $1.
-address_from() {
-    local address
-    for _ in $(seq 100); do
-        address=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$1" | head -n 1)
-        if [[ -n $address ]]; then
-            echo "$address"
-            return
-        fi
-        sleep 0.1
-    done
-    log "no server address in $1:"
-    cat "$1" >&2
-    exit 1
-}
+(cd "$ROOT" && cargo build --release --quiet -p voucher-api -p voucher-ceiling -p voucher-serve \
+    --bins --example publish_table)
 
 answers_contract() {
     [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$BODY" "$1/api/v1/voucher") == 200 ]]
@@ -66,7 +44,7 @@ answers_contract() {
 
 # Prefer a table made by the real ETL; fall back to the example publisher.
 TABLES=$WORK/tables
-SOURCE="api/examples/publish_table"
+SOURCE="serve/examples/publish_table"
 ETL=
 for candidate in "$TARGET/release/voucher-etl" "$ROOT/target/release/voucher-etl"; do
     [[ -x $candidate ]] && ETL=$candidate && break
@@ -84,27 +62,26 @@ else
     "$TARGET/release/examples/publish_table" "$TABLES" >/dev/null
 fi
 
-RUST_LOG=info "$TARGET/release/voucher-api" --tables-dir "$TABLES" --port 0 >"$WORK/api.log" 2>&1 &
-PIDS+=($!)
-API=$(address_from "$WORK/api.log")
-for _ in $(seq 50); do
-    curl -fsS "$API/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-if ! answers_contract "$API" && [[ $SOURCE != api/examples/* ]]; then
+serve_start API "$TARGET/release/voucher-api" --tables-dir "$TABLES" --port 0 --grpc-port 0
+serve_ready API
+API=$API_URL
+if ! answers_contract "$API" && [[ $SOURCE != serve/examples/* ]]; then
     log "the ETL's table does not answer the contract request with 200; using the example publisher"
-    "$TARGET/release/examples/publish_table" "$TABLES" >/dev/null
-    sleep 6 # one reload interval
-    SOURCE="api/examples/publish_table"
+    published=$("$TARGET/release/examples/publish_table" "$TABLES")
+    # Served within one reload interval (5 s).
+    for _ in $(seq 200); do
+        [[ $(curl -s "$API/readyz") == *"\"$published\""* ]] && break
+        sleep 0.1
+    done
+    SOURCE="serve/examples/publish_table"
 fi
 if ! answers_contract "$API"; then
     log "voucher-api does not answer the contract request with 200:"
     curl -s -H 'Content-Type: application/json' -d "$BODY" "$API/api/v1/voucher" >&2
     exit 1
 fi
-"$TARGET/release/voucher-ceiling" 0 >"$WORK/ceiling.log" 2>&1 &
-PIDS+=($!)
-CEILING=$(address_from "$WORK/ceiling.log")
+serve_start CEILING "$TARGET/release/voucher-ceiling" 0
+CEILING=$CEILING_URL
 answers_contract "$CEILING"
 log "table from $SOURCE; voucher-api at $API, ceiling at $CEILING"
 

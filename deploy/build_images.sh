@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Image check: builds Dockerfile.api and Dockerfile.etl for real, without a Docker daemon, then
-# runs them: the ETL image publishes a table into a directory, the API image serves it, and
-# curl checks /readyz and a voucher. Both run as the images' non-root user.
+# Image check: builds Dockerfile.api, Dockerfile.etl and Dockerfile.events for real, without a
+# Docker daemon, then runs them: the ETL image publishes a table into a directory, the API image
+# serves it, and curl checks /readyz and a voucher; the events image's binary starts. All run as
+# the images' non-root user.
 #
 # No registry is reachable here, so the base images are STAND-INS built locally under the
 # Dockerfiles' names:
@@ -21,8 +22,8 @@
 #                        keep the check within CI's time; release: Cargo.toml's release profile,
 #                        as a real `docker build` compiles (thin LTO; ~20 minutes more on 2 cores)
 #   SKIP_BUILD=1         run the images already built under IMAGE_TAG
-#   KEEP_IMAGES=0        remove the two built images at the end (default: kept, as
-#                        localhost/voucher-api:$IMAGE_TAG and localhost/voucher-etl:$IMAGE_TAG)
+#   KEEP_IMAGES=0        remove the built images at the end (default: kept, as
+#                        localhost/voucher-{api,etl,events}:$IMAGE_TAG)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -179,7 +180,7 @@ MOUNTS=(
     -v "$CACHE/target:/src/target"
 )
 
-build() { # $1: api|etl
+build() { # $1: api|etl|events
     local log=$CACHE/build-$1.log
     step "buildah bud -f Dockerfile.$1 -t voucher-$1:$TAG, $PROFILE profile (log: $log)"
     if ! buildah bud --pull=never --isolation=oci --network=host --layers=false \
@@ -191,6 +192,7 @@ build() { # $1: api|etl
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     build api
     build etl
+    build events
     buildah rmi --prune >/dev/null 2>&1 || true # the previous run's images, now untagged
 fi
 buildah images --filter reference="localhost/voucher-*:$TAG" >&2
@@ -274,14 +276,20 @@ api_uid=$(stat -c %u "/proc/$api_pid")
 [[ $api_uid != 0 ]] || die "voucher-api runs as root"
 step "voucher-api runs as uid $api_uid"
 
-# The Kafka consumer ships in the API image: it must start in the runtime (its librdkafka is
-# linked in statically; the slim image has no other libraries for it).
+# The Kafka consumer's image: its binary must start in the runtime (its librdkafka is linked in
+# statically; the slim image has no other libraries for it). The API image carries no consumer.
+EVENTS_USER=$(user_of "localhost/voucher-events:$TAG")
+new_container "localhost/voucher-events:$TAG"
+events_version=$(buildah run --isolation=oci --user "$EVENTS_USER" "$CTR" -- voucher-events --version 2>&1) \
+    || die "voucher-events does not run in its image: $events_version"
+step "events image, as user $EVENTS_USER: $events_version"
 new_container "localhost/voucher-api:$TAG"
-events_version=$(buildah run --isolation=oci --user "$API_USER" "$CTR" -- voucher-events --version 2>&1) \
-    || die "voucher-events does not run in the API image: $events_version"
-step "API image: $events_version"
+if buildah run --isolation=oci --user "$API_USER" "$CTR" -- sh -c 'command -v voucher-events' >/dev/null 2>&1; then
+    die "the API image still carries voucher-events"
+fi
 
 if [[ $KEEP_IMAGES == 0 ]]; then
-    buildah rmi "localhost/voucher-api:$TAG" "localhost/voucher-etl:$TAG" >/dev/null
+    buildah rmi "localhost/voucher-api:$TAG" "localhost/voucher-etl:$TAG" \
+        "localhost/voucher-events:$TAG" >/dev/null
 fi
-log "image check: OK (stand-in base images; built voucher-api:$TAG and voucher-etl:$TAG, ETL published $version, API answered as uid $api_uid, $events_version runs)"
+log "image check: OK (stand-in base images; built voucher-api:$TAG, voucher-etl:$TAG and voucher-events:$TAG, ETL published $version, API answered as uid $api_uid, $events_version runs)"

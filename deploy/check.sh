@@ -13,7 +13,7 @@
 #                     kubernetes-validate ships schemas for)
 #   VOUCHER_ETL_BIN, VOUCHER_API_BIN   binaries for refs and config-docs (default: built with
 #                     `cargo build --bins`); VOUCHER_EVENTS_BIN defaults to voucher-events beside
-#                     VOUCHER_API_BIN
+#                     VOUCHER_API_BIN (where the workspace's builds put it)
 #   VERBOSE=1         print each tool's full output, not only on failure
 set -uo pipefail
 
@@ -43,12 +43,11 @@ PY=$VENV/bin/python
 
 # --- binaries: the route table, --help and segment validation come from the real programs ---
 if [[ -z ${VOUCHER_ETL_BIN:-} || -z ${VOUCHER_API_BIN:-} ]]; then
-    (cd "$HERE/.." && cargo build --quiet -p voucher-etl -p voucher-api --bins) \
-        || { echo "FAIL setup: cargo build of voucher-etl and voucher-api" >&2; exit 1; }
+    (cd "$HERE/.." && cargo build --quiet -p voucher-etl -p voucher-api -p voucher-events --bins) \
+        || { echo "FAIL setup: cargo build of voucher-etl, voucher-api and voucher-events" >&2; exit 1; }
     TARGET=${CARGO_TARGET_DIR:-$HERE/../target}
     export VOUCHER_ETL_BIN=$TARGET/debug/voucher-etl VOUCHER_API_BIN=$TARGET/debug/voucher-api
 fi
-# voucher-events is built with voucher-api (same crate), beside it.
 export VOUCHER_EVENTS_BIN=${VOUCHER_EVENTS_BIN:-$(dirname "$VOUCHER_API_BIN")/voucher-events}
 
 # --- files --------------------------------------------------------------------------------
@@ -65,7 +64,7 @@ mapfile -t SCRIPTS < <(
         -o -type f -name '*.sh' -print | sed 's|^\./||' | sort
     [[ -f .ci/run ]] && echo .ci/run
 )
-DOCKERFILES=(Dockerfile.api Dockerfile.etl)
+DOCKERFILES=(Dockerfile.api Dockerfile.etl Dockerfile.events)
 
 failed=()
 OUT=$(mktemp)
@@ -99,11 +98,11 @@ kubernetes_validate() {
 kustomize_render() {
     local dir status=0 rendered
     command -v kubectl >/dev/null || { echo "kubectl not installed: skipped"; return 0; }
-    # k8s/ with the optional events component enabled, as an overlay would (kustomize takes only
-    # relative paths, hence a directory beside k8s/).
+    # k8s/ with the optional events and postgres-history components enabled, as an overlay would
+    # (kustomize takes only relative paths, hence a directory beside k8s/).
     local with_events
     with_events=$(mktemp -d "$PWD/.overlay-events-XXXXXX")
-    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events]\n' \
+    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events, ../k8s/components/postgres-history]\n' \
         >"$with_events/kustomization.yaml"
     for dir in k8s "$with_events" kind; do
         rendered=$(mktemp --suffix=.yaml)
@@ -125,8 +124,11 @@ checkov_all() {
     # Components hold patches, not whole manifests: checked through what they patch.
     checkov --directory k8s --skip-path 'k8s/components' --framework kubernetes --skip-download \
         --quiet --compact || status=1
-    checkov --file Dockerfile.api --file Dockerfile.etl --framework dockerfile --skip-download \
-        --quiet --compact || status=1
+    local files=() dockerfile
+    for dockerfile in "${DOCKERFILES[@]}"; do
+        files+=(--file "$dockerfile")
+    done
+    checkov "${files[@]}" --framework dockerfile --skip-download --quiet --compact || status=1
     # A skip must say why, next to it: `checkov.io/skipN: CHECK=reason` annotations in manifests,
     # `# checkov:skip=CHECK: reason` comments in Dockerfiles.
     "$PY" - k8s/*.yaml <<'PYEOF' || status=1
@@ -170,7 +172,7 @@ for check in "${CHECKS[@]}"; do
             run kubernetes-validate "${#MANIFESTS[@]} manifests, Kubernetes $K8S_VERSION, strict" \
                 kubernetes_validate "${MANIFESTS[@]}" ;;
         kustomize)
-            run kustomize "k8s/ (also with components/events) and kind/ rendered, then validated" kustomize_render ;;
+            run kustomize "k8s/ (also with components/events and postgres-history) and kind/ rendered, then validated" kustomize_render ;;
         checkov)
             run checkov "k8s/, ${DOCKERFILES[*]}" checkov_all ;;
         hadolint)

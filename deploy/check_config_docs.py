@@ -104,9 +104,8 @@ def binary_path(root: Path, name: str, variable: str) -> str:
     if os.environ.get(variable):
         return os.environ[variable]
     target = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
-    package = "voucher-api" if name == "voucher-events" else name
     subprocess.run(
-        ["cargo", "build", "--quiet", "-p", package, "--bin", name],
+        ["cargo", "build", "--quiet", "-p", name, "--bin", name],
         cwd=root,
         check=True,
     )
@@ -206,7 +205,8 @@ def check(root: Path, doc: Path, commands: dict[str, list[Flag]]) -> list[str]:
                 )
     # Deployment files may only set variables the binaries read.
     known = {f.env for flags in commands.values() for f in flags if f.env}
-    files = [root / "Dockerfile.api", root / "Dockerfile.etl", root / "docker-compose.yml"]
+    files = [root / f"Dockerfile.{image}" for image in ("api", "etl", "events")]
+    files.append(root / "docker-compose.yml")
     files += sorted((root / "k8s").rglob("*.yaml")) + sorted((root / "kind").glob("*"))
     for path in files:
         if not path.is_file():

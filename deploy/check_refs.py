@@ -21,9 +21,10 @@ Kubernetes (k8s/ and its kustomization):
   Job is Indexed and each pod writes its own tally (the path holds $(JOB_COMPLETION_INDEX));
   the merge Job reads the directory the tallies are written to, on the same volume; every
   flag they pass is one `voucher-etl <command> --help` lists.
-Docker: the Dockerfiles' HEALTHCHECK routes are real routes and EXPOSE matches the API port;
-docker-compose.yml's named volumes are declared, the API's healthcheck route is real and it
-publishes the API port.
+Docker: the Dockerfiles' HEALTHCHECK routes are real routes on the image's own port, and
+EXPOSE lists the ports of its binary (the API's HTTP and gRPC ports, the consumer's health
+port); docker-compose.yml's named volumes are declared, the API's healthcheck route is real and
+it publishes the API port.
 
 Usage: check_refs.py [--root DIR]   (prints each problem; exit 1 if any)
 """
@@ -43,6 +44,14 @@ import yaml
 
 API_PORT = 8000
 GRPC_PORT = 50051
+EVENTS_PORT = 8001
+# Each image's ports (what EXPOSE must list) and the port its HEALTHCHECK asks; the routes of
+# both binaries' health endpoints are the API's (one module serves them in both).
+IMAGE_PORTS = {
+    "Dockerfile.api": ({API_PORT: "HTTP", GRPC_PORT: "gRPC"}, API_PORT),
+    "Dockerfile.etl": ({}, None),
+    "Dockerfile.events": ({EVENTS_PORT: "health"}, EVENTS_PORT),
+}
 # The services whose status voucher-api's grpc.health.v1 reports ("" is the server as a whole).
 GRPC_HEALTH_SERVICES = {"", "voucher.v1.VoucherService"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
@@ -339,6 +348,7 @@ class Checker:
     def check_dockerfile(self, path: Path) -> None:
         text = path.read_text().replace("\\\n", " ")
         where = str(path.relative_to(self.root))
+        ports, health_port = IMAGE_PORTS[path.name]
         stages = set()
         for line in text.splitlines():
             words = line.split()
@@ -352,26 +362,26 @@ class Checker:
                 if len(words) >= 4 and words[-2].upper() == "AS":
                     stages.add(words[-1])
             elif instruction == "HEALTHCHECK" and len(words) > 1 and words[1].upper() != "NONE":
-                self.check_health_command(where, line)
-            elif instruction == "EXPOSE" and path.name == "Dockerfile.api":
+                self.check_health_command(where, line, health_port)
+            elif instruction == "EXPOSE":
                 exposed = [w.split("/")[0] for w in words[1:]]
-                for port, what in ((API_PORT, "HTTP"), (GRPC_PORT, "gRPC")):
+                for port, what in ports.items():
                     if str(port) not in exposed:
-                        self.fail(where, f"EXPOSE {' '.join(words[1:])} lacks the API's {what} port {port}")
-        if path.name == "Dockerfile.api" and "HEALTHCHECK" not in text:
+                        self.fail(where, f"EXPOSE {' '.join(words[1:])} lacks the {what} port {port}")
+        if health_port and "HEALTHCHECK" not in text:
             self.fail(where, "no HEALTHCHECK")
 
-    def check_health_command(self, where: str, command: str) -> None:
+    def check_health_command(self, where: str, command: str, port: int | None = API_PORT) -> None:
         paths = re.findall(r"(?:GET |https?://[^/\s]+)(/[A-Za-z0-9_./-]*)", command)
         if not paths:
             self.fail(where, f"healthcheck requests no route: {command.strip()}")
         for p in paths:
             if p not in self.routes:
                 self.fail(where, f"healthcheck route {p} is no API route")
-        ports = re.findall(r"/dev/tcp/[^/]+/(\d+)|:(\d+)/", command)
-        for port in (a or b for a, b in ports):
-            if int(port) != API_PORT:
-                self.fail(where, f"healthcheck port {port} is not the API port {API_PORT}")
+        asked = re.findall(r"/dev/tcp/[^/]+/(\d+)|:(\d+)/", command)
+        for found in (a or b for a, b in asked):
+            if int(found) != port:
+                self.fail(where, f"healthcheck port {found} is not the server's port {port}")
 
     def check_compose(self, path: Path) -> None:
         where = str(path.relative_to(self.root))
@@ -454,7 +464,7 @@ def main() -> int:
     checker.check_k8s(root / "k8s", root / "k8s/components/events")
     checker.check_segments_component(root / "k8s/components/custom-segments", root / "k8s")
     checker.check_sharded(root / "k8s/sharded", root / "k8s")
-    for dockerfile in ("Dockerfile.api", "Dockerfile.etl"):
+    for dockerfile in IMAGE_PORTS:
         checker.check_dockerfile(root / dockerfile)
     checker.check_compose(root / "docker-compose.yml")
     for problem in checker.problems:

@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BROKEN=$HERE/broken
 # What the checks read, besides deploy/ itself (which they use from this repository).
-FILES=(k8s kind docker-compose.yml Dockerfile.api Dockerfile.etl .dockerignore docs/operations.md
+FILES=(k8s kind docker-compose.yml Dockerfile.api Dockerfile.etl Dockerfile.events .dockerignore docs/operations.md
     data/segments.toml deploy/check.sh deploy/test_checks.sh deploy/build_images.sh)
 
 WORK=$(mktemp -d)
@@ -28,7 +28,8 @@ indent() { sed 's/^/    /'; }
 
 # The binaries for config-docs, built once rather than by every run of the check.
 if [[ -z ${VOUCHER_ETL_BIN:-} || -z ${VOUCHER_API_BIN:-} ]]; then
-    (cd "$ROOT" && cargo build --quiet -p voucher-etl -p voucher-api --bins) || { echo "FAIL cargo build"; exit 1; }
+    (cd "$ROOT" && cargo build --quiet -p voucher-etl -p voucher-api -p voucher-events --bins) \
+        || { echo "FAIL cargo build"; exit 1; }
     TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
     export VOUCHER_ETL_BIN=$TARGET/debug/voucher-etl VOUCHER_API_BIN=$TARGET/debug/voucher-api
 fi

@@ -183,20 +183,6 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// Asserts that every flag of `command` has an environment twin named `VOUCHER_<FLAG>` (the
-/// convention of both binaries' configurations).
-#[cfg(test)]
-pub(crate) fn assert_env_twins(command: &clap::Command) {
-    for arg in command.get_arguments() {
-        let id = arg.get_id().as_str();
-        if id == "help" || id == "version" {
-            continue;
-        }
-        let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
-        assert_eq!(env, format!("VOUCHER_{}", id.to_uppercase()), "{id}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +214,7 @@ mod tests {
         assert_eq!(config.max_body, ByteSize(16 * 1024));
         assert!(config.api_token.is_none());
         assert!(config.worker_count() >= 1);
-        assert_env_twins(&<Config as clap::CommandFactory>::command());
+        voucher_serve::fixtures::assert_env_twins(&<Config as clap::CommandFactory>::command());
     }
 
     #[test]

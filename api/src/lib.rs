@@ -1,25 +1,21 @@
-//! `voucher-api`: serves the live voucher table.
+//! `voucher-api`: serves the live voucher table over HTTP and gRPC.
 //!
-//! The rules (validation, segment lookup) live in [`voucher_shared::score`]; this crate holds
-//! what every door shares, and one module per door:
+//! The rules (validation, segment lookup) live in [`voucher_shared::score`], and what lies
+//! below the doors (the tables and their hot reload, metrics, health) in [`voucher_serve`];
+//! this crate holds one module per door and puts them together:
 //!
 //! - [`config`]: flags and their environment twins;
-//! - [`tables`]: loading table versions and hot-reloading the live one; [`live`]: a loaded one;
-//! - [`metrics`]: Prometheus metrics of every door;
-//! - [`server`]: building and running the application;
+//! - [`server`]: building and running the application (the composition root);
 //! - [`tls`]: TLS for both doors;
 //! - [`http`]: the HTTP routes (single, batch and NDJSON scoring, the table, operations);
 //! - [`grpc`]: the gRPC service, with health checking and reflection;
-//! - [`page`]: the page for people at `/`;
-//! - [`events`]: the Kafka consumer of `voucher-events`.
+//! - [`page`]: the page for people at `/`.
+//!
+//! No door imports another: each reaches the tables through [`voucher_serve`].
 
 pub mod config;
-pub mod events;
 pub mod grpc;
 pub mod http;
-pub mod live;
-pub mod metrics;
 pub mod page;
 pub mod server;
-pub mod tables;
 pub mod tls;

@@ -1,23 +1,26 @@
-//! Building the application from its config and running it until a signal stops it.
+//! The composition root: building the application (the tables, both doors and the page) from
+//! its config, and running it until a signal stops it.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use tokio::signal::unix::{SignalKind, signal};
+use voucher_serve::ServeError;
+use voucher_serve::health::{Draining, HealthState};
+use voucher_serve::metrics::Metrics;
+use voucher_serve::signals::{Signals, Stop};
+use voucher_serve::tables::{PollState, Reloader, Tables};
 
 use crate::config::Config;
 use crate::grpc::server::{GrpcError, GrpcServer};
 use crate::grpc::service::VoucherGrpc;
+use crate::http::listing::Listings;
+use crate::http::metrics::{self as http_metrics, HttpMetrics};
 use crate::http::openapi;
 use crate::http::routes::{self, AppState};
-use crate::metrics::{self, Metrics};
-use crate::tables::{PollState, Reloader, Tables};
 use crate::tls::{TlsError, TlsFiles};
 
 /// Why the application could not start.
@@ -25,8 +28,6 @@ use crate::tls::{TlsError, TlsFiles};
 pub enum StartError {
     #[error("no tables directory: set --tables-dir or VOUCHER_TABLES_DIR")]
     NoTablesDir,
-    #[error("cannot create metrics")]
-    Metrics(#[from] prometheus::Error),
     #[error("cannot render the OpenAPI document")]
     OpenApi(#[from] serde_json::Error),
     #[error("cannot use the TLS certificate and key")]
@@ -37,25 +38,17 @@ pub enum StartError {
     Serve(#[from] ServeError),
 }
 
-/// What can stop a process that serves HTTP from starting or running; shared by both binaries
-/// (`voucher-api`'s server and the health endpoints of `voucher-events`).
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {address}")]
-    Bind { address: String, source: io::Error },
-    #[error("cannot start the table reloader")]
-    Reloader(#[source] io::Error),
-    #[error("cannot install signal handlers")]
-    Signals(#[source] io::Error),
-    #[error("the HTTP server failed")]
-    Serve(#[source] io::Error),
+impl From<prometheus::Error> for StartError {
+    fn from(error: prometheus::Error) -> Self {
+        StartError::Serve(ServeError::Metrics(error))
+    }
 }
 
 /// A bound, not yet running application.
 pub struct Application {
     server: Server,
     addresses: Vec<SocketAddr>,
-    state: web::Data<AppState>,
+    draining: Draining,
     grpc: GrpcServer,
     reloader: Reloader,
     drain_delay: Duration,
@@ -64,8 +57,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads the live table if there is one, binds the listener and starts the reloader. Must be
-    /// called inside the actix runtime.
+    /// Loads the live table if there is one, binds both listeners and starts the reloader.
+    /// Must be called inside the actix runtime.
     pub fn build(config: &Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
         let tables_dir = config.tables_dir.as_ref().ok_or(StartError::NoTablesDir)?;
@@ -78,63 +71,33 @@ impl Application {
             (Some(cert), Some(key)) => Some(TlsFiles::load(cert, key)?),
             _ => None,
         };
-        let draining = Arc::new(AtomicBool::new(false));
+        let draining = Draining::default();
         let grpc = GrpcServer::start(
             &format!("{}:{}", config.host, config.grpc_port),
             config.worker_count(),
-            VoucherGrpc {
-                tables: Arc::clone(&tables),
-                metrics: metrics.clone(),
-                token: config.api_token.clone(),
-            },
-            Arc::clone(&draining),
+            VoucherGrpc::new(
+                Arc::clone(&tables),
+                metrics.clone(),
+                config.api_token.clone(),
+            )?,
+            draining.clone(),
             tls.as_ref()
                 .map(|t| (t.cert_pem.as_slice(), t.key_pem.as_slice())),
         )?;
-        let openapi_json = serde_json::to_vec(&openapi::document(config.api_token.is_some()))?;
-        let state = web::Data::new(AppState {
-            tables: Arc::clone(&tables),
-            metrics: metrics.clone(),
-            token: config.api_token.clone(),
-            max_body: config.max_body.0,
-            max_batch_body: config.max_batch_body.0,
-            retry_after_secs: config.reload_interval.as_secs_f64().ceil().max(1.0) as u64,
-            draining,
-            openapi_json: openapi_json.into(),
-            swagger: Arc::new(openapi::swagger_config()),
-        });
-
-        let app_state = state.clone();
-        let address = format!("{}:{}", config.host, config.port);
-        let server = HttpServer::new(move || {
-            let meter = app_state.metrics.worker_meter();
-            App::new()
-                .wrap(from_fn(move |req, next| {
-                    metrics::meter(meter.clone(), req, next)
-                }))
-                .configure(|cfg| routes::configure(cfg, &app_state))
-        })
-        .workers(config.worker_count())
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        // Signals are handled in `run_until_stopped`, which turns readiness off first.
-        .disable_signals();
-        let server = match &tls {
-            Some(tls) => server.bind_rustls_0_23(&address, (*tls.http).clone()),
-            None => server.bind(&address),
-        }
-        .map_err(|source| ServeError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-        let addresses = server.addrs();
-        let server = server.run();
-
+        let health = web::Data::new(HealthState::new(
+            Arc::clone(&tables),
+            metrics.clone(),
+            draining.clone(),
+            "finishing in-flight requests",
+        ));
+        let state = web::Data::new(app_state(config, Arc::clone(&tables), metrics.clone())?);
+        let (server, addresses) = http_server(config, state, health, tls.as_ref())?;
         let reloader = Reloader::spawn(tables, metrics, config.reload_interval, poll_state)
             .map_err(ServeError::Reloader)?;
         Ok(Application {
             server,
             addresses,
-            state,
+            draining,
             grpc,
             reloader,
             drain_delay: config.drain_delay,
@@ -169,34 +132,35 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then stops gracefully: readiness turns 503, (on SIGTERM)
-    /// the drain delay passes, the listener closes and in-flight requests finish.
+    /// the drain delay passes, the listeners close and in-flight requests finish.
     pub async fn run_until_stopped(self) -> Result<(), StartError> {
         let handle = self.server.handle();
-        let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-        let state = self.state.clone();
+        let mut signals = Signals::install()?;
+        let draining = self.draining.clone();
         let grpc = self.grpc.stopper();
         let drain_delay = self.drain_delay;
         actix_web::rt::spawn(async move {
-            let drain = tokio::select! {
-                _ = terminate.recv() => {
-                    log::info!("SIGTERM received: readiness is now 503; draining for {drain_delay:?}, then finishing in-flight requests");
+            let drain = match signals.recv().await {
+                Stop::Terminate => {
+                    log::info!(
+                        "SIGTERM received: readiness is now 503; draining for {drain_delay:?}, then finishing in-flight requests"
+                    );
                     drain_delay
                 }
-                _ = interrupt.recv() => {
+                Stop::Interrupt => {
                     log::info!("SIGINT received: finishing in-flight requests");
                     Duration::ZERO
                 }
             };
-            state.draining.store(true, Ordering::Relaxed);
+            draining.start();
             if !drain.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(drain) => {}
                     // A second signal cuts the drain short.
-                    _ = terminate.recv() => {}
-                    _ = interrupt.recv() => {}
+                    _ = signals.recv() => {}
                 }
             }
+            log::info!("closing the listeners; in-flight requests go on");
             grpc.stop_accepting();
             handle.stop(true).await;
         });
@@ -219,4 +183,57 @@ impl Application {
             Err(e) => Err(ServeError::Serve(e).into()),
         }
     }
+}
+
+/// What every HTTP worker shares.
+fn app_state(
+    config: &Config,
+    tables: Arc<Tables>,
+    metrics: Metrics,
+) -> Result<AppState, StartError> {
+    let openapi_json = serde_json::to_vec(&openapi::document(config.api_token.is_some()))?;
+    Ok(AppState {
+        tables,
+        metrics,
+        token: config.api_token.clone(),
+        max_body: config.max_body.0,
+        max_batch_body: config.max_batch_body.0,
+        retry_after_secs: config.reload_interval.as_secs_f64().ceil().max(1.0) as u64,
+        openapi_json: openapi_json.into(),
+        swagger: Arc::new(openapi::swagger_config()),
+        listings: Listings::default(),
+    })
+}
+
+/// The HTTP server, bound and running (signals are handled by
+/// [`Application::run_until_stopped`], which turns readiness off first).
+fn http_server(
+    config: &Config,
+    state: web::Data<AppState>,
+    health: web::Data<HealthState>,
+    tls: Option<&TlsFiles>,
+) -> Result<(Server, Vec<SocketAddr>), StartError> {
+    let requests = HttpMetrics::register(state.metrics.registry())?;
+    let address = format!("{}:{}", config.host, config.port);
+    let server = HttpServer::new(move || {
+        let meter = requests.worker_meter();
+        App::new()
+            .wrap(from_fn(move |req, next| {
+                http_metrics::meter(meter.clone(), req, next)
+            }))
+            .configure(|cfg| routes::configure(cfg, &state, &health))
+    })
+    .workers(config.worker_count())
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(&address, (*tls.http).clone()),
+        None => server.bind(&address),
+    }
+    .map_err(|source| ServeError::Bind {
+        address: address.clone(),
+        source,
+    })?;
+    let addresses = server.addrs();
+    Ok((server.run(), addresses))
 }

@@ -20,16 +20,9 @@ VENV=${GRPC_PYTHON_VENV:-$TARGET/grpc-python-venv}
 
 log() { printf 'grpc_python.sh: %s\n' "$*" >&2; }
 
-WORK=$(mktemp -d)
-API_PID=
-cleanup() {
-    if [[ -n $API_PID ]] && kill -0 "$API_PID" 2>/dev/null; then
-        kill -INT "$API_PID" 2>/dev/null || true
-        wait "$API_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
+# shellcheck disable=SC1091
+source "$ROOT/tools/serve.sh"
 
 # shellcheck disable=SC1091
 source "$ROOT/tools/pinned_venv.sh"
@@ -48,24 +41,8 @@ voucher_binaries "$ROOT" "$TARGET"
 "$PUBLISH_TABLE_BIN" "$WORK/tables" >/dev/null
 
 TOKEN=python-client-token
-VOUCHER_API_TOKEN=$TOKEN RUST_LOG=info "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" \
-    --host 127.0.0.1 --port 0 --grpc-port 0 2>"$WORK/api.log" &
-API_PID=$!
-GRPC=
-for _ in $(seq 100); do
-    GRPC=$(sed -n 's|.*gRPC listening on \([^ ]*\).*|\1|p' "$WORK/api.log" | head -n 1)
-    [[ -n $GRPC ]] && break
-    if ! kill -0 "$API_PID" 2>/dev/null; then
-        log "voucher-api exited early:"
-        cat "$WORK/api.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z $GRPC ]]; then
-    log "voucher-api did not log its gRPC address:"
-    cat "$WORK/api.log" >&2
-    exit 1
-fi
-log "running the Python client against $GRPC"
-"$VENV/bin/python" "$ROOT/api/tests/grpc_python/client_test.py" "$GRPC" "$TOKEN" "$WORK/stubs"
+serve_start API env VOUCHER_API_TOKEN=$TOKEN "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" \
+    --host 127.0.0.1 --port 0 --grpc-port 0
+serve_grpc API
+log "running the Python client against $API_GRPC"
+"$VENV/bin/python" "$ROOT/api/tests/grpc_python/client_test.py" "$API_GRPC" "$TOKEN" "$WORK/stubs"

@@ -32,16 +32,9 @@ source "$ROOT/tools/pinned_venv.sh"
 pinned_venv "$VENV" "${PACKAGES[@]}"
 [[ ${1:-} == --install-only ]] && exit 0
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -INT "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
+# shellcheck disable=SC1091
+source "$ROOT/tools/serve.sh"
 
 # shellcheck disable=SC1091
 source "$ROOT/tools/binaries.sh"
@@ -52,28 +45,10 @@ ETL=$VOUCHER_ETL_BIN API=$VOUCHER_API_BIN
 "$ETL" run --input "$WORK/history-a.parquet" --output "$WORK/tables" --countries all >/dev/null 2>&1
 export PAGE_REPUBLISH="'$ETL' run --input '$WORK/history-b.parquet' --output '$WORK/tables' --countries all >/dev/null 2>&1"
 
-# start_api VAR [flags...]: starts voucher-api with the flags and sets VAR to its base URL.
-start_api() {
-    local var=$1 log_file=$WORK/api-$1.log address
-    shift
-    RUST_LOG=info "$API" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 --grpc-port 0 \
-        --reload-interval 200ms "$@" >/dev/null 2>"$log_file" &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        address=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$log_file" | head -n 1)
-        if [[ -n $address ]]; then
-            printf -v "$var" '%s' "$address"
-            return
-        fi
-        sleep 0.1
-    done
-    log "voucher-api did not start:"
-    cat "$log_file" >&2
-    exit 1
-}
-export PAGE_TOKEN=page-test-token PAGE_URL='' PAGE_TOKEN_URL=''
-start_api PAGE_URL
-start_api PAGE_TOKEN_URL --api-token "$PAGE_TOKEN"
+API_FLAGS=(--tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 --grpc-port 0 --reload-interval 200ms)
+serve_start PAGE "$API" "${API_FLAGS[@]}"
+serve_start PAGE_TOKEN "$API" "${API_FLAGS[@]}" --api-token page-test-token
+export PAGE_TOKEN=page-test-token PAGE_URL PAGE_TOKEN_URL
 mkdir -p "$PAGE_OUT"
 log "testing the page at $PAGE_URL/ (and $PAGE_TOKEN_URL/ with a token) in $(/usr/bin/chromium --version 2>/dev/null)"
 "$VENV/bin/python" "$ROOT/api/tests/page/page_test.py"

@@ -22,16 +22,9 @@ MAX_TIME=${SCHEMATHESIS_MAX_TIME:-60}
 
 log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
 
-WORK=$(mktemp -d)
-API_PID=
-cleanup() {
-    if [[ -n $API_PID ]] && kill -0 "$API_PID" 2>/dev/null; then
-        kill -INT "$API_PID" 2>/dev/null || true
-        wait "$API_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
+# shellcheck disable=SC1091
+source "$ROOT/tools/serve.sh"
 
 # shellcheck disable=SC1091
 source "$ROOT/tools/pinned_venv.sh"
@@ -42,28 +35,10 @@ pinned_venv "$VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 source "$ROOT/tools/binaries.sh"
 voucher_binaries "$ROOT" "$TARGET"
 "$PUBLISH_TABLE_BIN" "$WORK/tables" >/dev/null
-RUST_LOG=info "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 \
-    2>"$WORK/api.log" &
-API_PID=$!
-BASE=
-for _ in $(seq 100); do
-    ADDRESS=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1|p' "$WORK/api.log" | head -n 1)
-    if [[ -n $ADDRESS ]] && curl -fsS "$ADDRESS/readyz" >/dev/null 2>&1; then
-        BASE=$ADDRESS
-        break
-    fi
-    if ! kill -0 "$API_PID" 2>/dev/null; then
-        log "voucher-api exited early:"
-        cat "$WORK/api.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [[ -z $BASE ]]; then
-    log "voucher-api did not become ready:"
-    cat "$WORK/api.log" >&2
-    exit 1
-fi
+serve_start API "$VOUCHER_API_BIN" --tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 \
+    --grpc-port 0
+serve_ready API
+BASE=$API_URL
 log "fuzzing $BASE (at most $MAX_EXAMPLES examples per operation, ${MAX_TIME}s)"
 
 status=0
@@ -78,9 +53,9 @@ timeout --signal=INT "$((MAX_TIME + 60))" "$VENV/bin/schemathesis" run "$BASE/op
     --report junit --report-dir "$WORK/report" \
     || status=$?
 
-if grep -q ' -> 5[0-9][0-9]' "$WORK/api.log"; then
+if grep -q ' -> 5[0-9][0-9]' "$WORK/API.log"; then
     log "the API logged server errors:"
-    grep ' -> 5[0-9][0-9]' "$WORK/api.log" >&2
+    grep ' -> 5[0-9][0-9]' "$WORK/API.log" >&2
     status=1
 fi
 if [[ $status -ne 0 ]]; then

@@ -19,10 +19,10 @@ use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 use voucher_shared::time::{SECONDS_PER_DAY, parse_utc_date};
 
 use crate::EtlError;
-use crate::memory::{self, LimitSource, MemoryLimit, Planned, WindowPlan};
 use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
 };
+use crate::memory::{self, LimitSource, MemoryLimit, Planned, WindowPlan};
 use crate::source::Input;
 
 /// Which countries to build tables for.
@@ -262,7 +262,7 @@ pub fn tally(
 }
 
 /// Runs one window's query and counts its rows as the morsels arrive.
-fn count_window(
+pub(crate) fn count_window(
     window: LazyFrame,
     countries: &Countries,
     segments: &SegmentSet,

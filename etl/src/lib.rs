@@ -2,6 +2,7 @@
 //!
 //! - [`source`]: where the history comes from (files, a directory, a glob, or a URL);
 //! - [`s3`]: history in S3-compatible object storage;
+//! - [`postgres`]: history from a PostgreSQL query, streamed;
 //! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
@@ -19,6 +20,7 @@ pub mod generate;
 pub mod history;
 pub mod memory;
 pub mod output;
+pub mod postgres;
 pub mod progress;
 pub mod run;
 pub mod s3;
@@ -120,6 +122,23 @@ pub enum EtlError {
         "cannot read {input} from object storage; is the server at AWS_ENDPOINT_URL (or AWS's) reachable?"
     )]
     S3 { input: String, source: s3::S3Cause },
+    #[error(transparent)]
+    Postgres(#[from] voucher_postgres::PgError),
+    #[error(
+        "input {input} is a database: give the query whose rows are the history with --query (VOUCHER_QUERY)"
+    )]
+    QueryMissing { input: String },
+    #[error(
+        "--query reads from a database, but input {input} is not a postgresql:// or postgres:// URL"
+    )]
+    QueryWithoutDatabase { input: String },
+    #[error("input {input}: column `{column}` has type {found}; accepted: {accepted}")]
+    PostgresColumnType {
+        input: String,
+        column: &'static str,
+        found: String,
+        accepted: String,
+    },
     #[error("cannot download {url}")]
     Download { url: String, source: reqwest::Error },
     #[error("cannot download {url}: the server answered {status}")]

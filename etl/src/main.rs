@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use voucher_etl::clean::{self, Countries};
 use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::memory::{MemoryLimit, WindowPlan};
+use voucher_etl::postgres::PostgresRead;
 use voucher_etl::run::{RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{self, ScoreOptions, score_customers};
@@ -49,7 +50,8 @@ enum Command {
 #[derive(Args)]
 struct TallyArgs {
     /// This shard's history: a Parquet file, a directory of them (partitions included), a
-    /// glob, an s3:// object, prefix or glob, or an http(s) URL.
+    /// glob, an s3:// object, prefix or glob, an http(s) URL, or a PostgreSQL database
+    /// (postgresql://USER@HOST[:PORT]/DB, with --query).
     #[arg(long, env = "VOUCHER_INPUT")]
     input: String,
     /// The tally file to write (JSON, replaced atomically), e.g. `tallies/part-3.json`.
@@ -73,6 +75,17 @@ struct ReadArgs {
     download_timeout: Duration,
     #[command(flatten)]
     windows: WindowArgs,
+    /// With a postgresql:// input: the query whose rows are the history, its columns named as
+    /// the history's (other columns are not read), e.g. `SELECT * FROM voucher_history`.
+    #[arg(long, env = "VOUCHER_QUERY")]
+    query: Option<String>,
+    /// With a postgresql:// input: time limit for connecting and logging in, e.g. `10s`.
+    #[arg(long, env = "VOUCHER_DB_CONNECT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    db_connect_timeout: Duration,
+    /// With a postgresql:// input: time limit for the query on the server (its
+    /// statement_timeout), e.g. `30m` [default: the server's setting].
+    #[arg(long, env = "VOUCHER_DB_STATEMENT_TIMEOUT", value_parser = humantime::parse_duration)]
+    db_statement_timeout: Option<Duration>,
 }
 
 /// How many rows are read at once (for `run`, `tally` and `score`).
@@ -109,6 +122,11 @@ impl From<ReadArgs> for ReadOptions {
             window_rows: a.windows.window_rows,
             windows_in_flight: a.windows.windows_in_flight,
             memory_limit: a.windows.memory_limit,
+            postgres: PostgresRead {
+                query: a.query,
+                connect_timeout: a.db_connect_timeout,
+                statement_timeout: a.db_statement_timeout,
+            },
         }
     }
 }
@@ -141,7 +159,8 @@ struct ScoreArgs {
 struct RunArgs {
     /// History to read: a Parquet file, a directory of them (Hive-style partitions included),
     /// a glob (`history/*/part-*.parquet`), an s3:// object, prefix or glob (AWS_* environment),
-    /// or an http(s) URL.
+    /// an http(s) URL, or a PostgreSQL database (postgresql://USER@HOST[:PORT]/DB, with --query;
+    /// the password in the URL or PGPASSWORD).
     #[arg(long, env = "VOUCHER_INPUT", required_unless_present = "from_tallies")]
     input: Option<String>,
     /// Instead of history, merge the tally files (`voucher-etl tally`) in this directory.
@@ -238,7 +257,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 "tallied {} rows from {} file(s) of {}: {} kept, {} dropped; wrote {}",
                 tallied.rows_read,
                 tallied.inputs.len(),
-                args.input,
+                voucher_postgres::display_input(&args.input),
                 tallied.tally.rows_kept,
                 tallied.tally.dropped.total(),
                 args.output.display()

@@ -299,7 +299,11 @@ mod tests {
             ("64k", 64 << 10),
             ("1048576", MIB),
         ] {
-            assert_eq!(MemoryLimit::parse(text), Ok(MemoryLimit::Bytes(bytes)), "{text}");
+            assert_eq!(
+                MemoryLimit::parse(text),
+                Ok(MemoryLimit::Bytes(bytes)),
+                "{text}"
+            );
         }
         assert_eq!(MemoryLimit::parse("unlimited"), Ok(MemoryLimit::Unlimited));
         for bad in ["", "MiB", "-3M", "3 apples", "0", "1e3M", "0.1"] {
@@ -380,16 +384,15 @@ mod tests {
         let hopeless = planned(MemoryLimit::Bytes(10 * MIB), 100);
         assert!(!hopeless.fits);
         assert_eq!(hopeless.plan.window_rows, MIN_WINDOW_ROWS);
-        assert!(hopeless.to_string().contains("over the limit"), "{hopeless}");
+        assert!(
+            hopeless.to_string().contains("over the limit"),
+            "{hopeless}"
+        );
     }
 
     #[test]
     fn a_source_that_cannot_estimate_keeps_what_was_asked() {
-        let kept = plan(
-            (MemoryLimit::Bytes(MIB), LimitSource::Cgroup),
-            WANTED,
-            None,
-        );
+        let kept = plan((MemoryLimit::Bytes(MIB), LimitSource::Cgroup), WANTED, None);
         assert_eq!(kept.plan, WANTED);
         assert_eq!(kept.estimated_peak, None);
         assert!(kept.to_string().contains("the cgroup's"), "{kept}");

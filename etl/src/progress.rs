@@ -28,10 +28,9 @@ impl Progress {
         )
     }
 
-    /// Progress over a count of `unit`s whose total is not known beforehand.
-    pub fn count(what: &'static str, unit: &'static str) -> Self {
-        let template = format!("{{msg}} {{human_pos}} {unit} ({{per_sec}})");
-        Self::new(what, None, unit, &template)
+    /// Progress over rows whose total is not known in advance (a database query's).
+    pub fn rows_unbounded(what: &'static str) -> Self {
+        Self::new(what, None, "rows", "{msg} {human_pos} rows ({per_sec})")
     }
 
     /// Progress over bytes, of a known or unknown total.

@@ -30,7 +30,8 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::History(input) => f.write_str(input),
+            // A database URL may hold a password: never shown, logged or in a manifest.
+            Source::History(input) => f.write_str(&voucher_postgres::display_input(input)),
             Source::Tallies(dir) => write!(f, "{}", dir.display()),
         }
     }

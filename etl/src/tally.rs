@@ -15,6 +15,7 @@ use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, Countries, SegmentTally, Tally};
 use crate::memory::{MemoryLimit, Planned, WindowPlan};
+use crate::postgres::{self, PostgresRead};
 use crate::progress::Progress;
 use crate::{EtlError, output, source};
 
@@ -35,7 +36,11 @@ impl Tallied {
         self.rows_read += other.rows_read;
         self.inputs.extend(other.inputs);
         self.reading = match (self.reading, other.reading) {
-            (Some(a), Some(b)) => Some(if b.estimated_peak > a.estimated_peak { b } else { a }),
+            (Some(a), Some(b)) => Some(if b.estimated_peak > a.estimated_peak {
+                b
+            } else {
+                a
+            }),
             (a, b) => a.or(b),
         };
     }
@@ -51,8 +56,10 @@ pub struct ReadOptions {
     /// Windows read at once (see [`clean::tally`]).
     pub windows_in_flight: u16,
     /// The memory to stay under, by reading fewer or smaller windows than the two above;
-    /// `None`: the cgroup's limit, if any (see [`memory`]).
+    /// `None`: the cgroup's limit, if any (see [`crate::memory`]).
     pub memory_limit: Option<MemoryLimit>,
+    /// The query and timeouts of a database input.
+    pub postgres: PostgresRead,
 }
 
 impl Default for ReadOptions {
@@ -62,18 +69,28 @@ impl Default for ReadOptions {
             window_rows: clean::WINDOW_ROWS,
             windows_in_flight: clean::WINDOWS_IN_FLIGHT,
             memory_limit: None,
+            postgres: PostgresRead::default(),
         }
     }
 }
 
 /// Tallies every file `input` names (see [`source::resolve`]), one at a time and each in
-/// windows of rows, so memory follows a few windows, not the file or the history.
+/// windows of rows, so memory follows a few windows, not the file or the history; or the rows
+/// of a database query (see [`postgres`]).
 pub fn tally_input(
     input: &str,
     countries: &Countries,
     segments: &SegmentSet,
     read: &ReadOptions,
 ) -> Result<Tallied, EtlError> {
+    if postgres::is_postgres(input) {
+        return postgres::tally(input, countries, segments, read);
+    }
+    if read.postgres.query.is_some() {
+        return Err(EtlError::QueryWithoutDatabase {
+            input: input.to_owned(),
+        });
+    }
     let download_timeout = read.download_timeout;
     let files = source::resolve(input, download_timeout)?;
     let limit = MemoryLimit::resolve(read.memory_limit);
@@ -107,6 +124,7 @@ pub fn tally_input(
         all.add(Tallied {
             inputs: vec![InputFile {
                 file: file.clone(),
+                query: None,
                 rows_read,
                 rows_kept: tally.rows_kept,
                 dropped: tally.dropped,

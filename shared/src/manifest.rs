@@ -14,8 +14,11 @@ pub struct Producer {
 /// One input file of a run (or of a tally), with what the cleaning made of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputFile {
-    /// The file or URL as given or found.
+    /// The file or URL as given or found; a database URL without its password.
     pub file: String,
+    /// The query read from a database input (absent for files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// Rows in the file, of every country.
     pub rows_read: u64,
     /// Rows of the selected countries that passed every drop rule.

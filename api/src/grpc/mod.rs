@@ -4,8 +4,10 @@
 //!
 //! - [`proto`]: the code generated from `proto/voucher/v1/voucher.proto`;
 //! - [`service`]: the service, a thin layer over [`voucher_shared::score`];
-//! - [`server`]: serving it, with health, reflection, TLS and a graceful stop.
+//! - [`server`]: serving it, with health, reflection, TLS and a graceful stop;
+//! - [`metrics`]: calls by method and status code.
 
+pub mod metrics;
 pub mod server;
 pub mod service;
 

@@ -1,23 +1,24 @@
 //! Serving the gRPC door on its own port, in a thread with its own tokio runtime, next to the
-//! HTTP server: health checking follows the live table and the drain, and a stop lets
-//! in-flight calls finish.
+//! HTTP server: health checking follows the live table and the drain as they change, and a
+//! stop closes the listener and lets in-flight calls finish.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
+use futures_util::Stream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use voucher_serve::health::Draining;
+use voucher_serve::tables::Tables;
 
 use crate::grpc::proto::FILE_DESCRIPTOR_SET;
 use crate::grpc::proto::voucher_service_server::VoucherServiceServer;
 use crate::grpc::service::VoucherGrpc;
-use crate::tables::Tables;
 
 /// Why the gRPC server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +36,6 @@ pub enum GrpcError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// How often health checking looks at the live table and the drain flag.
-const HEALTH_POLL: Duration = Duration::from_millis(200);
-
 /// A running gRPC server.
 pub struct GrpcServer {
     address: SocketAddr,
@@ -53,7 +51,7 @@ impl GrpcServer {
         address: &str,
         threads: usize,
         service: VoucherGrpc,
-        draining: Arc<AtomicBool>,
+        draining: Draining,
         tls: Option<(&[u8], &[u8])>,
     ) -> Result<Self, GrpcError> {
         let listener = std::net::TcpListener::bind(address)
@@ -86,17 +84,18 @@ impl GrpcServer {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let (shutdown, stop) = oneshot::channel::<()>();
+        let (shutdown, stop) = watch::channel(false);
+        let (closed, listener_closed) = oneshot::channel::<()>();
         let (finished, done) = mpsc::channel();
-        let tables = Arc::clone(&service.tables);
+        let tables = Arc::clone(service.tables());
         let thread = std::thread::Builder::new()
             .name("grpc-server".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let (reporter, health) = tonic_health::server::health_reporter();
                     tokio::spawn(follow_health(reporter, tables, draining));
-                    let incoming = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => TcpIncoming::from(listener),
+                    let incoming = match TcpListener::from_std(listener) {
+                        Ok(listener) => until_stopped(listener, stop, closed),
                         Err(e) => {
                             log::error!("gRPC on {bound}: cannot use the listener: {e}");
                             return;
@@ -107,9 +106,9 @@ impl GrpcServer {
                         .add_service(reflection_v1)
                         .add_service(reflection_v1alpha)
                         .add_service(VoucherServiceServer::new(service))
-                        .serve_with_incoming_shutdown(incoming, async {
-                            // A dropped sender stops the server too.
-                            let _ = stop.await;
+                        // Shut down (letting calls in flight finish) once the listener is closed.
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = listener_closed.await;
                         })
                         .await;
                     match served {
@@ -122,7 +121,7 @@ impl GrpcServer {
             .map_err(GrpcError::Runtime)?;
         Ok(GrpcServer {
             address: bound,
-            stopper: Stopper(Arc::new(Mutex::new(Some(shutdown)))),
+            stopper: Stopper(Arc::new(shutdown)),
             done: Mutex::new(done),
             thread: Some(thread),
         })
@@ -162,24 +161,49 @@ impl GrpcServer {
 
 /// Stops a [`GrpcServer`] accepting calls; those in flight go on.
 #[derive(Debug, Clone)]
-pub struct Stopper(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+pub struct Stopper(Arc<watch::Sender<bool>>);
 
 impl Stopper {
     /// Idempotent.
     pub fn stop_accepting(&self) {
-        if let Some(shutdown) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = shutdown.send(());
-        }
+        self.0.send_replace(true);
     }
+}
+
+/// The connections `listener` accepts until `stop` turns true (or its sender is dropped); then
+/// the listener is closed, so that new connections are refused at once rather than queued
+/// unanswered while the calls in flight finish, and `closed` is sent.
+fn until_stopped(
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+    closed: oneshot::Sender<()>,
+) -> impl Stream<Item = std::io::Result<TcpStream>> {
+    futures_util::stream::unfold(Some((listener, stop, closed)), |state| async move {
+        let (listener, mut stop, closed) = state?;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => Some(accepted.map(|(stream, _)| stream)),
+            _ = stop.wait_for(|stopped| *stopped) => None,
+        };
+        match accepted {
+            Some(accepted) => Some((accepted, Some((listener, stop, closed)))),
+            None => {
+                drop(listener);
+                let _ = closed.send(());
+                None
+            }
+        }
+    })
 }
 
 /// Keeps `grpc.health.v1` in step with the API: SERVING (overall and for
 /// `voucher.v1.VoucherService`) once a table is live, NOT_SERVING before that and while
-/// draining.
-async fn follow_health(reporter: HealthReporter, tables: Arc<Tables>, draining: Arc<AtomicBool>) {
+/// draining. It waits for either to change.
+async fn follow_health(reporter: HealthReporter, tables: Arc<Tables>, draining: Draining) {
+    let mut versions = tables.subscribe();
+    let mut drain = draining.subscribe();
     let mut last = None;
     loop {
-        let serving = tables.is_loaded() && !draining.load(Ordering::Relaxed);
+        let serving = versions.borrow_and_update().is_some() && !*drain.borrow_and_update();
         if last != Some(serving) {
             let status = if serving {
                 ServingStatus::Serving
@@ -195,6 +219,13 @@ async fn follow_health(reporter: HealthReporter, tables: Arc<Tables>, draining: 
                 .await;
             last = Some(serving);
         }
-        tokio::time::sleep(HEALTH_POLL).await;
+        let changed = tokio::select! {
+            changed = versions.changed() => changed,
+            changed = drain.changed() => changed,
+        };
+        if changed.is_err() {
+            // The tables or the drain flag are gone: the process is stopping.
+            return;
+        }
     }
 }

@@ -9,22 +9,24 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+use voucher_serve::live::Served;
+use voucher_serve::metrics::{Door, Metrics};
+use voucher_serve::tables::Tables;
 use voucher_shared::score::{
-    self, Json, Refusal, ValidationError, VoucherRequest, VoucherResponse, now_secs,
+    Json, Outcome, Refusal, ValidationError, VoucherRequest, VoucherResponse, now_secs,
 };
 
 use crate::config::Token;
+use crate::grpc::metrics::GrpcMetrics;
 use crate::grpc::proto;
-use crate::live::LiveTable;
-use crate::metrics::{Door, Metrics};
-use crate::tables::Tables;
 
 /// The service, shared by every connection.
 #[derive(Debug, Clone)]
 pub struct VoucherGrpc {
-    pub tables: Arc<Tables>,
-    pub metrics: Metrics,
-    pub token: Option<Token>,
+    tables: Arc<Tables>,
+    metrics: Metrics,
+    calls: GrpcMetrics,
+    token: Option<Token>,
 }
 
 /// The method names, as in the metrics' `method` label.
@@ -32,6 +34,25 @@ pub const GET_VOUCHER: &str = "GetVoucher";
 pub const SCORE_VOUCHERS: &str = "ScoreVouchers";
 
 impl VoucherGrpc {
+    /// The service on `tables`, counting into `metrics`' registry, guarded by `token` if set.
+    pub fn new(
+        tables: Arc<Tables>,
+        metrics: Metrics,
+        token: Option<Token>,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(VoucherGrpc {
+            calls: GrpcMetrics::register(metrics.registry())?,
+            tables,
+            metrics,
+            token,
+        })
+    }
+
+    /// The tables it serves, for health checking.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
     /// The same check as the HTTP door's: `authorization: Bearer <token>` when one is set.
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let Some(token) = &self.token else {
@@ -50,9 +71,9 @@ impl VoucherGrpc {
         }
     }
 
-    /// The live table for one call (or one whole stream).
-    fn live(&self) -> Result<Arc<LiveTable>, Status> {
-        self.tables.live().as_ref().cloned().ok_or_else(|| {
+    /// What is served, for one call (or one whole stream).
+    fn served(&self) -> Result<Served, Status> {
+        self.tables.served().ok_or_else(|| {
             Status::unavailable(format!(
                 "no voucher table is loaded yet from {}; retry later",
                 self.tables.dir().root().display()
@@ -65,13 +86,15 @@ impl VoucherGrpc {
         request: &Request<proto::VoucherRequest>,
     ) -> Result<proto::VoucherResponse, Status> {
         self.authorize(request)?;
-        let live = self.live()?;
-        let scored = score::score(&to_core(request.get_ref()), live.snapshot(), now_secs());
-        self.metrics.door(Door::Grpc).count(&scored);
+        let served = self.served()?;
+        let scored = served.score(&to_core(request.get_ref()), now_secs()).scored;
+        self.metrics.door(Door::Grpc).count_scored(&scored);
         match scored {
             Ok(answer) => Ok(to_message(&answer)),
             Err(Refusal::Invalid(errors)) => Err(invalid_argument(&errors)),
-            Err(Refusal::NoSegment(no_segment)) => Err(Status::not_found(no_segment.message)),
+            Err(Refusal::NoSegment(no_segment)) => {
+                Err(Status::new(code(Outcome::NoSegment), no_segment.message))
+            }
         }
     }
 }
@@ -87,7 +110,7 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         let started = Instant::now();
         let result = self.get(&request);
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        self.metrics.grpc_observe(GET_VOUCHER, code, started);
+        self.calls.observe(GET_VOUCHER, code, started);
         result.map(Response::new)
     }
 
@@ -98,27 +121,26 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         request: Request<Streaming<proto::VoucherRequest>>,
     ) -> Result<Response<ResultStream>, Status> {
         let started = Instant::now();
-        let live = self.authorize(&request).and_then(|()| self.live());
-        let live = match live {
-            Ok(live) => live,
+        let served = self.authorize(&request).and_then(|()| self.served());
+        let served = match served {
+            Ok(served) => served,
             Err(status) => {
-                self.metrics
-                    .grpc_observe(SCORE_VOUCHERS, status.code(), started);
+                self.calls.observe(SCORE_VOUCHERS, status.code(), started);
                 return Err(status);
             }
         };
         let counters = self.metrics.door(Door::GrpcStream).clone();
         // Records the call when the stream ends, however it ends.
         let mut call = StreamCall {
-            metrics: self.metrics.clone(),
+            metrics: self.calls.clone(),
             started,
             code: Code::Ok,
         };
         let mut index = 0;
         let results = request.into_inner().map(move |item| {
             let message = item.inspect_err(|status| call.code = status.code())?;
-            let scored = score::score(&to_core(&message), live.snapshot(), now_secs());
-            counters.count(&scored);
+            let scored = served.score(&to_core(&message), now_secs()).scored;
+            counters.count_scored(&scored);
             let outcome = match scored {
                 Ok(answer) => proto::score_result::Outcome::Voucher(to_message(&answer)),
                 Err(Refusal::Invalid(errors)) => {
@@ -151,7 +173,7 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
 
 /// A `ScoreVouchers` call, counted and timed when its stream is dropped.
 struct StreamCall {
-    metrics: Metrics,
+    metrics: GrpcMetrics,
     started: Instant,
     code: Code,
 }
@@ -159,7 +181,7 @@ struct StreamCall {
 impl Drop for StreamCall {
     fn drop(&mut self) {
         self.metrics
-            .grpc_observe(SCORE_VOUCHERS, self.code, self.started);
+            .observe(SCORE_VOUCHERS, self.code, self.started);
     }
 }
 
@@ -202,6 +224,11 @@ fn violation(error: &ValidationError) -> FieldViolation {
     }
 }
 
+/// The status code of an outcome, as the scoring core maps it.
+fn code(outcome: Outcome) -> Code {
+    Code::from_i32(outcome.grpc_code().number)
+}
+
 /// `INVALID_ARGUMENT` with every bad field in the status details.
 fn invalid_argument(errors: &[ValidationError]) -> Status {
     let summary = errors
@@ -211,7 +238,7 @@ fn invalid_argument(errors: &[ValidationError]) -> Status {
         .join("; ");
     let details = ErrorDetails::with_bad_request(errors.iter().map(violation).collect::<Vec<_>>());
     Status::with_error_details(
-        Code::InvalidArgument,
+        code(Outcome::Invalid),
         format!("{} invalid field(s): {summary}", errors.len()),
         details,
     )
@@ -235,6 +262,23 @@ mod tests {
         assert_eq!(core.total_orders, Json::Int(-1));
         assert_eq!(core.last_order_ts, Json::Missing);
         assert_eq!(core.segment_name, Json::Missing);
+    }
+
+    #[test]
+    fn each_outcome_s_code_is_the_canonical_one_tonic_knows() {
+        for outcome in Outcome::ALL {
+            let tonic = code(outcome);
+            assert_eq!(tonic as i32, outcome.grpc_code().number, "{outcome:?}");
+            // tonic's Debug is the canonical name in camel case: INVALID_ARGUMENT is
+            // InvalidArgument.
+            let camel: String = outcome
+                .grpc_code()
+                .name
+                .split('_')
+                .map(|word| word[..1].to_owned() + &word[1..].to_ascii_lowercase())
+                .collect();
+            assert_eq!(format!("{tonic:?}"), camel, "{outcome:?}");
+        }
     }
 
     #[test]

@@ -2,23 +2,20 @@
 //! document, or an NDJSON stream (`application/x-ndjson`) answered line by line. Each item is
 //! scored exactly as the single route scores its body, by the same core.
 
-use std::sync::Arc;
-
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
+use voucher_serve::live::Served;
+use voucher_serve::metrics::{Door, DoorCounters};
 use voucher_shared::score::{
-    self, BodyError, Refusal, Snapshot, ValidationError, VoucherRequest, now_secs,
+    BodyError, Outcome, Refusal, ValidationError, VoucherRequest, now_secs,
 };
 
 use crate::http::errors::ApiError;
 use crate::http::model::{BatchResponse, ItemAnswer, ItemError, ItemInvalid, ItemResult};
 use crate::http::ndjson;
 use crate::http::routes::{AppState, BodyKind, body_kind, read_body};
-use crate::live::LiveTable;
-use crate::metrics::{Door, DoorCounters};
 
 /// The most requests one JSON batch may hold; larger lists go as NDJSON or in several batches.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
@@ -28,64 +25,59 @@ pub const VERSION_HEADER: &str = "x-voucher-version";
 
 /// Scores one request given as JSON bytes, as the single route would.
 ///
-/// `line` is set for stream lines; `with_version` puts the version in the answer (stream lines
-/// carry it, batch items share the batch's).
+/// `line` is set for stream lines, which carry the version in their answer (batch items share
+/// the batch's).
 pub fn score_item<'a>(
     body: &[u8],
-    snapshot: &'a Snapshot,
+    served: &'a Served,
     now: i64,
     line: Option<u64>,
     counters: &DoorCounters,
 ) -> ItemResult<'a> {
-    let request = match VoucherRequest::parse(body) {
-        Ok(request) => request,
-        Err(BodyError::Shape(error)) => {
-            counters.invalid.inc();
-            return ItemResult::Invalid(ItemInvalid {
-                line,
-                status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
-                detail: vec![error],
-            });
-        }
-        Err(BodyError::Syntax(message)) => {
-            counters.malformed.inc();
-            return ItemResult::Error(ItemError {
-                line,
-                status: StatusCode::BAD_REQUEST.as_u16(),
-                detail: message,
-            });
-        }
+    let (outcome, result) = match VoucherRequest::parse(body) {
+        Ok(request) => match served.score(&request, now).scored {
+            Ok(answer) => (
+                Outcome::Ok,
+                ItemResult::Answer(ItemAnswer {
+                    line,
+                    status: Outcome::Ok.http_status(),
+                    voucher: answer.voucher,
+                    country_code: answer.country_code,
+                    segment_name: answer.segment_name,
+                    segment: answer.segment,
+                    version: line.map(|_| answer.version),
+                }),
+            ),
+            Err(Refusal::Invalid(detail)) => invalid(line, detail),
+            Err(Refusal::NoSegment(no_segment)) => {
+                failed(line, Outcome::NoSegment, no_segment.message)
+            }
+        },
+        Err(BodyError::Shape(error)) => invalid(line, vec![error]),
+        Err(BodyError::Syntax(message)) => failed(line, Outcome::Malformed, message),
     };
-    match score::score(&request, snapshot, now) {
-        Ok(answer) => {
-            counters.ok.inc();
-            ItemResult::Answer(ItemAnswer {
-                line,
-                status: StatusCode::OK.as_u16(),
-                voucher: answer.voucher,
-                country_code: answer.country_code,
-                segment_name: answer.segment_name,
-                segment: answer.segment,
-                version: line.map(|_| answer.version),
-            })
-        }
-        Err(Refusal::Invalid(detail)) => {
-            counters.invalid.inc();
-            ItemResult::Invalid(ItemInvalid {
-                line,
-                status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
-                detail,
-            })
-        }
-        Err(Refusal::NoSegment(no_segment)) => {
-            counters.no_segment.inc();
-            ItemResult::Error(ItemError {
-                line,
-                status: StatusCode::NOT_FOUND.as_u16(),
-                detail: no_segment.message,
-            })
-        }
-    }
+    counters.count(outcome);
+    result
+}
+
+fn invalid<'a>(line: Option<u64>, detail: Vec<ValidationError>) -> (Outcome, ItemResult<'a>) {
+    let status = Outcome::Invalid.http_status();
+    let result = ItemResult::Invalid(ItemInvalid {
+        line,
+        status,
+        detail,
+    });
+    (Outcome::Invalid, result)
+}
+
+fn failed<'a>(line: Option<u64>, outcome: Outcome, detail: String) -> (Outcome, ItemResult<'a>) {
+    let status = outcome.http_status();
+    let result = ItemResult::Error(ItemError {
+        line,
+        status,
+        detail,
+    });
+    (outcome, result)
 }
 
 #[utoipa::path(
@@ -121,25 +113,18 @@ pub async fn vouchers(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = body_kind(&req, true)?;
-    // One version answers the whole batch or stream, even if a reload swaps it meanwhile.
-    let live: Arc<LiveTable> = state
-        .tables
-        .live()
-        .as_ref()
-        .cloned()
-        .ok_or(ApiError::NotReady {
-            retry_after_secs: state.retry_after_secs,
-        })?;
+    // What is served now answers the whole batch or stream, even if a reload swaps it meanwhile.
+    let served = state.served()?;
     match kind {
-        BodyKind::Ndjson => Ok(ndjson::respond(payload, live, &state)),
+        BodyKind::Ndjson => Ok(ndjson::respond(payload, served, &state)),
         BodyKind::Json => {
             let body = read_body(&req, payload, state.max_batch_body).await?;
-            let out = batch(&body, live.snapshot(), state.metrics.door(Door::HttpBatch))?;
+            let out = batch(&body, &served, state.metrics.door(Door::HttpBatch))?;
             Ok(HttpResponse::Ok()
                 .insert_header(ContentType::json())
                 .insert_header((
                     header::HeaderName::from_static(VERSION_HEADER),
-                    live.version_name(),
+                    served.live().version_name(),
                 ))
                 .body(out))
         }
@@ -147,7 +132,7 @@ pub async fn vouchers(
 }
 
 /// Scores a JSON array of requests into the batch answer's bytes.
-fn batch(body: &[u8], snapshot: &Snapshot, counters: &DoorCounters) -> Result<Vec<u8>, ApiError> {
+fn batch(body: &[u8], served: &Served, counters: &DoorCounters) -> Result<Vec<u8>, ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         Category::Data => ApiError::Invalid(vec![ValidationError {
             loc: vec!["body"],
@@ -169,10 +154,10 @@ fn batch(body: &[u8], snapshot: &Snapshot, counters: &DoorCounters) -> Result<Ve
     let now = now_secs();
     let results = items
         .iter()
-        .map(|item| score_item(item.get().as_bytes(), snapshot, now, None, counters))
+        .map(|item| score_item(item.get().as_bytes(), served, now, None, counters))
         .collect();
     serde_json::to_vec(&BatchResponse {
-        version: snapshot.version_name(),
+        version: served.live().version_name(),
         results,
     })
     .map_err(|e| ApiError::Internal(format!("cannot serialize a batch answer: {e}")))

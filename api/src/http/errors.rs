@@ -4,7 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
-use voucher_shared::score::Refusal;
+use voucher_shared::score::{Outcome, Refusal};
 
 use crate::http::model::{ErrorDetail, ValidationError, ValidationErrors};
 
@@ -25,6 +25,7 @@ pub enum ApiError {
         "the batch holds {count} requests; the limit is {limit} per JSON batch (send more as NDJSON, `Content-Type: application/x-ndjson`, or in several batches)"
     )]
     TooManyItems { count: usize, limit: usize },
+    /// The body is not JSON, or cannot be read: a malformed request.
     #[error("{0}")]
     BadRequest(String),
     #[error("{} invalid field(s)", .0.len())]
@@ -57,9 +58,10 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NoSegment(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => status_of(Outcome::Malformed),
+            ApiError::Invalid(_) => status_of(Outcome::Invalid),
+            ApiError::NoSegment(_) => status_of(Outcome::NoSegment),
+            ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +98,11 @@ impl ResponseError for ApiError {
             // Serializing strings and numbers cannot fail; the fallback keeps the body JSON anyway.
             .body(body.unwrap_or_else(|_| br#"{"detail":"error"}"#.to_vec()))
     }
+}
+
+/// The status of an item's outcome, as the scoring core maps it.
+pub fn status_of(outcome: Outcome) -> StatusCode {
+    StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn mime_json() -> HeaderValue {
@@ -153,6 +160,15 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"detail": [{"loc": ["body", "total_orders"], "msg": "m", "type": "int_type"}]})
+        );
+
+        let refused = ApiError::from(Refusal::NoSegment(voucher_shared::score::NoSegment {
+            message: "none covers it".into(),
+        }));
+        let (status, json, _) = body_of(&refused);
+        assert_eq!(
+            (status, json["detail"].as_str()),
+            (StatusCode::NOT_FOUND, Some("none covers it"))
         );
 
         let (status, json, _) = body_of(&ApiError::Internal("disk on fire".into()));

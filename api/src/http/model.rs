@@ -23,32 +23,6 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
-/// Liveness.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    pub status: &'static str,
-}
-
-/// Readiness: a table is loaded and the API is not shutting down.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ready<'a> {
-    /// `ready`.
-    pub status: &'static str,
-    /// The live table version.
-    pub version: &'a str,
-    /// Seconds since the live version was made.
-    pub age_seconds: i64,
-}
-
-/// Not ready: no table loaded yet, or shutting down.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NotReady {
-    /// `starting` (no table yet) or `draining` (shutting down).
-    pub status: &'static str,
-    pub detail: String,
-}
-
 /// The live table.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentsResponse {

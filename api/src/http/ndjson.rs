@@ -3,27 +3,25 @@
 //! scored into a chunk of output, and actix reads the next chunk only once the client has taken
 //! the previous output.
 
-use std::sync::Arc;
-
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
-use voucher_shared::score::now_secs;
+use voucher_serve::live::Served;
+use voucher_serve::metrics::{Door, DoorCounters};
+use voucher_shared::score::{Outcome, now_secs};
 
 use crate::http::batch::{VERSION_HEADER, score_item};
 use crate::http::model::{ItemError, ItemResult};
 use crate::http::routes::AppState;
-use crate::live::LiveTable;
-use crate::metrics::{Door, DoorCounters};
 
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 
-/// Starts answering an NDJSON stream from `live`.
-pub fn respond(payload: web::Payload, live: Arc<LiveTable>, state: &AppState) -> HttpResponse {
-    let version = live.version_name().to_owned();
+/// Starts answering an NDJSON stream from what is `served`.
+pub fn respond(payload: web::Payload, served: Served, state: &AppState) -> HttpResponse {
+    let version = served.live().version_name().to_owned();
     let lines = Lines {
-        live,
+        served,
         counters: state.metrics.door(Door::HttpNdjson).clone(),
         max_line: state.max_body,
         pending: BytesMut::new(),
@@ -61,7 +59,7 @@ pub fn respond(payload: web::Payload, live: Arc<LiveTable>, state: &AppState) ->
 
 /// Splits the input into lines and answers each complete one.
 struct Lines {
-    live: Arc<LiveTable>,
+    served: Served,
     counters: DoorCounters,
     /// The longest line accepted (the single route's body limit).
     max_line: usize,
@@ -128,21 +126,17 @@ impl Lines {
         if line.len() > self.max_line {
             return self.too_long(self.line, out);
         }
-        let result = score_item(
-            line,
-            self.live.snapshot(),
-            now,
-            Some(self.line),
-            &self.counters,
-        );
+        let result = score_item(line, &self.served, now, Some(self.line), &self.counters);
         write_line(&result, out);
     }
 
+    /// A line over the size limit is unreadable (counted as malformed) and answered as an
+    /// over-limit body is (413).
     fn too_long(&self, line: u64, out: &mut Vec<u8>) {
-        self.counters.malformed.inc();
+        self.counters.count(Outcome::Malformed);
         let result = ItemResult::Error(ItemError {
             line: Some(line),
-            status: 413,
+            status: StatusCode::PAYLOAD_TOO_LARGE.as_u16(),
             detail: format!(
                 "line {line} is longer than the limit of {} bytes (--max-body); it is skipped",
                 self.max_line
@@ -166,12 +160,12 @@ fn write_line(result: &ItemResult<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::tests::sample_live;
-    use crate::metrics::Metrics;
+    use voucher_serve::fixtures::sample_served;
+    use voucher_serve::metrics::Metrics;
 
     fn lines(max_line: usize) -> Lines {
         Lines {
-            live: Arc::new(sample_live()),
+            served: sample_served(),
             counters: Metrics::new()
                 .expect("metrics")
                 .door(Door::HttpNdjson)

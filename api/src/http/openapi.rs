@@ -2,9 +2,12 @@
 //! reads it. Swagger UI is compiled into the binary: `/docs` needs no network.
 
 use utoipa::OpenApi;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
 
 use crate::http::routes;
+use crate::page;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,13 +20,9 @@ use crate::http::routes;
         crate::http::batch::vouchers,
         routes::segments,
         routes::table,
-        crate::page::index,
-        crate::page::script,
-        crate::page::style,
-        crate::page::icon,
-        routes::healthz,
-        routes::readyz,
-        routes::metrics_text,
+        voucher_serve::health::healthz,
+        voucher_serve::health::readyz,
+        voucher_serve::health::metrics_text,
         routes::openapi,
         routes::docs_redirect,
     ),
@@ -43,6 +42,24 @@ const BEARER: &str = "bearer";
 pub fn document(token_required: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for asset in &page::ASSETS {
+        // Documented as its media type, without parameters such as the charset.
+        let media_type = asset.content_type.split(';').next().unwrap_or_default();
+        let body = ContentBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build();
+        let operation = OperationBuilder::new()
+            .tag("page")
+            .operation_id(Some(asset.name))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description(asset.description)
+                    .content(media_type, body),
+            );
+        doc.paths
+            .add_path_operation(asset.path, vec![HttpMethod::Get], operation);
+    }
     if token_required {
         if let Some(components) = doc.components.as_mut() {
             components.add_security_scheme(
@@ -110,7 +127,7 @@ mod tests {
     #[test]
     fn the_document_and_the_route_table_agree() {
         let json = serde_json::to_value(document(true)).expect("json");
-        for route in &routes::ROUTES {
+        for route in routes::routes() {
             if route.path == routes::DOCS_FILES {
                 continue; // Swagger UI's own files, not an API.
             }

@@ -1,7 +1,6 @@
 //! The HTTP routes and their handlers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -10,25 +9,24 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-
-use voucher_shared::score::{self, BodyError, VoucherRequest, now_secs};
+use voucher_serve::health;
+use voucher_serve::live::Served;
+use voucher_serve::metrics::{Door, Metrics};
+use voucher_serve::tables::Tables;
+use voucher_shared::score::{BodyError, VoucherRequest, now_secs};
 
 use crate::config::Token;
 use crate::http::errors::ApiError;
-use crate::http::model::{ErrorDetail, Health, NotReady, Ready, VoucherResponse};
+use crate::http::listing::{Listing, Listings};
+use crate::http::metrics::{UNMATCHED, UNMATCHED_PATTERN};
+use crate::http::model::{ErrorDetail, VoucherResponse};
 use crate::http::{batch, ndjson};
-use crate::live::LiveTable;
-use crate::metrics::{Door, Metrics, UNMATCHED, UNMATCHED_PATTERN};
 use crate::page;
-use crate::tables::Tables;
 
 pub const VOUCHER: &str = "/api/v1/voucher";
 pub const VOUCHERS: &str = "/api/v1/vouchers";
 pub const SEGMENTS: &str = "/api/v1/segments";
 pub const TABLE: &str = "/api/v1/table";
-pub const HEALTHZ: &str = "/healthz";
-pub const READYZ: &str = "/readyz";
-pub const METRICS: &str = "/metrics";
 pub const OPENAPI: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 pub const DOCS_FILES: &str = "/docs/{file:.*}";
@@ -45,96 +43,55 @@ pub struct Route {
 }
 
 impl Route {
+    const fn new(
+        method: Method,
+        path: &'static str,
+        handler: fn(actix_web::Route) -> actix_web::Route,
+    ) -> Self {
+        Route {
+            method,
+            path,
+            handler,
+        }
+    }
+
     /// Whether a configured token guards this route.
     pub fn needs_token(&self) -> bool {
         self.path.starts_with(GUARDED_SCOPE)
     }
 }
 
-/// The route table: what `configure` registers, `voucher-api routes` prints and the
-/// deployment checks read.
-pub const ROUTES: [Route; 14] = [
-    Route {
-        method: Method::POST,
-        path: VOUCHER,
-        handler: |r| r.to(voucher),
-    },
-    Route {
-        method: Method::POST,
-        path: VOUCHERS,
-        handler: |r| r.to(batch::vouchers),
-    },
-    Route {
-        method: Method::GET,
-        path: SEGMENTS,
-        handler: |r| r.to(segments),
-    },
-    Route {
-        method: Method::GET,
-        path: TABLE,
-        handler: |r| r.to(table),
-    },
-    Route {
-        method: Method::GET,
-        path: page::INDEX,
-        handler: |r| r.to(page::index),
-    },
-    Route {
-        method: Method::GET,
-        path: page::SCRIPT,
-        handler: |r| r.to(page::script),
-    },
-    Route {
-        method: Method::GET,
-        path: page::STYLE,
-        handler: |r| r.to(page::style),
-    },
-    Route {
-        method: Method::GET,
-        path: page::ICON,
-        handler: |r| r.to(page::icon),
-    },
-    Route {
-        method: Method::GET,
-        path: HEALTHZ,
-        handler: |r| r.to(healthz),
-    },
-    Route {
-        method: Method::GET,
-        path: READYZ,
-        handler: |r| r.to(readyz),
-    },
-    Route {
-        method: Method::GET,
-        path: METRICS,
-        handler: |r| r.to(metrics_text),
-    },
-    Route {
-        method: Method::GET,
-        path: OPENAPI,
-        handler: |r| r.to(openapi),
-    },
-    Route {
-        method: Method::GET,
-        path: DOCS,
-        handler: |r| r.to(docs_redirect),
-    },
-    Route {
-        method: Method::GET,
-        path: DOCS_FILES,
-        handler: |r| r.to(docs_file),
-    },
+/// The routes of the API itself; [`routes`] adds the page's files.
+const API_ROUTES: [Route; 10] = [
+    Route::new(Method::POST, VOUCHER, |r| r.to(voucher)),
+    Route::new(Method::POST, VOUCHERS, |r| r.to(batch::vouchers)),
+    Route::new(Method::GET, SEGMENTS, |r| r.to(segments)),
+    Route::new(Method::GET, TABLE, |r| r.to(table)),
+    Route::new(Method::GET, health::HEALTHZ, |r| r.to(health::healthz)),
+    Route::new(Method::GET, health::READYZ, |r| r.to(health::readyz)),
+    Route::new(Method::GET, health::METRICS, |r| r.to(health::metrics_text)),
+    Route::new(Method::GET, OPENAPI, |r| r.to(openapi)),
+    Route::new(Method::GET, DOCS, |r| r.to(docs_redirect)),
+    Route::new(Method::GET, DOCS_FILES, |r| r.to(docs_file)),
 ];
+
+/// The route table: what `configure` registers, `voucher-api routes` prints and the
+/// deployment checks read. The page's files are served at their paths.
+pub fn routes() -> impl Iterator<Item = Route> {
+    let page = page::ASSETS
+        .iter()
+        .map(|asset| Route::new(Method::GET, asset.path, |r| r.to(page::asset)));
+    API_ROUTES.into_iter().chain(page)
+}
 
 /// The route table as JSON, for `voucher-api routes`.
 pub fn table_json() -> serde_json::Value {
-    ROUTES
-        .iter()
+    routes()
         .map(|r| serde_json::json!({"method": r.method.as_str(), "path": r.path, "token": r.needs_token()}))
         .collect()
 }
 
-/// What every worker shares.
+/// What every worker shares (beside [`health::HealthState`], which the operations routes read).
 pub struct AppState {
     pub tables: Arc<Tables>,
     pub metrics: Metrics,
@@ -145,20 +102,33 @@ pub struct AppState {
     pub max_batch_body: usize,
     /// `Retry-After` of a 503: the reload interval, rounded up.
     pub retry_after_secs: u64,
-    /// Set on SIGTERM: readiness turns 503 while requests are still served.
-    pub draining: Arc<AtomicBool>,
     pub openapi_json: Bytes,
     pub swagger: Arc<utoipa_swagger_ui::Config<'static>>,
+    /// `/api/v1/segments` and `/api/v1/table` of the live version.
+    pub listings: Listings,
 }
 
-/// Registers every route of [`ROUTES`]: those under [`GUARDED_SCOPE`] in a scope that checks
+impl AppState {
+    /// What is served, or 503 before a table is loaded.
+    pub fn served(&self) -> Result<Served, ApiError> {
+        self.tables.served().ok_or(ApiError::NotReady {
+            retry_after_secs: self.retry_after_secs,
+        })
+    }
+}
+
+/// Registers every route of [`routes`]: those under [`GUARDED_SCOPE`] in a scope that checks
 /// the token. Called once per worker.
-pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    state: &web::Data<AppState>,
+    health: &web::Data<health::HealthState>,
+) {
     let mut guarded = web::scope(GUARDED_SCOPE)
         .wrap(from_fn(require_token))
         .default_service(web::to(not_found));
-    cfg.app_data(state.clone());
-    for route in &ROUTES {
+    cfg.app_data(state.clone()).app_data(health.clone());
+    for route in routes() {
         let method = route.method.clone();
         let relative = route
             .path
@@ -321,15 +291,9 @@ pub async fn voucher(
         BodyError::Syntax(message) => ApiError::BadRequest(message),
         BodyError::Shape(error) => ApiError::Invalid(vec![error]),
     })?;
-    // One version answers the whole request, even if a reload swaps it meanwhile.
-    let live = state.tables.live();
-    let Some(table) = live.as_ref() else {
-        return Err(ApiError::NotReady {
-            retry_after_secs: state.retry_after_secs,
-        });
-    };
-    let scored = score::score(&raw, table.snapshot(), now_secs());
-    state.metrics.door(Door::Http).count(&scored);
+    let served = state.served()?;
+    let scored = served.score(&raw, now_secs()).scored;
+    state.metrics.door(Door::Http).count_scored(&scored);
     Ok(json(StatusCode::OK, to_json(&scored?)?))
 }
 
@@ -345,25 +309,22 @@ pub async fn voucher(
     )
 )]
 pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    live_json(&state, LiveTable::segments_json)
+    listing(&state, |l| &l.segments)
 }
 
-/// Answers with JSON the live version rendered when it loaded, or 503 before one is loaded.
-fn live_json(
-    state: &AppState,
-    rendered: fn(&LiveTable) -> Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let body = state
-        .tables
-        .live()
-        .as_ref()
-        .map(|t| rendered(t))
-        .ok_or(ApiError::NotReady {
-            retry_after_secs: state.retry_after_secs,
-        })?;
+/// Answers with a part of the live version's listing, or 503 before a version is loaded.
+fn listing(state: &AppState, part: fn(&Listing) -> &Bytes) -> Result<HttpResponse, ApiError> {
+    let live = state.tables.live();
+    let live = live.as_ref().ok_or(ApiError::NotReady {
+        retry_after_secs: state.retry_after_secs,
+    })?;
+    let listing = state
+        .listings
+        .of(live)
+        .map_err(|e| ApiError::Internal(format!("cannot render the table listing: {e}")))?;
     Ok(HttpResponse::Ok()
         .insert_header(ContentType::json())
-        .body(body))
+        .body(part(&listing).clone()))
 }
 
 #[utoipa::path(
@@ -378,78 +339,7 @@ fn live_json(
     )
 )]
 pub async fn table(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    live_json(&state, LiveTable::table_json)
-}
-
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "The process serves requests", body = Health))
-)]
-pub async fn healthz() -> Result<HttpResponse, ApiError> {
-    Ok(json(StatusCode::OK, to_json(&Health { status: "ok" })?))
-}
-
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "A table is loaded", body = Ready<'_>),
-        (status = 503, description = "No table yet, or shutting down", body = NotReady),
-    )
-)]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.draining.load(Ordering::Relaxed) {
-        let body = to_json(&NotReady {
-            status: "draining",
-            detail: "shutting down: finishing in-flight requests".into(),
-        })?;
-        return Ok(json(StatusCode::SERVICE_UNAVAILABLE, body));
-    }
-    let live = state.tables.live();
-    let body = match live.as_ref() {
-        Some(table) => json(
-            StatusCode::OK,
-            to_json(&Ready {
-                status: "ready",
-                version: table.version_name(),
-                age_seconds: now_secs() - table.version().time().timestamp(),
-            })?,
-        ),
-        None => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            to_json(&NotReady {
-                status: "starting",
-                detail: format!(
-                    "no voucher table loaded yet from {}",
-                    state.tables.dir().root().display()
-                ),
-            })?,
-        ),
-    };
-    Ok(body)
-}
-
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
-)]
-pub async fn metrics_text(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let live = state.tables.live();
-    let body = state
-        .metrics
-        .render(live.as_deref(), now_secs())
-        .map_err(|e| ApiError::Internal(format!("cannot render metrics: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        ))
-        .body(body))
+    listing(&state, |l| &l.table)
 }
 
 #[utoipa::path(

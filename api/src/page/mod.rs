@@ -4,18 +4,57 @@
 //! routes (`/api/v1/table`, `/api/v1/segments`, `/api/v1/voucher`), with the token the person
 //! gives it when one is required.
 
-use actix_web::HttpResponse;
-use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType};
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{HttpRequest, HttpResponse};
+
+/// One file of the page, compiled into the binary.
+#[derive(Debug)]
+pub struct Asset {
+    /// Its name, as the OpenAPI document's operation id.
+    pub name: &'static str,
+    pub path: &'static str,
+    pub content_type: &'static str,
+    /// What it is, for the OpenAPI document.
+    pub description: &'static str,
+    pub body: &'static str,
+}
 
 pub const INDEX: &str = "/";
 pub const SCRIPT: &str = "/page/app.js";
 pub const STYLE: &str = "/page/app.css";
 pub const ICON: &str = "/page/icon.svg";
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
-const APP_JS: &str = include_str!("assets/app.js");
-const APP_CSS: &str = include_str!("assets/app.css");
-const ICON_SVG: &str = include_str!("assets/icon.svg");
+/// Every file of the page: each is served at its path by [`asset`].
+pub const ASSETS: [Asset; 4] = [
+    Asset {
+        name: "index",
+        path: INDEX,
+        content_type: "text/html; charset=utf-8",
+        description: "The page for people: the live table, its freshness and a try-a-customer form",
+        body: include_str!("assets/index.html"),
+    },
+    Asset {
+        name: "script",
+        path: SCRIPT,
+        content_type: "text/javascript; charset=utf-8",
+        description: "The page's script",
+        body: include_str!("assets/app.js"),
+    },
+    Asset {
+        name: "style",
+        path: STYLE,
+        content_type: "text/css; charset=utf-8",
+        description: "The page's style sheet",
+        body: include_str!("assets/app.css"),
+    },
+    Asset {
+        name: "icon",
+        path: ICON,
+        content_type: "image/svg+xml",
+        description: "The page's icon",
+        body: include_str!("assets/icon.svg"),
+    },
+];
 
 /// Only this origin's own script, style and API; no inline script or style, no frames, no
 /// plugins. (The Swagger UI at `/docs` is a separate page with its own needs.)
@@ -23,60 +62,28 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+/// Serves the asset at the request's path (each asset's route leads here).
+pub async fn asset(req: HttpRequest) -> HttpResponse {
+    let Some(asset) = ASSETS.iter().find(|a| a.path == req.path()) else {
+        return HttpResponse::NotFound().finish();
+    };
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CONTENT_TYPE, asset.content_type))
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         // The binary is the version: a new binary may change them, so browsers revalidate.
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
-        .body(body)
-}
-
-#[utoipa::path(
-    get,
-    path = "/",
-    tag = "page",
-    responses((status = 200, description = "The page for people: the live table, its freshness and a try-a-customer form", body = String, content_type = "text/html"))
-)]
-pub async fn index() -> HttpResponse {
-    asset(ContentType::html().0.as_ref(), INDEX_HTML)
-}
-
-#[utoipa::path(
-    get,
-    path = "/page/app.js",
-    tag = "page",
-    responses((status = 200, description = "The page's script", body = String, content_type = "text/javascript"))
-)]
-pub async fn script() -> HttpResponse {
-    asset("text/javascript; charset=utf-8", APP_JS)
-}
-
-#[utoipa::path(
-    get,
-    path = "/page/app.css",
-    tag = "page",
-    responses((status = 200, description = "The page's style sheet", body = String, content_type = "text/css"))
-)]
-pub async fn style() -> HttpResponse {
-    asset("text/css; charset=utf-8", APP_CSS)
-}
-
-#[utoipa::path(
-    get,
-    path = "/page/icon.svg",
-    tag = "page",
-    responses((status = 200, description = "The page's icon", body = String, content_type = "image/svg+xml"))
-)]
-pub async fn icon() -> HttpResponse {
-    asset("image/svg+xml", ICON_SVG)
+        .body(asset.body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const INDEX_HTML: &str = ASSETS[0].body;
+    const APP_JS: &str = ASSETS[1].body;
+    const APP_CSS: &str = ASSETS[2].body;
 
     #[test]
     fn the_page_loads_only_its_own_files_and_no_inline_code() {
@@ -113,5 +120,31 @@ mod tests {
                 "{rest:.60}"
             );
         }
+    }
+
+    fn get(path: &str) -> HttpResponse {
+        let req = actix_web::test::TestRequest::get()
+            .uri(path)
+            .to_http_request();
+        actix_web::rt::System::new().block_on(asset(req))
+    }
+
+    #[test]
+    fn each_asset_is_served_at_its_path_with_its_type() {
+        use actix_web::body::MessageBody as _;
+        for asset in &ASSETS {
+            let response = get(asset.path);
+            assert_eq!(response.status(), 200, "{}", asset.path);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
+                Some(asset.content_type.as_bytes())
+            );
+            let body = response.into_body().try_into_bytes().expect("in memory");
+            assert_eq!(body, asset.body.as_bytes());
+        }
+        assert_eq!(get("/page/none.js").status(), 404);
     }
 }

@@ -119,8 +119,16 @@ fn corrupt_versions_are_refused_and_the_old_one_keeps_serving() {
             "{what}: {logs}"
         );
     }
-    // Refused versions are not retried: the count stays put.
-    std::thread::sleep(Duration::from_millis(300));
+    // Refused versions are not retried: the reloader reads CURRENT (still naming the last bad
+    // version) a few more times, and the failure count stays put.
+    let checks = || {
+        api.metric("voucher_api_table_checks_total")
+            .unwrap_or_default()
+    };
+    let seen = checks();
+    wait_until(SLACK, "three more looks at CURRENT", || {
+        checks() >= seen + 3.0
+    });
     assert_eq!(
         api.metric(r#"voucher_api_table_reloads_total{result="failure"}"#),
         Some(3.0)

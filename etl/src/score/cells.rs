@@ -217,13 +217,8 @@ fn date_text(days: i32) -> Option<Cow<'static, str>> {
 /// A datetime as a JSON client would send it: `YYYY-MM-DD HH:MM:SS[.fraction]` in UTC.
 fn datetime_text(ticks: i64, per_second: i64) -> Option<Cow<'static, str>> {
     let nanos = ticks.rem_euclid(per_second) * (1_000_000_000 / per_second);
-    DateTime::from_timestamp(ticks.div_euclid(per_second), nanos as u32).map(|t| {
-        Cow::Owned(
-            t.naive_utc()
-                .format("%Y-%m-%d %H:%M:%S%.f")
-                .to_string(),
-        )
-    })
+    DateTime::from_timestamp(ticks.div_euclid(per_second), nanos as u32)
+        .map(|t| Cow::Owned(t.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string()))
 }
 
 #[cfg(test)]
@@ -245,7 +240,10 @@ mod tests {
     #[test]
     fn the_years_text_can_spell_are_0000_to_9999() {
         use voucher_shared::time::days_from_civil;
-        assert_eq!(*TEXT_SECONDS.start(), days_from_civil(0, 1, 1) * SECONDS_PER_DAY);
+        assert_eq!(
+            *TEXT_SECONDS.start(),
+            days_from_civil(0, 1, 1) * SECONDS_PER_DAY
+        );
         assert_eq!(
             *TEXT_SECONDS.end() + 1,
             days_from_civil(10_000, 1, 1) * SECONDS_PER_DAY
@@ -281,8 +279,8 @@ mod tests {
             .cast(&DataType::Date)
             .expect("date");
         for series in [datetimes, dates] {
-            let frame = DataFrame::new(series.len(), vec![series.clone().into_column()])
-                .expect("frame");
+            let frame =
+                DataFrame::new(series.len(), vec![series.clone().into_column()]).expect("frame");
             let column = FieldColumn::read(&frame, series.name(), false).expect("read");
             let cells = column.cells().expect("cells");
             for i in 0..series.len() {

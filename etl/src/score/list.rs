@@ -11,8 +11,8 @@ use polars::prelude::*;
 use polars_parquet::parquet::metadata::RowGroupMetadata;
 use voucher_shared::score::VoucherRequest;
 
-use super::{cells, pages};
 use super::{RESULT_COLUMNS, ScoreError};
+use super::{cells, pages};
 use crate::clean;
 use crate::memory::{self, WindowPlan};
 
@@ -149,7 +149,11 @@ impl ParquetList {
         let schema = Schema::from_arrow_schema(arrow_schema.as_ref());
         let columns: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
         let fields = VoucherRequest::FIELDS;
-        let requests: Vec<&str> = columns.iter().copied().filter(|c| fields.contains(c)).collect();
+        let requests: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| fields.contains(c))
+            .collect();
         let decoded = memory::decoded_bytes(&metadata, &schema, &columns);
         let decoded_requests = memory::decoded_bytes(&metadata, &schema, &requests);
         let row_groups = metadata
@@ -253,7 +257,11 @@ impl ParquetList {
             .iter()
             .filter(|g| g.rows > 0)
             .map(|g| {
-                let bytes = if requests_only { g.decoded_requests } else { g.decoded };
+                let bytes = if requests_only {
+                    g.decoded_requests
+                } else {
+                    g.decoded
+                };
                 bytes.div_ceil(g.rows)
             })
             .max()

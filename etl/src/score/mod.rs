@@ -209,7 +209,11 @@ fn plan_windows(list: &CustomerList, wanted: WindowPlan, limit: Option<MemoryLim
             // row group of the list as it is stored.
             let copy = parquet.copyable();
             let per_row = parquet.bytes_per_row(copy) + RESULT_BYTES_PER_ROW;
-            let held = if copy { parquet.largest_group_bytes() } else { 0 };
+            let held = if copy {
+                parquet.largest_group_bytes()
+            } else {
+                0
+            };
             let cost = |rows: u64| per_row * parquet.window_rows(rows, !copy) + held;
             memory::plan(limit, wanted, Some(&cost))
         }
@@ -285,7 +289,7 @@ fn write_scored(
     let mut written = Written {
         progress: match list.rows() {
             Some(total) => Progress::rows("scoring customers", total),
-            None => Progress::count("scoring customers", "rows"),
+            None => Progress::rows_unbounded("scoring customers"),
         },
         rows: 0,
         counts: Counts::default(),
@@ -367,7 +371,10 @@ fn write_frames(
     let score = |frame: DataFrame| {
         let window = scorer.score(&frame)?;
         let counts = window.counts;
-        Ok((frame.hstack(&window.into_columns(scorer.dictionaries))?, counts))
+        Ok((
+            frame.hstack(&window.into_columns(scorer.dictionaries))?,
+            counts,
+        ))
     };
     let mut consume = |(frame, counts): (DataFrame, Counts)| {
         writer.write_batch(&frame).map_err(|e| errors.write(e))?;
@@ -421,6 +428,9 @@ mod tests {
 
     #[test]
     fn the_command_lines_default_window_is_the_librarys() {
-        assert_eq!(WINDOW_ROWS_TEXT.parse::<u64>().ok(), Some(WINDOWS.window_rows));
+        assert_eq!(
+            WINDOW_ROWS_TEXT.parse::<u64>().ok(),
+            Some(WINDOWS.window_rows)
+        );
     }
 }

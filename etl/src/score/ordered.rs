@@ -108,7 +108,10 @@ impl<T, E> Shared<T, E> {
                 state.taken += 1;
                 return Some(state.taken - 1);
             }
-            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -122,7 +125,10 @@ impl<T, E> Shared<T, E> {
             if state.stopped {
                 return None;
             }
-            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -174,7 +180,11 @@ mod tests {
             2,
             |&i| {
                 produced.fetch_add(1, Ordering::SeqCst);
-                if i == 10 { Err(format!("item {i}")) } else { Ok(i) }
+                if i == 10 {
+                    Err(format!("item {i}"))
+                } else {
+                    Ok(i)
+                }
             },
             |i| {
                 consumed.push(i);
@@ -185,10 +195,18 @@ mod tests {
         assert_eq!(consumed, (0..10).collect::<Vec<_>>());
         assert!(produced.load(Ordering::SeqCst) <= 12);
 
-        let result = map_in_order(&items, 3, |&i| Ok(i), |i| {
-            if i == 5 { Err("full disk") } else { Ok(()) }
-        });
+        let result = map_in_order(
+            &items,
+            3,
+            |&i| Ok(i),
+            |i| {
+                if i == 5 { Err("full disk") } else { Ok(()) }
+            },
+        );
         assert_eq!(result, Err("full disk"));
-        assert_eq!(map_in_order(&[] as &[usize], 2, |&i| Ok::<_, ()>(i), |_| Ok(())), Ok(()));
+        assert_eq!(
+            map_in_order(&[] as &[usize], 2, |&i| Ok::<_, ()>(i), |_| Ok(())),
+            Ok(())
+        );
     }
 }

@@ -41,7 +41,10 @@ pub(super) fn copyable(metadata: &FileMetadata) -> bool {
 
 /// Reads the pages of every column chunk of `group` from the file at `path`, without
 /// decompressing them.
-pub(super) fn read_row_group(path: &Path, group: &RowGroupMetadata) -> PolarsResult<Vec<ColumnPages>> {
+pub(super) fn read_row_group(
+    path: &Path,
+    group: &RowGroupMetadata,
+) -> PolarsResult<Vec<ColumnPages>> {
     let range = group.full_byte_range();
     let mut bytes = vec![0; usize::try_from(range.end - range.start).unwrap_or(usize::MAX)];
     let mut file = File::open(path)?;
@@ -102,9 +105,8 @@ impl ResultEncoder {
             };
             for pages in array_to_columns(array, parquet_type.clone(), self.options, &[encoding])? {
                 // The compressor takes parquet errors; the encoder's are polars' own.
-                let pages = pages.map(|page| {
-                    page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string()))
-                });
+                let pages = pages
+                    .map(|page| page.map_err(|e| ParquetError::FeatureNotSupported(e.to_string())));
                 let compressed =
                     Compressor::new_from_vec(pages, self.options.compression, Vec::new());
                 encoded.push(compressed.collect::<Result<ColumnPages, _>>()?);

@@ -11,18 +11,23 @@ use polars::prelude::*;
 use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::bitmap::MutableBitmap;
 use polars_arrow::datatypes::ArrowDataType;
-use voucher_shared::score::{Entry, Refusal, Scored, Snapshot, ValidationError};
+use voucher_shared::score::{Entry, Outcome, Refusal, Scored, Snapshot, ValidationError};
 use voucher_shared::segments::SegmentType;
 
 use super::window::Counts;
 use super::{DETAIL, SEGMENT, STATUS, TABLE_VERSION, VOUCHER};
 
-/// The statuses, as the HTTP API answers: a voucher, a valid request no segment covers, bad
-/// fields.
-const STATUSES: [i32; 3] = [200, 404, 422];
+/// The outcomes a row can have; a row's status key is its place here, and the `status` column
+/// holds the HTTP status [`Outcome::http_status`] gives it (the single route's).
+const OUTCOMES: [Outcome; 3] = [Outcome::Ok, Outcome::NoSegment, Outcome::Invalid];
 const OK: u32 = 0;
 const NO_SEGMENT: u32 = 1;
 const INVALID: u32 = 2;
+
+/// The `status` column's values, by status key.
+fn statuses() -> [i32; 3] {
+    OUTCOMES.map(|outcome| i32::from(outcome.http_status()))
+}
 
 /// A row without a voucher (and so without a segment).
 const NONE: u32 = u32::MAX;
@@ -73,7 +78,10 @@ impl<'s> Dictionaries<'s> {
     }
 
     fn keys(&self, entry: &Entry) -> (u32, u32) {
-        self.by_entry.get(&address(entry)).copied().unwrap_or((NONE, NONE))
+        self.by_entry
+            .get(&address(entry))
+            .copied()
+            .unwrap_or((NONE, NONE))
     }
 
     /// The keys of an answer the core gave (a row the fast path left to it): by value.
@@ -130,8 +138,8 @@ impl Results {
         self.push_keys(NO_SEGMENT, (NONE, NONE), Some(message));
     }
 
-    /// A row as the core scored it, recorded as the HTTP API answers it: 200 with the voucher,
-    /// 422 with the `detail` list of bad fields (as JSON), or 404 with the message.
+    /// A row as the core scored it, recorded as the HTTP API answers it (see [`Outcome`]): the
+    /// voucher, the `detail` list of bad fields (as JSON), or the message of no segment.
     pub(super) fn push(&mut self, dictionaries: &Dictionaries<'_>, scored: Scored<'_>) {
         match scored {
             Ok(answer) => {
@@ -151,14 +159,17 @@ impl Results {
     pub(super) fn into_columns(self, dictionaries: &Dictionaries<'_>) -> [Column; 5] {
         let rows = self.status.len();
         let lookup = |keys: &[u32], values: &[i64]| -> Vec<Option<i64>> {
-            keys.iter().map(|k| values.get(*k as usize).copied()).collect()
+            keys.iter()
+                .map(|k| values.get(*k as usize).copied())
+                .collect()
         };
         let labels: Vec<Option<&str>> = self
             .label
             .iter()
             .map(|k| dictionaries.labels.get(*k as usize).copied())
             .collect();
-        let status: Vec<i32> = self.status.iter().map(|k| STATUSES[*k as usize]).collect();
+        let statuses = statuses();
+        let status: Vec<i32> = self.status.iter().map(|k| statuses[*k as usize]).collect();
         [
             Column::new(STATUS.into(), status),
             Column::new(VOUCHER.into(), lookup(&self.amount, &dictionaries.amounts)),
@@ -174,9 +185,12 @@ impl Results {
 
     /// The result columns as Arrow arrays: dictionary arrays against [`Dictionaries`] for all
     /// but `detail`.
-    pub(super) fn into_arrays(self, dictionaries: &Dictionaries<'_>) -> PolarsResult<[ArrayRef; 5]> {
+    pub(super) fn into_arrays(
+        self,
+        dictionaries: &Dictionaries<'_>,
+    ) -> PolarsResult<[ArrayRef; 5]> {
         let rows = self.status.len();
-        let statuses = PrimitiveArray::from_slice(STATUSES).boxed();
+        let statuses = PrimitiveArray::from_slice(statuses()).boxed();
         let amounts = PrimitiveArray::from_slice(&dictionaries.amounts).boxed();
         let labels = Utf8ViewArray::from_slice_values(&dictionaries.labels).boxed();
         let version = Utf8ViewArray::from_slice_values([dictionaries.version]).boxed();

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use polars::prelude::*;
 use serde_json::{Map, Value, json};
 use voucher_shared::publish::TablesDir;
-use voucher_shared::score::{self, Refusal, Snapshot, VoucherRequest};
+use voucher_shared::score::{self, Outcome, Refusal, Snapshot, VoucherRequest};
 use voucher_shared::table::VoucherTable;
 
 use crate::common::*;
@@ -131,15 +131,22 @@ fn core_answers(tables: &Path, requests: &[Map<String, Value>]) -> Vec<Row> {
         .map(|request| {
             let body = serde_json::to_vec(request).expect("json");
             let request = VoucherRequest::parse(&body).expect("an object");
-            match score::score(&request, &snapshot, now) {
-                Ok(answer) => (200, Some(answer.voucher), Some(answer.segment.into()), None),
+            let scored = score::score(&request, &snapshot, now);
+            let status = i32::from(Outcome::of(&scored).http_status());
+            match scored {
+                Ok(answer) => (
+                    status,
+                    Some(answer.voucher),
+                    Some(answer.segment.into()),
+                    None,
+                ),
                 Err(Refusal::Invalid(errors)) => (
-                    422,
+                    status,
                     None,
                     None,
                     Some(serde_json::to_string(&errors).expect("json")),
                 ),
-                Err(Refusal::NoSegment(none)) => (404, None, None, Some(none.message)),
+                Err(Refusal::NoSegment(none)) => (status, None, None, Some(none.message)),
             }
         })
         .collect()
@@ -166,12 +173,30 @@ fn write_parquet(requests: &[Map<String, Value>], path: &Path, row_group: usize)
     let mut frame = DataFrame::new(
         requests.len(),
         vec![
-            Column::new("customer_id".into(), column(requests, "customer_id", Value::as_i64)),
-            Column::new("country_code".into(), column(requests, "country_code", text)),
-            Column::new("last_order_ts".into(), column(requests, "last_order_ts", text)),
-            Column::new("first_order_ts".into(), column(requests, "first_order_ts", text)),
-            Column::new("total_orders".into(), column(requests, "total_orders", Value::as_i64)),
-            Column::new("segment_name".into(), column(requests, "segment_name", text)),
+            Column::new(
+                "customer_id".into(),
+                column(requests, "customer_id", Value::as_i64),
+            ),
+            Column::new(
+                "country_code".into(),
+                column(requests, "country_code", text),
+            ),
+            Column::new(
+                "last_order_ts".into(),
+                column(requests, "last_order_ts", text),
+            ),
+            Column::new(
+                "first_order_ts".into(),
+                column(requests, "first_order_ts", text),
+            ),
+            Column::new(
+                "total_orders".into(),
+                column(requests, "total_orders", Value::as_i64),
+            ),
+            Column::new(
+                "segment_name".into(),
+                column(requests, "segment_name", text),
+            ),
             Column::new("campaign".into(), vec!["winter"; requests.len()]),
         ],
     )
@@ -235,18 +260,33 @@ fn write_typed_times(requests: &mut [Map<String, Value>], path: &Path) {
     let mut frame = DataFrame::new(
         requests.len(),
         vec![
-            Column::new("customer_id".into(), column(requests, "customer_id", Value::as_i64)),
-            Column::new("country_code".into(), column(requests, "country_code", text)),
+            Column::new(
+                "customer_id".into(),
+                column(requests, "customer_id", Value::as_i64),
+            ),
+            Column::new(
+                "country_code".into(),
+                column(requests, "country_code", text),
+            ),
             Series::new("last_order_ts".into(), last)
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
+                .cast(&DataType::Datetime(
+                    TimeUnit::Microseconds,
+                    Some(TimeZone::UTC),
+                ))
                 .expect("datetime")
                 .into_column(),
             Series::new("first_order_ts".into(), first)
                 .cast(&DataType::Date)
                 .expect("date")
                 .into_column(),
-            Column::new("total_orders".into(), column(requests, "total_orders", Value::as_i64)),
-            Column::new("segment_name".into(), column(requests, "segment_name", text)),
+            Column::new(
+                "total_orders".into(),
+                column(requests, "total_orders", Value::as_i64),
+            ),
+            Column::new(
+                "segment_name".into(),
+                column(requests, "segment_name", text),
+            ),
         ],
     )
     .expect("frame");
@@ -261,9 +301,20 @@ fn scored(path: &Path) -> (DataFrame, Vec<Row>) {
     )
     .and_then(|lf| lf.collect())
     .expect("read the output");
-    let strings = |name: &str| frame.column(name).and_then(|c| c.str().cloned()).expect(name);
-    let status = frame.column("status").and_then(|c| c.i32().cloned()).expect("status");
-    let voucher = frame.column("voucher").and_then(|c| c.i64().cloned()).expect("voucher");
+    let strings = |name: &str| {
+        frame
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .expect(name)
+    };
+    let status = frame
+        .column("status")
+        .and_then(|c| c.i32().cloned())
+        .expect("status");
+    let voucher = frame
+        .column("voucher")
+        .and_then(|c| c.i64().cloned())
+        .expect("voucher");
     let (segment, detail) = (strings("segment"), strings("detail"));
     let rows = (0..frame.height())
         .map(|i| {
@@ -312,7 +363,13 @@ fn assert_answers_as_the_core(output: &Path, tables: &Path, requests: &[Map<Stri
     let (frame, rows) = scored(output);
     assert_eq!(rows.len(), expected.len(), "{}", output.display());
     for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
-        assert_eq!(got, want, "row {i} of {}: {:?}", output.display(), requests[i]);
+        assert_eq!(
+            got,
+            want,
+            "row {i} of {}: {:?}",
+            output.display(),
+            requests[i]
+        );
     }
     let (version, _, _) = read_live(tables);
     let versions = frame
@@ -337,11 +394,16 @@ fn every_row_is_answered_as_the_core_answers_it_from_parquet_csv_and_typed_times
     write_parquet(&typed, &parquet, 1000);
     let out = score(&parquet, &tables, &output, &[]);
     assert_answers_as_the_core(&output, &tables, &typed);
-    let ok = core_answers(&tables, &typed).iter().filter(|r| r.0 == 200).count();
+    let ok = core_answers(&tables, &typed)
+        .iter()
+        .filter(|r| r.0 == 200)
+        .count();
     let (version, _, _) = read_live(&tables);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("scored 3000 customers with table {version}: {ok} vouchers")),
+        stdout.contains(&format!(
+            "scored 3000 customers with table {version}: {ok} vouchers"
+        )),
         "{stdout}"
     );
 
@@ -398,7 +460,11 @@ fn run_under_a_memory_limit_reads_fewer_windows_and_publishes_the_same_table() {
     let input = history.to_str().expect("utf-8");
 
     let roomy = dir.path().join("roomy");
-    let out = run_etl(input, &roomy, &["--countries", "all", "--memory-limit", "unlimited"]);
+    let out = run_etl(
+        input,
+        &roomy,
+        &["--countries", "all", "--memory-limit", "unlimited"],
+    );
     assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -424,7 +490,15 @@ fn run_under_a_memory_limit_reads_fewer_windows_and_publishes_the_same_table() {
     let (_, tight_table, tight_manifest) = read_live(&tight);
     assert_eq!(roomy_table, tight_table);
     assert_eq!(
-        (roomy_manifest.rows_read, roomy_manifest.rows_kept, roomy_manifest.dropped),
-        (tight_manifest.rows_read, tight_manifest.rows_kept, tight_manifest.dropped)
+        (
+            roomy_manifest.rows_read,
+            roomy_manifest.rows_kept,
+            roomy_manifest.dropped
+        ),
+        (
+            tight_manifest.rows_read,
+            tight_manifest.rows_kept,
+            tight_manifest.dropped
+        )
     );
 }

@@ -141,6 +141,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A Parquet file's rows, whole.
+pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::{LazyFrame, PlRefPath};
+    LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_str().expect("utf-8")),
+        Default::default(),
+    )
+    .and_then(|lf| lf.collect())
+    .expect("read parquet")
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

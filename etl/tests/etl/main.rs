@@ -7,6 +7,7 @@ mod common;
 mod durability;
 mod generated;
 mod many_files;
+mod postgres;
 mod real_sample;
 mod schedule;
 mod score;

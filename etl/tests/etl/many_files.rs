@@ -9,15 +9,6 @@ use voucher_shared::numbers::{parse_count, whole_count};
 
 use crate::common::*;
 
-fn read(path: &Path) -> DataFrame {
-    LazyFrame::scan_parquet(
-        PlRefPath::new(path.to_str().expect("utf-8")),
-        Default::default(),
-    )
-    .and_then(|lf| lf.collect())
-    .expect("read parquet")
-}
-
 fn write(frame: &mut DataFrame, path: &Path) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let file = std::fs::File::create(path).expect("create");
@@ -47,7 +38,7 @@ fn split(frame: &DataFrame, keep: Vec<bool>) -> (DataFrame, DataFrame) {
 /// on physical types while holding the same values: `first_order_ts` as a timestamp and as
 /// text, `total_orders` as text and as int64, `voucher_amount` as float64 and as int64.
 fn partition(history: &Path, dir: &Path) -> Vec<PathBuf> {
-    let frame = read(history);
+    let frame = read_parquet(history);
     let quarter = frame.height() / 4;
     let part = |i: usize| frame.slice((i * quarter) as i64, quarter);
     let mut files = Vec::new();
@@ -307,7 +298,9 @@ fn an_empty_directory_a_file_that_is_not_parquet_and_a_missing_column_are_named(
         stderr(&out)
     );
 
-    let mut frame = read(&history).drop("total_orders").expect("drop column");
+    let mut frame = read_parquet(&history)
+        .drop("total_orders")
+        .expect("drop column");
     write(&mut frame, &junk);
     let out = run_etl(parts.to_str().expect("utf-8"), &tables, &[]);
     assert!(!out.status.success());

@@ -6,6 +6,7 @@
 //! validation, the segment lookup and the version in the answer live here once.
 
 mod json;
+mod outcome;
 mod request;
 mod snapshot;
 
@@ -14,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 pub use json::Json;
+pub use outcome::{GrpcCode, Outcome};
 #[cfg(feature = "openapi")]
 pub use request::SegmentTypeName;
 pub use request::{BodyError, Query, RequestFields, ValidationError, VoucherRequest, fields};
@@ -35,23 +37,13 @@ pub struct VoucherResponse<'a> {
     pub version: &'a str,
 }
 
-/// Why a request got no voucher.
+/// Why a request got no voucher. How each door says it is [`Outcome`]'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Bad fields, one entry each (HTTP 422, gRPC `INVALID_ARGUMENT`).
+    /// Bad fields, one entry each.
     Invalid(Vec<ValidationError>),
-    /// The request is valid but no segment covers it (HTTP 404, gRPC `NOT_FOUND`).
+    /// The request is valid but no segment covers it.
     NoSegment(NoSegment),
-}
-
-impl Refusal {
-    /// A short name of the kind of refusal, for outputs that are not HTTP.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Refusal::Invalid(_) => "invalid",
-            Refusal::NoSegment(_) => "no_segment",
-        }
-    }
 }
 
 /// The outcome of scoring one request.
@@ -127,7 +119,7 @@ mod tests {
         let snapshot = contract_snapshot();
         let bad = request(Json::Str(Cow::Borrowed("many")), "frequent_segment");
         let refusal = score(&bad, &snapshot, NOW).expect_err("invalid");
-        assert_eq!(refusal.kind(), "invalid");
+        assert_eq!(Outcome::of_refusal(&refusal), Outcome::Invalid);
         let Refusal::Invalid(errors) = refusal else {
             panic!("{refusal:?}")
         };
@@ -135,7 +127,7 @@ mod tests {
 
         let uncovered = request(Json::Int(1000), "frequent_segment");
         let refusal = score(&uncovered, &snapshot, NOW).expect_err("no segment");
-        assert_eq!(refusal.kind(), "no_segment");
+        assert_eq!(Outcome::of_refusal(&refusal), Outcome::NoSegment);
         assert!(
             matches!(&refusal, Refusal::NoSegment(n) if n.message.contains("total_orders = 1000")),
             "{refusal:?}"

@@ -253,7 +253,11 @@ mod tests {
                 let entries = segments.segments(t);
                 for value in -2..250 {
                     let scanned = entries.iter().find(|e| e.segment.contains(value));
-                    assert_eq!(segments.covering(t, value), scanned, "{country} {t} {value}");
+                    assert_eq!(
+                        segments.covering(t, value),
+                        scanned,
+                        "{country} {t} {value}"
+                    );
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! Publishes a small voucher table with the built-in segments, for scripts that need a live
-//! table without running the ETL (`api/tests/schemathesis.sh`, `bench/load_test.sh`).
+//! table without running the ETL (`api/tests/schemathesis.sh`, `bench/load_test.sh`, the events
+//! test and benchmark).
 //!
 //! Usage: `publish_table <tables-dir> [country ...]` (default countries: Peru, Latvia, China,
 //! Australia). Peru's `frequent_segment` `14-37` pays 2640, as in the API contract. Prints the

@@ -1,10 +1,12 @@
 //! Loading table versions and replacing the live one.
 //!
-//! A reloader thread polls `<tables-dir>/CURRENT`. A new version is memory-mapped, decoded and
-//! validated completely off the request workers, then swapped in with one atomic store;
-//! requests already holding the old version finish on it. A version that fails to load is
-//! logged and counted once, and the old version stays live. Published versions never change,
-//! so a version refused for its contents is not retried; a later version still loads.
+//! One reloader thread per process reads `<tables-dir>/CURRENT` every interval. A new version
+//! is memory-mapped, decoded and validated completely off the request workers, then swapped in
+//! with one atomic store; requests already holding the old version finish on it. Each change is
+//! then published to the subscribers ([`Tables::subscribe`]: gRPC health, the Kafka consumer),
+//! which wait for it instead of polling. A version that fails to load is logged and counted
+//! once, and the old version stays live. Published versions never change, so a version refused
+//! for its contents is not retried; a later version still loads.
 
 use std::fs::File;
 use std::io;
@@ -17,11 +19,12 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwapOption, Guard};
 use bytes::Bytes;
 use memmap2::Mmap;
+use tokio::sync::watch;
 use voucher_shared::errors::Chain;
 use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::table::{TableError, VoucherTable};
 
-use crate::live::LiveTable;
+use crate::live::{LiveTable, Served};
 use crate::metrics::{Metrics, ReloadResult};
 
 /// Why a version could not be loaded.
@@ -39,8 +42,6 @@ pub enum LoadError {
         // Boxed: `TableError` is large and loads are rare.
         source: Box<TableError>,
     },
-    #[error("cannot render the segments listing")]
-    Render(#[from] serde_json::Error),
 }
 
 impl LoadError {
@@ -58,7 +59,10 @@ impl LoadError {
 #[derive(Debug)]
 pub struct Tables {
     dir: TablesDir,
+    /// Read by every request: a lock-free load.
     live: ArcSwapOption<LiveTable>,
+    /// The live version, published after each change to those who wait for one.
+    changes: watch::Sender<Option<Version>>,
 }
 
 /// What the reloader remembers between polls.
@@ -77,6 +81,7 @@ impl Tables {
         Tables {
             dir: TablesDir::new(dir),
             live: ArcSwapOption::empty(),
+            changes: watch::Sender::new(None),
         }
     }
 
@@ -84,13 +89,25 @@ impl Tables {
         &self.dir
     }
 
-    /// The live table, if any. Hold the guard only for the synchronous part of a request.
+    /// What is served, for scoring one request, batch or stream; `None` before a table loads.
+    pub fn served(&self) -> Option<Served> {
+        self.live.load_full().map(Served::new)
+    }
+
+    /// The live table, to describe it (not to score: see [`Tables::served`]). Hold the guard
+    /// only for the synchronous part of a request.
     pub fn live(&self) -> Guard<Option<Arc<LiveTable>>> {
         self.live.load()
     }
 
     pub fn is_loaded(&self) -> bool {
         self.live.load().is_some()
+    }
+
+    /// The live version now and after every change, for those who wait for a table or follow
+    /// the changes (a receiver sees the latest value; versions in between may be skipped).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Version>> {
+        self.changes.subscribe()
     }
 
     /// Maps, decodes and validates one version.
@@ -111,12 +128,13 @@ impl Tables {
                 path,
                 source: Box::new(source),
             })?;
-        Ok(LiveTable::new(version, &table, self.dir.manifest(version))?)
+        Ok(LiveTable::new(version, table, self.dir.manifest(version)))
     }
 
     /// Checks `CURRENT` once and loads the version it names if it is new. Returns whether the
     /// live table changed.
     pub fn poll(&self, state: &mut PollState, metrics: &Metrics) -> bool {
+        metrics.checked();
         let live = self.live.load_full();
         let live_version = live.as_ref().map(|t| t.version());
         let wanted = match self.dir.current() {
@@ -145,7 +163,7 @@ impl Tables {
                 log::info!(
                     "table version {wanted} is live: {} rows, {} countries, segment types [{}], loaded from {} in {} ms (was {})",
                     table.rows(),
-                    table.snapshot().countries().len(),
+                    table.countries().len(),
                     table
                         .snapshot()
                         .segment_types()
@@ -160,6 +178,7 @@ impl Tables {
                 metrics.table_loaded(&table);
                 metrics.reload(ReloadResult::Success);
                 self.live.store(Some(Arc::new(table)));
+                self.changes.send_replace(Some(wanted));
                 *state = PollState {
                     waiting_logged: true,
                     ..PollState::default()
@@ -293,6 +312,7 @@ mod tests {
 
         let good = publish(tables.dir(), 0, &good_bytes());
         assert!(tables.poll(&mut state, &metrics));
+        assert_eq!(*tables.subscribe().borrow(), Some(good));
         assert_eq!(tables.live().as_ref().map(|t| t.version()), Some(good));
         assert!(
             !tables.poll(&mut state, &metrics),
@@ -330,10 +350,12 @@ mod tests {
     }
 
     #[test]
-    fn the_reloader_thread_picks_up_versions_and_stops() {
+    fn the_reloader_thread_publishes_each_new_version_to_subscribers_and_stops() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tables = Arc::new(Tables::new(tmp.path()));
         let metrics = Metrics::new().expect("metrics");
+        let mut changes = tables.subscribe();
+        assert_eq!(*changes.borrow_and_update(), None);
         let reloader = Reloader::spawn(
             Arc::clone(&tables),
             metrics,
@@ -341,11 +363,21 @@ mod tests {
             PollState::default(),
         )
         .expect("spawn");
-        let version = publish(tables.dir(), 0, &good_bytes());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tables.live().as_ref().map(|t| t.version()) != Some(version) {
-            assert!(Instant::now() < deadline, "not loaded in time");
-            std::thread::sleep(Duration::from_millis(5));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        for minute in [0, 1] {
+            let version = publish(tables.dir(), minute, &good_bytes());
+            let published = runtime.block_on(async {
+                let wanted = changes.wait_for(|v| *v == Some(version));
+                tokio::time::timeout(Duration::from_secs(5), wanted)
+                    .await
+                    .map(|changed| changed.is_ok())
+            });
+            assert_eq!(published, Ok(true), "{version} not published in time");
+            // Published only once it is live.
+            assert_eq!(tables.served().map(|s| s.live().version()), Some(version));
         }
         reloader.stop();
     }

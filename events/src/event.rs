@@ -1,41 +1,26 @@
 //! One event in, one message out: a result for the results topic, or a dead letter.
 //!
-//! Pure functions of the payload and a table snapshot, so that every rule of the events door is
-//! unit-tested without a broker. The scoring itself is the core's ([`voucher_shared::score`]);
-//! this module only reads the event's own two fields and shapes the output.
+//! Pure functions of the payload and what is served, so that every rule of the events door is
+//! unit-tested without a broker. The scoring itself is the core's ([`voucher_shared::score`],
+//! through [`Served::score`]); this module only reads the event's own two fields and shapes the
+//! output.
 
 use serde::{Deserialize, Serialize};
+use voucher_serve::live::Served;
 use voucher_shared::score::{
-    self, BodyError, Json, Refusal, Snapshot, ValidationError, VoucherRequest, VoucherResponse,
+    BodyError, Json, Outcome, Refusal, ValidationError, VoucherRequest, VoucherResponse,
 };
 use voucher_shared::time::{ACCEPTED_TIME_FORMATS, parse_timestamp};
 
 /// Longest accepted `event_id`, in bytes: ids are keys for deduplication, not documents.
 pub const MAX_EVENT_ID: usize = 256;
 
-/// Why an event was dead-lettered; the `reason` of a dead letter and the label of its metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Not JSON, or not UTF-8, or empty.
-    Malformed,
-    /// JSON, but a field is missing or wrong (the same checks as the HTTP API's 422).
-    Invalid,
-    /// Valid, but no segment of the live table covers it (the HTTP API's 404).
-    NoSegment,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 3] = [Reason::Malformed, Reason::Invalid, Reason::NoSegment];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::Malformed => "malformed",
-            Reason::Invalid => "invalid",
-            Reason::NoSegment => "no_segment",
-        }
-    }
-}
+/// The outcomes that send an event to the dead-letter topic, with their label as its `reason`:
+/// `malformed` (not JSON, not UTF-8, empty, or not an object), `invalid` (a field is missing or
+/// wrong: the HTTP API's checks and the event's own) and `no_segment` (valid, but no segment of
+/// the live table covers it).
+pub const DEAD_LETTER_REASONS: [Outcome; 3] =
+    [Outcome::Malformed, Outcome::Invalid, Outcome::NoSegment];
 
 /// Where an event was read, carried into its dead letter so that it can be found again.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -50,8 +35,9 @@ pub struct Source<'a> {
 pub enum Routed {
     /// To the results topic, keyed by `customer_id`.
     Result { key: Vec<u8>, value: Vec<u8> },
-    /// To the dead-letter topic, keyed like the event.
-    DeadLetter { reason: Reason, value: Vec<u8> },
+    /// To the dead-letter topic, keyed like the event; `reason` is one of
+    /// [`DEAD_LETTER_REASONS`].
+    DeadLetter { reason: Outcome, value: Vec<u8> },
 }
 
 /// The event's own fields, beside the voucher request's (which the core reads).
@@ -76,7 +62,7 @@ struct EventResult<'a> {
 /// A dead letter: why, the table version that judged it, where it came from and the payload.
 #[derive(Debug, Serialize)]
 struct DeadLetter<'a> {
-    reason: Reason,
+    reason: Outcome,
     /// What is wrong, in one sentence.
     message: String,
     /// One entry per bad field, as the HTTP API's 422 `detail`; only for `invalid`.
@@ -95,8 +81,8 @@ struct DeadLetter<'a> {
     payload_base64: Option<String>,
 }
 
-/// Scores one event payload against `snapshot` at time `now` (seconds since the epoch).
-pub fn route(payload: Option<&[u8]>, source: Source<'_>, snapshot: &Snapshot, now: i64) -> Routed {
+/// Scores one event payload against what is served at time `now` (seconds since the epoch).
+pub fn route(payload: Option<&[u8]>, source: Source<'_>, served: &Served, now: i64) -> Routed {
     let bytes = payload.unwrap_or_default();
     let dead = |reason, message: String, errors: &[ValidationError], event_id, version| {
         dead_letter(bytes, source, reason, message, errors, event_id, version)
@@ -105,37 +91,40 @@ pub fn route(payload: Option<&[u8]>, source: Source<'_>, snapshot: &Snapshot, no
         Ok(parsed) => parsed,
         Err(BodyError::Syntax(message)) => {
             let message = message.replace("the body is", "the event is");
-            return dead(Reason::Malformed, message, &[], None, None);
+            return dead(Outcome::Malformed, message, &[], None, None);
         }
+        // A payload that is not a JSON object is no event at all: malformed, where the HTTP
+        // door (whose body is known to be a request) calls it invalid.
         Err(BodyError::Shape(error)) => {
             let message = error.msg.clone();
-            return dead(Reason::Malformed, message, &[error], None, None);
+            return dead(Outcome::Malformed, message, &[error], None, None);
         }
     };
     let event_id = match &fields.event_id {
         Json::Str(id) => Some(id.as_ref()),
         _ => None,
     };
-    let version = Some(snapshot.version_name());
     let mut errors = check_event_fields(&fields);
-    let answer = match score::score(&request, snapshot, now) {
+    let answered = served.score(&request, now);
+    let version = Some(answered.version);
+    let answer = match answered.scored {
         Ok(answer) if errors.is_empty() => answer,
         Ok(_) => {
             let message = invalid_message(&errors);
-            return dead(Reason::Invalid, message, &errors, event_id, version);
+            return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
         Err(Refusal::Invalid(core)) => {
             // The request's fields first, as the HTTP API lists them, then the event's.
             errors.splice(0..0, core);
             let message = invalid_message(&errors);
-            return dead(Reason::Invalid, message, &errors, event_id, version);
+            return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
         Err(Refusal::NoSegment(none)) if errors.is_empty() => {
-            return dead(Reason::NoSegment, none.message, &[], event_id, version);
+            return dead(Outcome::NoSegment, none.message, &[], event_id, version);
         }
         Err(Refusal::NoSegment(_)) => {
             let message = invalid_message(&errors);
-            return dead(Reason::Invalid, message, &errors, event_id, version);
+            return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
     };
     // The core accepted customer_id as a whole number, so it has a JSON number form.
@@ -145,7 +134,7 @@ pub fn route(payload: Option<&[u8]>, source: Source<'_>, snapshot: &Snapshot, no
         &fields.event_timestamp,
     ) else {
         let message = "customer_id is not a number the results can carry".to_owned();
-        return dead(Reason::Invalid, message, &[], event_id, version);
+        return dead(Outcome::Invalid, message, &[], event_id, version);
     };
     let key = customer_id.to_string().into_bytes();
     let result = EventResult {
@@ -157,7 +146,7 @@ pub fn route(payload: Option<&[u8]>, source: Source<'_>, snapshot: &Snapshot, no
     match serde_json::to_vec(&result) {
         Ok(value) => Routed::Result { key, value },
         Err(e) => dead(
-            Reason::Invalid,
+            Outcome::Invalid,
             format!("cannot write the result: {e}"),
             &[],
             Some(event_id),
@@ -235,7 +224,7 @@ fn number(value: &Json<'_>) -> Option<serde_json::Number> {
 fn dead_letter(
     payload: &[u8],
     source: Source<'_>,
-    reason: Reason,
+    reason: Outcome,
     message: String,
     errors: &[ValidationError],
     event_id: Option<&str>,
@@ -266,7 +255,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use serde_json::{Value, json};
-    use voucher_shared::fixtures::{CONTRACT_VERSION, contract_snapshot};
+    use voucher_serve::fixtures::sample_served;
+    use voucher_shared::fixtures::CONTRACT_VERSION;
 
     use super::*;
 
@@ -295,8 +285,8 @@ mod tests {
         serde_json::to_vec(&json).expect("json")
     }
 
-    fn routed(payload: &[u8]) -> (Option<Vec<u8>>, Option<Reason>, Value) {
-        match route(Some(payload), SOURCE, &contract_snapshot(), NOW) {
+    fn routed(payload: &[u8]) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
+        match route(Some(payload), SOURCE, &sample_served(), NOW) {
             Routed::Result { key, value } => (
                 Some(key),
                 None,
@@ -330,13 +320,13 @@ mod tests {
     fn not_json_and_not_an_object_are_malformed_and_keep_the_payload() {
         for payload in [&b"{\"event_id\": "[..], b"", b"[1, 2]", b"42"] {
             let (_, reason, value) = routed(payload);
-            assert_eq!(reason, Some(Reason::Malformed), "{payload:?}");
+            assert_eq!(reason, Some(Outcome::Malformed), "{payload:?}");
             assert_eq!(value["payload"], String::from_utf8_lossy(payload).as_ref());
             assert_eq!(value["source"]["offset"], 41);
             assert_eq!(value["version"], Value::Null);
         }
         let (_, reason, value) = routed(b"\xff\xfe{");
-        assert_eq!(reason, Some(Reason::Malformed));
+        assert_eq!(reason, Some(Outcome::Malformed));
         assert_eq!(value["payload_base64"], "//57");
         assert!(value.get("payload").is_none());
     }
@@ -348,7 +338,7 @@ mod tests {
             ("event_timestamp", json!("yesterday")),
         ]);
         let (_, reason, value) = routed(&payload);
-        assert_eq!(reason, Some(Reason::Invalid));
+        assert_eq!(reason, Some(Outcome::Invalid));
         let fields: Vec<&str> = value["errors"]
             .as_array()
             .expect("errors")
@@ -377,7 +367,7 @@ mod tests {
             ("event_timestamp", json!(1_795_435_200)),
         ] {
             let (_, reason, value) = routed(&event(&[(field, bad.clone())]));
-            assert_eq!(reason, Some(Reason::Invalid), "{field} = {bad}");
+            assert_eq!(reason, Some(Outcome::Invalid), "{field} = {bad}");
             assert_eq!(value["errors"][0]["loc"][1], field, "{field} = {bad}");
         }
     }
@@ -385,7 +375,7 @@ mod tests {
     #[test]
     fn an_uncovered_value_is_no_segment_but_bad_event_fields_win() {
         let (_, reason, value) = routed(&event(&[("total_orders", json!(1000))]));
-        assert_eq!(reason, Some(Reason::NoSegment));
+        assert_eq!(reason, Some(Outcome::NoSegment));
         assert!(
             value["message"]
                 .as_str()
@@ -396,7 +386,7 @@ mod tests {
             ("total_orders", json!(1000)),
             ("event_id", Value::Null),
         ]));
-        assert_eq!(reason, Some(Reason::Invalid));
+        assert_eq!(reason, Some(Outcome::Invalid));
     }
 
     #[test]
@@ -429,13 +419,11 @@ mod tests {
     #[test]
     fn messages_have_the_fields_docs_events_describes() {
         let event_schema = schema(include_str!(
-            "../../../docs/events/voucher-request-event.schema.json"
+            "../../docs/events/voucher-request-event.schema.json"
         ));
-        let result = schema(include_str!(
-            "../../../docs/events/voucher-result.schema.json"
-        ));
+        let result = schema(include_str!("../../docs/events/voucher-result.schema.json"));
         let dead = schema(include_str!(
-            "../../../docs/events/voucher-dead-letter.schema.json"
+            "../../docs/events/voucher-dead-letter.schema.json"
         ));
         let example = serde_json::to_vec(&event_schema["examples"][0]).expect("json");
         let (_, reason, value) = routed(&example);
@@ -458,10 +446,9 @@ mod tests {
     }
 
     #[test]
-    fn the_reasons_labels_match_their_json() {
-        // The metrics index their counters by `reason as usize`, in the order of ALL.
-        for (index, reason) in Reason::ALL.into_iter().enumerate() {
-            assert_eq!(reason as usize, index);
+    fn the_reasons_serialize_as_their_metric_labels() {
+        for reason in DEAD_LETTER_REASONS {
+            assert_ne!(reason, Outcome::Ok);
             assert_eq!(
                 serde_json::to_value(reason).expect("json"),
                 json!(reason.label())

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use voucher_api::events::EventsApp;
-use voucher_api::events::config::EventsConfig;
+use voucher_events::EventsApp;
+use voucher_events::config::EventsConfig;
 
 fn main() -> anyhow::Result<()> {
     let config = EventsConfig::parse();

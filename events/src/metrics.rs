@@ -5,8 +5,10 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::event::Reason;
-use crate::metrics::register;
+use voucher_serve::metrics::register;
+use voucher_shared::score::Outcome;
+
+use crate::event::DEAD_LETTER_REASONS;
 
 /// Processing latency buckets, in seconds: an event waits for its batch and the broker's
 /// acknowledgement, so these reach further than the HTTP ones.
@@ -20,9 +22,9 @@ pub struct EventMetrics {
     pub consumed: IntCounter,
     /// Results acknowledged by the broker.
     pub results: IntCounter,
-    /// Dead letters acknowledged by the broker, by reason (in the order of `Reason::ALL`,
-    /// resolved once: no label lookup per event).
-    dead_lettered: [IntCounter; 3],
+    /// Dead letters acknowledged by the broker, indexed by outcome (resolved once: no label
+    /// lookup per event); `None` for the outcome that is no dead letter.
+    dead_lettered: [Option<IntCounter>; Outcome::ALL.len()],
     /// Productions the broker refused or timed out (each is retried).
     pub produce_failures: IntCounter,
     /// From reading an event to the broker acknowledging its output.
@@ -49,8 +51,11 @@ impl EventMetrics {
                 &["reason"],
             )?,
         )?;
-        let dead_lettered =
-            Reason::ALL.map(|reason| dead_lettered.with_label_values(&[reason.label()]));
+        let dead_lettered = Outcome::ALL.map(|outcome| {
+            DEAD_LETTER_REASONS
+                .contains(&outcome)
+                .then(|| dead_lettered.with_label_values(&[outcome.label()]))
+        });
         Ok(EventMetrics {
             consumed: counter(
                 "events_consumed_total",
@@ -96,7 +101,10 @@ impl EventMetrics {
         })
     }
 
-    pub fn dead_lettered(&self, reason: Reason) -> &IntCounter {
-        &self.dead_lettered[reason as usize]
+    /// Counts one acknowledged dead letter.
+    pub fn dead_lettered(&self, reason: Outcome) {
+        if let Some(counter) = &self.dead_lettered[reason as usize] {
+            counter.inc();
+        }
     }
 }

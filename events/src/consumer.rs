@@ -20,14 +20,16 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use voucher_shared::score::{Snapshot, now_secs};
+use voucher_serve::health::{Check, CheckState};
+use voucher_serve::live::Served;
+use voucher_serve::metrics::DoorCounters;
+use voucher_serve::tables::Tables;
+use voucher_shared::score::{Outcome, now_secs};
 
-use super::EventsError;
-use super::config::EventsConfig;
-use super::event::{self, Reason, Routed, Source};
-use super::metrics::EventMetrics;
-use crate::metrics::DoorCounters;
-use crate::tables::Tables;
+use crate::EventsError;
+use crate::config::EventsConfig;
+use crate::event::{self, Routed, Source};
+use crate::metrics::EventMetrics;
 
 /// How long to wait before producing refused messages again.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -69,6 +71,18 @@ impl BrokerStatus {
             }
             *state = result;
         }
+    }
+}
+
+/// Readiness needs the broker: events can be neither read nor answered without it.
+impl Check for BrokerStatus {
+    fn name(&self) -> &'static str {
+        "broker"
+    }
+
+    fn state(&self) -> CheckState {
+        self.get()
+            .map_or_else(CheckState::Unavailable, |()| CheckState::Ok)
     }
 }
 
@@ -129,7 +143,7 @@ fn partitions(list: &TopicPartitionList) -> String {
 struct Pending {
     key: Option<Vec<u8>>,
     value: Vec<u8>,
-    reason: Option<Reason>,
+    reason: Option<Outcome>,
 }
 
 /// A batch read from the events topic: outputs in read order, the next offset of each
@@ -310,22 +324,17 @@ impl EventLoop {
     /// Waits until a table is live (events cannot be answered before); `false` if stopped
     /// first.
     async fn wait_for_table(&self, stop: &mut watch::Receiver<bool>) -> bool {
-        let mut logged = false;
-        loop {
-            if self.tables.is_loaded() {
-                return true;
-            }
-            if !logged {
-                log::info!(
-                    "waiting for a voucher table in {} before consuming",
-                    self.tables.dir().root().display()
-                );
-                logged = true;
-            }
-            tokio::select! {
-                _ = stop.changed() => return false,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
+        let mut changes = self.tables.subscribe();
+        if changes.borrow_and_update().is_some() {
+            return true;
+        }
+        log::info!(
+            "waiting for a voucher table in {} before consuming",
+            self.tables.dir().root().display()
+        );
+        tokio::select! {
+            _ = stop.changed() => false,
+            loaded = changes.wait_for(Option::is_some) => loaded.is_ok(),
         }
     }
 
@@ -337,16 +346,15 @@ impl EventLoop {
             next_offsets: BTreeMap::new(),
             read_at: Instant::now(),
         };
-        let live = self.tables.live();
-        let Some(live) = live.as_deref() else {
+        let Some(served) = self.tables.served() else {
             return batch;
         };
-        let (snapshot, now) = (live.snapshot(), now_secs());
+        let now = now_secs();
         let limit = self.config.batch_size as usize;
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
-                Ok(message) => self.take(&message, snapshot, now, &mut batch),
+                Ok(message) => self.take(&message, &served, now, &mut batch),
                 // Transport errors are retried by librdkafka; the consumer goes on.
                 Err(e) => log::warn!("reading {} failed: {e}", self.config.events_topic),
             }
@@ -358,22 +366,16 @@ impl EventLoop {
         batch
     }
 
-    fn take(
-        &self,
-        message: &BorrowedMessage<'_>,
-        snapshot: &Snapshot,
-        now: i64,
-        batch: &mut Batch,
-    ) {
+    fn take(&self, message: &BorrowedMessage<'_>, served: &Served, now: i64, batch: &mut Batch) {
         self.metrics.consumed.inc();
         let source = Source {
             topic: message.topic(),
             partition: message.partition(),
             offset: message.offset(),
         };
-        let pending = match event::route(message.payload(), source, snapshot, now) {
+        let pending = match event::route(message.payload(), source, served, now) {
             Routed::Result { key, value } => {
-                self.counters.ok.inc();
+                self.counters.count(Outcome::Ok);
                 Pending {
                     key: Some(key),
                     value,
@@ -381,11 +383,7 @@ impl EventLoop {
                 }
             }
             Routed::DeadLetter { reason, value } => {
-                match reason {
-                    Reason::Malformed => self.counters.malformed.inc(),
-                    Reason::Invalid => self.counters.invalid.inc(),
-                    Reason::NoSegment => self.counters.no_segment.inc(),
-                }
+                self.counters.count(reason);
                 Pending {
                     key: message.key().map(<[u8]>::to_vec),
                     value,
@@ -463,7 +461,7 @@ impl EventLoop {
     fn acknowledged(&self, pending: &Pending, waited: Duration) {
         match pending.reason {
             None => self.metrics.results.inc(),
-            Some(reason) => self.metrics.dead_lettered(reason).inc(),
+            Some(reason) => self.metrics.dead_lettered(reason),
         }
         self.metrics.processing.observe(waited.as_secs_f64());
     }
@@ -561,7 +559,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::metrics::{Door, Metrics};
+    use voucher_serve::metrics::{Door, Metrics};
 
     #[test]
     fn a_setting_librdkafka_does_not_know_is_refused_naming_the_flag_and_setting() {

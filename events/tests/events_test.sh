@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # voucher-events on a real Kafka-protocol broker: starts tansu on 127.0.0.1 (SQLite storage, in
-# a temporary directory), and runs api/tests/events/events_test.py, which produces events and
+# a temporary directory), and runs events/tests/events_test.py, which produces events and
 # reads results with confluent-kafka, against the real voucher-events, voucher-api and
 # voucher-etl binaries.
 #
-# Usage: api/tests/events_test.sh [--install-only] [unittest arguments, e.g. -k readiness]
+# Usage: events/tests/events_test.sh [--install-only] [unittest arguments, e.g. -k readiness]
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default: <repo>/target)
 #   EVENTS_TEST_VENV   the virtualenv to create/reuse (default: $CARGO_TARGET_DIR/events-test-venv)
@@ -46,6 +46,6 @@ fi
 # shellcheck disable=SC1091
 source "$ROOT/tools/binaries.sh"
 voucher_binaries "$ROOT" "$TARGET"
-"$VENV/bin/python" "$ROOT/api/tests/events/events_test.py" --events "$VOUCHER_EVENTS_BIN" \
+"$VENV/bin/python" "$ROOT/events/tests/events_test.py" --events "$VOUCHER_EVENTS_BIN" \
     --api "$VOUCHER_API_BIN" --etl "$VOUCHER_ETL_BIN" --tansu "$TANSU" \
     --docs "$ROOT/docs/events" "$@"

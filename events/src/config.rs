@@ -129,6 +129,8 @@ mod tests {
             .expect_err("no brokers");
         assert!(err.to_string().contains("--kafka-brokers"), "{err}");
 
-        crate::config::assert_env_twins(&<EventsConfig as clap::CommandFactory>::command());
+        voucher_serve::fixtures::assert_env_twins(
+            &<EventsConfig as clap::CommandFactory>::command(),
+        );
     }
 }

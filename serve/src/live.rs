@@ -1,0 +1,100 @@
+//! A loaded table version, and what a door holds while it answers.
+//!
+//! A [`LiveTable`] is what every door needs of a version: the scoring [`Snapshot`] and the
+//! table's rows (for the doors that describe the table). How a door renders it is the door's
+//! business, not this type's.
+//!
+//! [`Served`] is the one seam between the doors and the scoring core: a door takes one from
+//! [`crate::tables::Tables::served`] per request (or per batch, stream or batch of events) and
+//! scores every item through [`Served::score`]. Which version answers an item is decided there
+//! and nowhere else.
+
+use std::sync::Arc;
+
+use voucher_shared::manifest::Manifest;
+use voucher_shared::publish::Version;
+use voucher_shared::score::{self, Scored, Snapshot, VoucherRequest};
+use voucher_shared::table::VoucherTable;
+
+/// A loaded table version, ready to answer requests.
+#[derive(Debug)]
+pub struct LiveTable {
+    snapshot: Snapshot,
+    /// The rows as published, for the doors that list the table.
+    table: VoucherTable,
+}
+
+impl LiveTable {
+    pub fn new(version: Version, table: VoucherTable, manifest: Option<Manifest>) -> Self {
+        LiveTable {
+            snapshot: Snapshot::new(version, &table, manifest),
+            table,
+        }
+    }
+
+    /// What scoring reads: only through [`Served::score`], so that no door scores on its own.
+    pub(crate) fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The countries of the table, sorted.
+    pub fn countries(&self) -> Vec<&str> {
+        self.snapshot.countries()
+    }
+
+    /// The rows as published.
+    pub fn table(&self) -> &VoucherTable {
+        &self.table
+    }
+
+    pub fn version(&self) -> Version {
+        self.snapshot.version()
+    }
+
+    pub fn version_name(&self) -> &str {
+        self.snapshot.version_name()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.snapshot.rows()
+    }
+
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.snapshot.manifest()
+    }
+}
+
+/// What is served, held for the whole of one request, batch or stream, so that a reload
+/// meanwhile does not change its answers.
+#[derive(Debug, Clone)]
+pub struct Served {
+    live: Arc<LiveTable>,
+}
+
+/// The core's answer to one item, and the version that gave it.
+#[derive(Debug)]
+pub struct Answer<'s> {
+    pub scored: Scored<'s>,
+    /// The name of the version that answered (a refusal names none of its own).
+    pub version: &'s str,
+}
+
+impl Served {
+    pub fn new(live: Arc<LiveTable>) -> Self {
+        Served { live }
+    }
+
+    /// Scores one request at time `now` (seconds since the epoch, UTC).
+    pub fn score<'s>(&'s self, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
+        let snapshot = self.live.snapshot();
+        Answer {
+            scored: score::score(request, snapshot, now),
+            version: snapshot.version_name(),
+        }
+    }
+
+    /// The live version: what a door names as having answered a whole batch or stream.
+    pub fn live(&self) -> &LiveTable {
+        &self.live
+    }
+}
