@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: timing a child process with its peak RSS, the machine's
-description, and writing a section of bench/RESULTS.md."""
+description, and rewriting a section of bench/RESULTS.md between markers (bench/etl_bench.py's
+table; a script that adds a row to a table uses bench/results.py's add_row)."""
 
 import os
 import platform
@@ -66,19 +67,3 @@ def write_section(start, end, lines):
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
 
-
-def add_row(start, end, header, row):
-    """Adds `row` at the top of the table in the section between `start` and `end` (newest
-    first), writing the section with `header` (text and the table's head) if it is missing."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        body, after = rest.split(end, 1)
-        lines = body.strip("\n").split("\n")
-        # The first table row follows the head's separator line (|---|...).
-        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("|---")), len(lines))
-        lines.insert(at, row)
-        text = before + start + "\n" + "\n".join(lines) + "\n" + end + after
-        RESULTS.write_text(text)
-    else:
-        write_section(start, end, [*header, row])

@@ -19,11 +19,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from benchlib import ROOT, add_row, commit, load_average, machine, timed
+from benchlib import RESULTS, ROOT, commit, load_average, machine, timed
+from results import add_row  # bench/results.py, beside this script
 
 ETL = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "voucher-etl"
 SQL = (ROOT / "bench" / "score.sql").read_text()
-START, END = "<!-- score-bench:start -->", "<!-- score-bench:end -->"
 
 HEADER = [
     "## Campaign scoring: voucher-etl score vs DuckDB's range join",
@@ -104,7 +104,7 @@ def main():
           f"voucher-etl/DuckDB time {e_wall / d_wall:.2f}x | 200/404/422 {ok}/{missing}/{invalid} | "
           f"same vouchers: {same}", flush=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
-    add_row(START, END, HEADER,
+    add_row(RESULTS, HEADER,
             f"| {stamp} | {commit()} | {machine()} | {load_average()} | {meta.num_rows:,} | "
             f"{args.time_type} | {e_wall:.2f} s | {e_rss:.0f} MiB | {d_wall:.2f} s | {d_rss:.0f} MiB | "
             f"{e_wall / d_wall:.2f}x | {ok:,} / {missing:,} / {invalid:,} | {same} |")

@@ -71,8 +71,8 @@ struct TallyArgs {
 #[derive(Args)]
 struct ReadArgs {
     /// Time limit for downloading an http(s) or s3:// input file, e.g. `90s`, `10m`.
-    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
-    download_timeout: Duration,
+    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value_t = ReadOptions::default().download_timeout.into())]
+    download_timeout: humantime::Duration,
     #[command(flatten)]
     windows: WindowArgs,
     /// With a postgresql:// input: the query whose rows are the history, its columns named as
@@ -118,7 +118,7 @@ impl WindowArgs {
 impl From<ReadArgs> for ReadOptions {
     fn from(a: ReadArgs) -> Self {
         ReadOptions {
-            download_timeout: a.download_timeout,
+            download_timeout: a.download_timeout.into(),
             window_rows: a.windows.window_rows,
             windows_in_flight: a.windows.windows_in_flight,
             memory_limit: a.windows.memory_limit,

@@ -2,7 +2,6 @@
 //! binary: publishing is about what survives a process (kill -9, SIGTERM, exit codes).
 
 mod bad_input;
-mod campaign;
 mod common;
 mod durability;
 mod generated;

@@ -1,224 +1,204 @@
-//! `voucher-etl score` answers each row of a customer list as the API answers it: the same
-//! generated list goes through the real binary and through voucher-api (in this process, over
-//! HTTP), and every row must agree.
+//! `voucher-etl score` answers each row of a customer list as the scoring core answers the
+//! same request sent as JSON to the API: the four-door case set (every kind of valid and
+//! invalid request, [`door_requests`]) goes through the real binary as Parquet, as CSV and
+//! with typed times, in one window or in many, and every row must equal what
+//! [`voucher_shared::score`] gives that request.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, SubsecRound, Utc};
 use polars::prelude::*;
-use serde_json::{Map, Value, json};
-use voucher_api::config::Config;
-use voucher_api::server::Application;
+use serde_json::{Value, json};
+use voucher_shared::fixtures::{contract_table, door_requests};
+use voucher_shared::publish::{TABLE_FILE, TablesDir, Version};
+use voucher_shared::score::{self, Outcome, Refusal, Snapshot, VoucherRequest};
 
 use crate::common::*;
 
-/// A generated customer list: JSON requests whose values each file format can hold.
-struct List {
-    requests: Vec<Map<String, Value>>,
-}
-
-/// Deterministic picks (64-bit LCG).
-struct Lcg(u64);
-
-impl Lcg {
-    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        items[((self.0 >> 33) % items.len() as u64) as usize].clone()
-    }
-}
-
-fn ago(days: i64) -> String {
-    (chrono::Utc::now() - chrono::TimeDelta::days(days))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-impl List {
-    /// `rows` requests: customer ids are integers, total orders floats (whole or not, even
-    /// negative), the rest strings; any field may be absent.
-    fn generate(rows: usize, seed: u64) -> List {
-        let mut rng = Lcg(seed);
-        let texts = |items: &[&str]| items.iter().map(|s| Some(json!(s))).collect::<Vec<_>>();
-        let countries = [
-            texts(&["Peru", "Peru", "Peru", "Atlantis", "Chile"]),
-            vec![None],
-        ]
-        .concat();
-        let lasts = [
-            (0..8).map(|i| Some(json!(ago(i * 23 + 1)))).collect(),
-            texts(&["2099-01-01", "yesterday", "2021-02-30"]),
-            vec![None],
-        ]
-        .concat();
-        let firsts = [
-            texts(&["2019-01-01", "2019-05-05 10:00:00", "2098-01-01", "x"]),
-            vec![None],
-        ]
-        .concat();
-        let totals: Vec<Option<Value>> = [0.0, 3.0, 9.0, 14.0, 20.0, 37.0, 38.0, 2.5, -1.0]
-            .iter()
-            .map(|f| Some(json!(f)))
-            .chain([None])
-            .collect();
-        let types = [
-            texts(&[
-                "frequent_segment",
-                "recency_segment",
-                "recency_segment",
-                "bogus",
-            ]),
-            vec![None],
-        ]
-        .concat();
-        let ids: Vec<Option<Value>> = vec![Some(json!(1)), Some(json!(424_242)), None];
-        let requests = (0..rows)
-            .map(|_| {
-                let mut request = Map::new();
-                for (name, value) in [
-                    ("customer_id", rng.pick(&ids)),
-                    ("country_code", rng.pick(&countries)),
-                    ("last_order_ts", rng.pick(&lasts)),
-                    ("first_order_ts", rng.pick(&firsts)),
-                    ("total_orders", rng.pick(&totals)),
-                    ("segment_name", rng.pick(&types)),
-                ] {
-                    if let Some(value) = value {
-                        request.insert(name.into(), value);
-                    }
-                }
-                request
-            })
-            .collect();
-        List { requests }
-    }
-
-    fn column<T>(&self, name: &str, value: impl Fn(&Value) -> T) -> Vec<Option<T>> {
-        self.requests
-            .iter()
-            .map(|r| r.get(name).map(&value))
-            .collect()
-    }
-
-    /// As Parquet: typed columns, absent values as nulls.
-    fn write_parquet(&self, path: &Path) {
-        let text = |v: &Value| v.as_str().expect("text").to_owned();
-        let mut frame = DataFrame::new(
-            self.requests.len(),
-            vec![
-                Column::new(
-                    "customer_id".into(),
-                    self.column("customer_id", |v| v.as_i64().expect("int")),
-                ),
-                Column::new("country_code".into(), self.column("country_code", text)),
-                Column::new("last_order_ts".into(), self.column("last_order_ts", text)),
-                Column::new("first_order_ts".into(), self.column("first_order_ts", text)),
-                Column::new(
-                    "total_orders".into(),
-                    self.column("total_orders", |v| v.as_f64().expect("float")),
-                ),
-                Column::new("segment_name".into(), self.column("segment_name", text)),
-                // Other columns ride along.
-                Column::new("campaign".into(), vec!["winter"; self.requests.len()]),
-            ],
-        )
-        .expect("frame");
-        let file = std::fs::File::create(path).expect("create");
-        ParquetWriter::new(file)
-            .finish(&mut frame)
-            .expect("write parquet");
-    }
-
-    /// As CSV: each value as JSON writes it, without quotes; absent values as empty cells.
-    fn write_csv(&self, path: &Path) {
-        let mut out = String::from(
-            "customer_id,country_code,last_order_ts,first_order_ts,total_orders,segment_name\n",
-        );
-        for request in &self.requests {
-            let cells: Vec<String> = voucher_etl::score::FIELDS
-                .iter()
-                .map(|name| match request.get(*name) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                })
-                .collect();
-            out.push_str(&cells.join(","));
-            out.push('\n');
-        }
-        std::fs::write(path, out).expect("write csv");
-    }
-}
-
-/// One row's result: status, voucher, segment and detail (as the scorer writes it).
+/// One row's result: status, voucher, segment and detail, as the scorer writes them.
 type Row = (i32, Option<i64>, Option<String>, Option<String>);
 
-/// What the API answers for each request (through its batch route, which answers each item as
-/// the single route does), as (status, voucher, segment, detail as the scorer writes it).
-fn api_answers(tables: &Path, requests: &[Map<String, Value>]) -> Vec<Row> {
-    let config = <Config as clap::Parser>::try_parse_from([
-        "voucher-api",
-        "--tables-dir",
-        tables.to_str().expect("utf-8"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--workers",
-        "1",
-    ])
-    .expect("config");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(&config).expect("build the API");
-            tx.send((app.port(), app.handle())).expect("send");
-            app.run().await.expect("serve");
-        });
-    });
-    let (port, handle) = rx.recv().expect("the API started");
-    let body = reqwest::blocking::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/v1/vouchers"))
-        .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(requests).expect("json"))
-        .send()
-        .and_then(|r| r.text())
-        .expect("the batch answer");
-    drop(handle.stop(false));
-    server.join().expect("the API stopped");
-    let body: Value = serde_json::from_str(&body).expect("JSON");
-    body["results"]
-        .as_array()
-        .expect("results")
+/// What the scoring core answers each request (sent as a JSON body) at `now`, in the
+/// scorer's columns: the HTTP status of its outcome, the voucher or the `detail` (the list of
+/// bad fields as JSON, or the message of no segment).
+fn core_answers(requests: &[Value], snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Row> {
+    requests
         .iter()
-        .map(|item| {
-            let status = item["status"].as_i64().expect("status") as i32;
-            let detail = match status {
-                200 => None,
-                422 => Some(item["detail"].to_string()),
-                _ => item["detail"].as_str().map(str::to_owned),
-            };
-            (
-                status,
-                item["voucher"].as_i64(),
-                item["segment"].as_str().map(str::to_owned),
-                detail,
-            )
+        .map(|request| {
+            let body = serde_json::to_vec(request).expect("json");
+            let request = VoucherRequest::parse(&body).expect("an object");
+            let scored = score::score(&request, snapshot, now.timestamp());
+            let status = i32::from(Outcome::of(&scored).http_status());
+            match scored {
+                Ok(answer) => (
+                    status,
+                    Some(answer.voucher),
+                    Some(answer.segment.to_owned()),
+                    None,
+                ),
+                Err(Refusal::Invalid(errors)) => (
+                    status,
+                    None,
+                    None,
+                    Some(serde_json::to_string(&errors).expect("json")),
+                ),
+                Err(Refusal::NoSegment(no_segment)) => {
+                    (status, None, None, Some(no_segment.message))
+                }
+            }
         })
         .collect()
 }
 
-/// The scorer's output, row by row, in the same form.
-fn scored(path: &Path) -> (DataFrame, Vec<Row>) {
+/// The field names the requests use, in name order.
+fn names(requests: &[Value]) -> BTreeSet<String> {
+    requests
+        .iter()
+        .flat_map(|r| r.as_object().expect("an object").keys().cloned())
+        .collect()
+}
+
+/// As a frame: one typed column per field (integers, floats or strings, as the JSON values
+/// are), absent values as nulls; and a column of its own, which rides along.
+fn frame(requests: &[Value]) -> DataFrame {
+    let mut columns: Vec<Column> = names(requests)
+        .into_iter()
+        .map(|name| {
+            let values: Vec<Option<&Value>> = requests.iter().map(|r| r.get(&name)).collect();
+            let present = || values.iter().flatten();
+            if present().all(|v| v.is_i64()) {
+                Column::new(
+                    name.into(),
+                    values
+                        .iter()
+                        .map(|v| v.and_then(Value::as_i64))
+                        .collect::<Vec<_>>(),
+                )
+            } else if present().all(|v| v.is_number()) {
+                Column::new(
+                    name.into(),
+                    values
+                        .iter()
+                        .map(|v| v.and_then(Value::as_f64))
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                assert!(
+                    present().all(|v| v.is_string()),
+                    "{name}: one type per column"
+                );
+                Column::new(
+                    name.into(),
+                    values
+                        .iter()
+                        .map(|v| v.and_then(Value::as_str))
+                        .collect::<Vec<_>>(),
+                )
+            }
+        })
+        .collect();
+    columns.push(Column::new(
+        "campaign".into(),
+        vec!["winter"; requests.len()],
+    ));
+    DataFrame::new(requests.len(), columns).expect("frame")
+}
+
+/// Writes `frame` as Parquet, in row groups of `row_group` rows (polars' default if `None`).
+fn write_frame(frame: &mut DataFrame, path: &Path, row_group: Option<usize>) {
+    let file = std::fs::File::create(path).expect("create");
+    ParquetWriter::new(file)
+        .with_row_group_size(row_group)
+        .finish(frame)
+        .expect("write parquet");
+}
+
+fn write_parquet(requests: &[Value], path: &Path) {
+    write_frame(&mut frame(requests), path, None);
+}
+
+/// As Parquet with `last_order_ts` a datetime column and `first_order_ts` a date column, as
+/// warehouse exports type them: a time that does not parse is a null there. The requests
+/// change to match: a datetime is sent as its text (`YYYY-MM-DD HH:MM:SS`), a date as
+/// `YYYY-MM-DD`, a null is left out.
+fn write_typed_times(requests: &mut [Value], path: &Path) {
+    let parse = |value: &Value| {
+        let secs = voucher_shared::time::parse_timestamp(value.as_str()?)?;
+        DateTime::<Utc>::from_timestamp(secs, 0)
+    };
+    for request in requests.iter_mut() {
+        let request = request.as_object_mut().expect("an object");
+        for (name, format) in [
+            ("last_order_ts", "%Y-%m-%d %H:%M:%S"),
+            ("first_order_ts", "%Y-%m-%d"),
+        ] {
+            match request.get(name).and_then(parse) {
+                Some(t) => request.insert(name.into(), json!(t.format(format).to_string())),
+                None => request.remove(name),
+            };
+        }
+    }
+    let times = |name: &str| -> Vec<Option<i64>> {
+        requests
+            .iter()
+            .map(|r| r.get(name).and_then(parse).map(|t| t.timestamp_micros()))
+            .collect()
+    };
+    let last = Series::new("last_order_ts".into(), times("last_order_ts"))
+        .cast(&DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .expect("datetime");
+    let first = Series::new("first_order_ts".into(), times("first_order_ts"))
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+        .and_then(|s| s.cast(&DataType::Date))
+        .expect("date");
+    let mut frame = frame(requests);
+    for series in [last, first] {
+        frame
+            .with_column(series.into_column())
+            .expect("replace a column");
+    }
+    write_frame(&mut frame, path, None);
+}
+
+/// As CSV: a number as JSON writes it, a string in quotes (so that an empty string is not an
+/// empty cell), an absent value as an empty cell.
+fn write_csv(requests: &[Value], path: &Path) {
+    let names = names(requests);
+    let mut out = names.iter().cloned().collect::<Vec<_>>().join(",");
+    out.push('\n');
+    for request in requests {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|name| match request.get(name) {
+                Some(Value::String(s)) => format!("\"{}\"", s.replace('"', "\"\"")),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    std::fs::write(path, out).expect("write csv");
+}
+
+/// The scorer's output, row by row, and its table versions.
+fn scored(path: &Path) -> (Vec<Row>, BTreeSet<Option<String>>) {
     let frame = LazyFrame::scan_parquet(
         PlRefPath::new(path.to_str().expect("utf-8")),
         Default::default(),
     )
     .and_then(|lf| lf.collect())
     .expect("read the output");
+    let text = |name: &str| {
+        frame
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .expect(name)
+    };
     let status = frame
         .column("status")
         .and_then(|c| c.i32().cloned())
@@ -227,14 +207,7 @@ fn scored(path: &Path) -> (DataFrame, Vec<Row>) {
         .column("voucher")
         .and_then(|c| c.i64().cloned())
         .expect("voucher");
-    let segment = frame
-        .column("segment")
-        .and_then(|c| c.str().cloned())
-        .expect("segment");
-    let detail = frame
-        .column("detail")
-        .and_then(|c| c.str().cloned())
-        .expect("detail");
+    let (segment, detail) = (text("segment"), text("detail"));
     let rows = (0..frame.height())
         .map(|i| {
             (
@@ -245,88 +218,193 @@ fn scored(path: &Path) -> (DataFrame, Vec<Row>) {
             )
         })
         .collect();
-    (frame, rows)
+    let versions = text("table_version")
+        .iter()
+        .map(|v| v.map(str::to_owned))
+        .collect();
+    (rows, versions)
 }
 
-fn score(customers: &Path, tables: &Path, output: &Path) -> std::process::Output {
-    bin()
-        .args(["score", "--customers"])
+fn score(
+    customers: &Path,
+    tables: &Path,
+    output: &Path,
+    now: Option<DateTime<Utc>>,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = bin();
+    cmd.args(["score", "--customers"])
         .arg(customers)
         .arg("--tables")
         .arg(tables)
         .arg("--output")
         .arg(output)
-        .output()
-        .expect("start voucher-etl")
+        .args(extra);
+    if let Some(now) = now {
+        cmd.arg("--now").arg(now.to_rfc3339());
+    }
+    cmd.output().expect("start voucher-etl")
 }
 
-fn published_tables(dir: &Path) -> std::path::PathBuf {
-    let history = dir.join("history.parquet");
-    generate(&history, 20_000, 11);
+/// Publishes the contract table (the four-door test's) as the live version.
+fn published_contract_table(dir: &Path) -> (PathBuf, Version) {
     let tables = dir.join("tables");
-    assert_success(&run_etl(history.to_str().expect("utf-8"), &tables, &[]));
-    tables
+    let staged = TablesDir::new(&tables).stage(Utc::now()).expect("stage");
+    let file = std::fs::File::create(staged.path(TABLE_FILE)).expect("create");
+    contract_table().write(file).expect("write the table");
+    let version = staged.commit().expect("commit").version;
+    (tables, version)
 }
 
-#[test]
-fn a_campaign_scores_each_row_as_the_api_answers_it_from_parquet_and_csv() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tables = published_tables(dir.path());
-    let list = List::generate(3000, 5);
-    let expected = api_answers(&tables, &list.requests);
-    let statuses: std::collections::BTreeSet<i32> = expected.iter().map(|e| e.0).collect();
-    assert_eq!(
-        statuses,
-        [200, 404, 422].into(),
-        "the list covers every outcome"
-    );
+/// The contract table published in a directory, and the time lists are scored at.
+struct Campaign {
+    dir: tempfile::TempDir,
+    tables: PathBuf,
+    version: Version,
+    snapshot: Snapshot,
+    now: DateTime<Utc>,
+}
 
-    let (parquet, csv) = (
-        dir.path().join("customers.parquet"),
-        dir.path().join("customers.csv"),
-    );
-    list.write_parquet(&parquet);
-    list.write_csv(&csv);
-    for customers in [&parquet, &csv] {
-        let output = dir.path().join("scored.parquet");
-        let out = score(customers, &tables, &output);
+impl Campaign {
+    fn new() -> Campaign {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tables, version) = published_contract_table(dir.path());
+        Campaign {
+            snapshot: Snapshot::new(version, &contract_table(), None),
+            dir,
+            tables,
+            version,
+            now: Utc::now().trunc_subsecs(0),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Scores `customers` (the list of `requests`) with `extra` arguments, checks that every
+    /// row is answered as the core answers its request, once and in order, with the live
+    /// version and the summary's counts; the summary.
+    fn check(&self, customers: &Path, requests: &[Value], extra: &[&str]) -> String {
+        let expected = core_answers(requests, &self.snapshot, self.now);
+        let output = self.path("scored.parquet");
+        let out = score(customers, &self.tables, &output, Some(self.now), extra);
         assert_success(&out);
-        let (frame, rows) = scored(&output);
+        let (rows, versions) = scored(&output);
         for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
             assert_eq!(
                 got,
                 want,
-                "row {i} of {}: {:?}",
+                "row {i} of {}: {}",
                 customers.display(),
-                list.requests[i]
+                requests[i]
             );
         }
         assert_eq!(rows.len(), expected.len());
-        let (version, _, _) = read_live(&tables);
-        let versions = frame
-            .column("table_version")
-            .and_then(|c| c.str().cloned())
-            .expect("version");
-        assert!(
-            versions
-                .iter()
-                .all(|v| v == Some(version.to_string().as_str()))
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(versions, [Some(self.version.to_string())].into());
         let ok = expected.iter().filter(|e| e.0 == 200).count();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             stdout.contains(&format!(
-                "scored 3000 customers with table {version}: {ok} vouchers"
+                "scored {} customers with table {}: {ok} vouchers",
+                requests.len(),
+                self.version
             )),
             "{stdout}"
+        );
+        stdout
+    }
+
+    /// Checks that the core gives `requests` every outcome.
+    fn assert_every_outcome(&self, list: &str, requests: &[Value]) {
+        let statuses: BTreeSet<i32> = core_answers(requests, &self.snapshot, self.now)
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            statuses,
+            [200, 404, 422].into(),
+            "{list} covers every outcome"
         );
     }
 }
 
 #[test]
+fn a_campaign_scores_each_row_as_the_core_answers_it_from_parquet_and_csv() {
+    let campaign = Campaign::new();
+    // The four-door case set, and total orders as floats (whole, fractional, negative), which
+    // a Parquet column of floats or a CSV cell can carry.
+    let doors = door_requests(1000, 2026, false, campaign.now);
+    let floats: Vec<Value> = [14.0, 2.5, -1.0, 38.0]
+        .iter()
+        .map(|total| {
+            json!({"customer_id": 7, "country_code": "Peru", "last_order_ts": "2021-10-26",
+                   "first_order_ts": "2021-01-01", "total_orders": total,
+                   "segment_name": "frequent_segment"})
+        })
+        .collect();
+    for (list, requests) in [("doors", &doors), ("floats", &floats)] {
+        campaign.assert_every_outcome(list, requests);
+        let parquet = campaign.path(&format!("{list}.parquet"));
+        let csv = campaign.path(&format!("{list}.csv"));
+        write_parquet(requests, &parquet);
+        write_csv(requests, &csv);
+        for customers in [&parquet, &csv] {
+            campaign.check(customers, requests, &[]);
+        }
+    }
+}
+
+#[test]
+fn date_and_datetime_columns_are_scored_as_their_text_would_be() {
+    let campaign = Campaign::new();
+    let mut requests = door_requests(2000, 7, false, campaign.now);
+    let customers = campaign.path("typed-times.parquet");
+    write_typed_times(&mut requests, &customers);
+    campaign.assert_every_outcome("typed times", &requests);
+    campaign.check(&customers, &requests, &[]);
+}
+
+#[test]
+fn a_list_of_many_windows_is_answered_as_one_and_written_window_by_window() {
+    let campaign = Campaign::new();
+    let requests = door_requests(20_000, 8, false, campaign.now);
+    let customers = campaign.path("customers.parquet");
+    write_frame(&mut frame(&requests), &customers, Some(1000));
+
+    let args = ["--window-rows", "1000", "--windows-in-flight", "3"];
+    let stdout = campaign.check(&customers, &requests, &args);
+    assert!(
+        stdout.contains("read in windows of 1000 rows, 3 in flight"),
+        "{stdout}"
+    );
+    let output = std::fs::File::open(campaign.path("scored.parquet")).expect("output");
+    let groups = ParquetReader::new(output)
+        .get_metadata()
+        .expect("footer")
+        .row_groups
+        .len();
+    assert_eq!(groups, 20, "one row group per row group of the list");
+
+    // Windows that cut row groups, and a CSV list streamed in chunks: the same answers.
+    campaign.check(&customers, &requests, &["--window-rows", "300"]);
+    let csv = campaign.path("customers.csv");
+    write_csv(&requests, &csv);
+    campaign.check(&csv, &requests, &["--window-rows", "1000"]);
+
+    // A limit below what any window takes: the smallest windows, one at a time, same answers.
+    let stdout = campaign.check(&customers, &requests, &["--memory-limit", "1MiB"]);
+    assert!(
+        stdout.contains("1 in flight (memory limit: 1 MiB, from --memory-limit")
+            && stdout.contains("over the limit"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bad_customer_lists_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tables = published_tables(dir.path());
+    let (tables, _) = published_contract_table(dir.path());
     let output = dir.path().join("out.parquet");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -350,7 +428,7 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         ),
     ];
     for (path, expected) in cases {
-        let out = score(&path, &tables, &output);
+        let out = score(&path, &tables, &output, None, &[]);
         assert!(!out.status.success(), "{}", path.display());
         let err = stderr(&out);
         assert!(
@@ -365,6 +443,8 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         &write("ok.csv", "total_orders\n1\n"),
         &empty_tables,
         &output,
+        None,
+        &[],
     );
     assert!(
         stderr(&out).contains("no table version is published in"),
