@@ -371,10 +371,11 @@ fn write_frames(
     let score = |frame: DataFrame| {
         let window = scorer.score(&frame)?;
         let counts = window.counts;
-        Ok((
-            frame.hstack(&window.into_columns(scorer.dictionaries))?,
-            counts,
-        ))
+        let mut frame = frame.hstack(&window.into_columns(scorer.dictionaries))?;
+        // A streamed CSV chunk's columns may be cut in pieces where the result columns are
+        // one: polars' writer needs every column cut alike.
+        frame.rechunk_mut();
+        Ok((frame, counts))
     };
     let mut consume = |(frame, counts): (DataFrame, Counts)| {
         writer.write_batch(&frame).map_err(|e| errors.write(e))?;
