@@ -14,17 +14,34 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
+# Runs its arguments as a child and prints the child's peak RSS (KiB) on stderr's last line.
+# Linux hands a process's peak RSS at exec down from the memory it replaces: a child forked by
+# this script (duckdb and pyarrow loaded, ~100 MiB and more) would report at least this
+# script's peak, whatever it used itself. Forked from this small interpreter instead, the
+# floor is its few MiB.
+_PEAK_RSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write(f"\\npeak_rss_kib={usage.ru_maxrss}\\n")
+sys.exit(min(os.waitstatus_to_exitcode(status) & 0xFF, 255))
+"""
+
+
 def timed(cmd, env=None):
     """Runs `cmd`; its wall time in seconds and peak RSS in MiB (wait4: the process's own
     high-water mark, not a sampled value). Exits with the child's stderr if it fails."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-S", "-c", _PEAK_RSS, *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    err = proc.stderr.decode(errors="replace")
+    _, _, last = err.rstrip("\n").rpartition("\n")
+    if proc.returncode != 0 or not last.startswith("peak_rss_kib="):
         sys.exit(f"{cmd[0]} failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024  # KiB -> MiB
+    return wall, int(last.split("=", 1)[1]) / 1024  # KiB -> MiB
 
 
 def cpu_model():

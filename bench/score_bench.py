@@ -60,7 +60,7 @@ def compare(etl_out, duck_out):
                                      OR e.segment IS DISTINCT FROM d.segment)),
                count(*), (SELECT count(*) FROM read_parquet('{duck_out}'))
         FROM read_parquet('{etl_out}') e JOIN read_parquet('{duck_out}') d USING (customer_id)
-    """).fetchone()
+    """).fetchall()[0]
     ok, missing, invalid, differ, joined, duck_rows = row
     if joined != duck_rows:
         differ += abs(duck_rows - joined)
