@@ -7,13 +7,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use voucher_etl::clean::{self, Countries};
+use voucher_etl::exit::Exit;
 use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::memory::{MemoryLimit, WindowPlan};
 use voucher_etl::postgres::PostgresRead;
-use voucher_etl::run::{RunOptions, Source, run};
+use voucher_etl::run::{GateOptions, RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{self, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
+use voucher_etl::versions;
+use voucher_shared::gate::Bounds;
+use voucher_shared::publish::{Because, Version};
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -45,6 +49,56 @@ enum Command {
     Score(ScoreArgs),
     /// Clean one part (shard) of the history and write its tally, for `run --from-tallies`.
     Tally(TallyArgs),
+    /// List the versions, newest first, with their state and gate outcome, and the publish log.
+    Versions(VersionsArgs),
+    /// What changes between two versions, per segment [default: from the live version to the
+    /// newest].
+    Diff(DiffArgs),
+    /// Make a complete version live: approve a held one, or roll back to an earlier one.
+    Promote(PromoteArgs),
+}
+
+#[derive(Args)]
+struct VersionsArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// Print a JSON array instead of a table.
+    #[arg(long, env = "VOUCHER_JSON")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to compare from [default: the live one].
+    from: Option<Version>,
+    /// The version to compare to [default: the newest].
+    to: Option<Version>,
+    /// Print a JSON object instead of a table.
+    #[arg(long, env = "VOUCHER_JSON")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to make live.
+    version: Version,
+    /// Why, for the publish log.
+    #[arg(long, env = "VOUCHER_PROMOTE_REASON")]
+    reason: String,
+    /// Who, for the publish log; $USER when not given.
+    #[arg(long, env = "USER")]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+struct TablesArg {
+    /// The tables directory.
+    #[arg(long, env = "VOUCHER_TABLES_DIR")]
+    tables_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -115,6 +169,19 @@ impl WindowArgs {
     }
 }
 
+impl From<ScoreArgs> for ScoreOptions {
+    fn from(a: ScoreArgs) -> Self {
+        ScoreOptions {
+            customers: a.customers,
+            tables_dir: a.tables,
+            output: a.output,
+            now: a.now.unwrap_or_else(chrono::Utc::now),
+            windows: a.windows.plan(),
+            memory_limit: a.windows.memory_limit,
+        }
+    }
+}
+
 impl From<ReadArgs> for ReadOptions {
     fn from(a: ReadArgs) -> Self {
         ReadOptions {
@@ -175,9 +242,20 @@ struct RunArgs {
     /// Segment definitions (TOML) to use instead of the built-in Peru segments.
     #[arg(long, env = "VOUCHER_SEGMENTS")]
     segments: Option<PathBuf>,
-    /// Versions to keep; older ones are deleted, never the live one.
+    /// Versions to keep; older ones are deleted, never the live one, a held one newer than
+    /// it, or the one a roll-back would return to.
     #[arg(long, env = "VOUCHER_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     keep: u64,
+    /// Gate bounds (TOML) instead of the built-in ones (docs/voucher-tables.md).
+    #[arg(long, env = "VOUCHER_GATE")]
+    gate: Option<PathBuf>,
+    /// Publish even if the gate would hold the version (the manifest records it).
+    #[arg(long, env = "VOUCHER_NO_GATE")]
+    no_gate: bool,
+    /// A Prometheus textfile to rewrite after each run with the gate's outcomes, e.g. in
+    /// node-exporter's textfile directory.
+    #[arg(long, env = "VOUCHER_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
 }
@@ -204,9 +282,11 @@ struct GenerateArgs {
     row_group_size: Option<u64>,
 }
 
-impl From<RunArgs> for RunOptions {
-    fn from(a: RunArgs) -> Self {
-        RunOptions {
+impl TryFrom<RunArgs> for RunOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: RunArgs) -> anyhow::Result<Self> {
+        Ok(RunOptions {
             source: match (a.input, a.from_tallies) {
                 (_, Some(dir)) => Source::Tallies(dir),
                 (input, None) => Source::History(input.unwrap_or_default()),
@@ -216,7 +296,12 @@ impl From<RunArgs> for RunOptions {
             segments: a.segments,
             keep: usize::try_from(a.keep).unwrap_or(usize::MAX),
             read: a.read.into(),
-        }
+            gate: GateOptions {
+                bounds: Bounds::load(a.gate.as_deref())?,
+                enforce: !a.no_gate,
+                metrics_file: a.metrics_file,
+            },
+        })
     }
 }
 
@@ -224,21 +309,29 @@ fn main() -> ExitCode {
     voucher_etl::bound_polars_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match execute(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(exit) => exit.into(),
         Err(e) => {
             log::error!("{e:#}");
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            Exit::Failed.into()
         }
     }
 }
 
-fn execute(cli: Cli) -> anyhow::Result<()> {
+/// `run`: exit 0 when published, 3 when the gate held the version.
+fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
+    let report = run(&args.try_into()?)?;
+    print!("{report}");
+    Ok(if report.held() {
+        Exit::Held
+    } else {
+        Exit::Success
+    })
+}
+
+fn execute(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => {
-            let report = run(&args.into())?;
-            print!("{report}");
-        }
+        Command::Run(args) => return run_command(args),
         Command::Schedule {
             cron,
             run_at_start,
@@ -246,7 +339,22 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         } => {
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
-                .block_on(schedule(&cron, run.into(), run_at_start))?;
+                .block_on(schedule(&cron, run.try_into()?, run_at_start))?;
+        }
+        Command::Versions(a) => print!("{}", versions::list_command(&a.tables.tables_dir, a.json)?),
+        Command::Diff(a) => print!(
+            "{}",
+            versions::diff_command(&a.tables.tables_dir, a.from, a.to, a.json)?
+        ),
+        Command::Promote(a) => {
+            let by =
+                a.by.filter(|b| !b.is_empty())
+                    .unwrap_or_else(|| "unknown".into());
+            let because = Because::new(a.reason, by);
+            print!(
+                "{}",
+                versions::promote_command(&a.tables.tables_dir, a.version, &because)?
+            );
         }
         Command::Tally(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
@@ -264,15 +372,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Score(args) => {
-            let summary = score_customers(&ScoreOptions {
-                customers: args.customers,
-                tables_dir: args.tables,
-                output: args.output,
-                now: args.now.unwrap_or_else(chrono::Utc::now),
-                windows: args.windows.plan(),
-                memory_limit: args.windows.memory_limit,
-            })?;
-            print!("{summary}");
+            print!("{}", score_customers(&args.into())?);
         }
         Command::Generate(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
@@ -302,5 +402,5 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(Exit::Success)
 }

@@ -344,6 +344,7 @@ mod tests {
                 name: "voucher-etl".into(),
                 version: "0.1.0".into(),
             },
+            ..Manifest::default()
         };
         let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
         let live = LiveTable::new(

@@ -155,3 +155,91 @@ pub struct DropRuleCount {
     /// Rows it dropped; null without a manifest.
     pub dropped: Option<u64>,
 }
+
+/// The versions of the tables directory (`GET /api/v1/versions`): what is live, what the live
+/// version changed, and what the gate held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionsResponse {
+    /// The version every door serves; null before one is published.
+    pub live: Option<String>,
+    /// Every version, newest first.
+    pub versions: Vec<VersionEntry>,
+    /// The live version against the one it replaced (the roll-back target); null when there
+    /// is none.
+    pub changes: Option<VersionChanges>,
+    /// Held versions newer than the live one (the newest few), each with the checks it failed.
+    pub held: Vec<HeldVersion>,
+    /// What could not be read (a manifest, a table, a gate report), in words.
+    pub problems: Vec<String>,
+}
+
+/// One version and its place in the publishing history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionEntry {
+    pub version: String,
+    /// `live`, `held` (never made live), `previous` (was live before) or `unpublished`.
+    pub state: &'static str,
+    /// When the run made it (RFC 3339); null when its manifest cannot be read.
+    pub created_at: Option<String>,
+    pub rows_kept: Option<u64>,
+    /// Segments in its table.
+    pub table_rows: Option<u64>,
+    /// The gate's decision: `passed`, `held` or `skipped` (`--no-gate`); null for versions
+    /// written before the gate.
+    pub gate: Option<&'static str>,
+    /// Checks the gate found failed (with `skipped`: those that would have held it).
+    pub gate_failed: Option<usize>,
+    /// Whether a roll-back from the live version returns to this one.
+    pub rollback_target: bool,
+}
+
+/// What changed between two versions, as `voucher-etl diff` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionChanges {
+    pub from: String,
+    pub to: String,
+    /// Segments added, removed or with another amount.
+    pub segments_changed: usize,
+    /// The share of the history's kept rows (customers like those) whose answer changes.
+    pub changed_share: f64,
+    /// Per segment type, that share.
+    pub changed_share_by_segment_type: BTreeMap<String, f64>,
+    /// The segments that changed (unchanged ones are left out).
+    pub segments: Vec<SegmentChange>,
+}
+
+/// One (country, segment type, segment) whose answer changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentChange {
+    pub country_code: String,
+    pub segment_name: &'static str,
+    pub segment: String,
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    pub from_amount: Option<i64>,
+    pub to_amount: Option<i64>,
+}
+
+/// A version the gate held, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeldVersion {
+    pub version: String,
+    pub created_at: Option<String>,
+    /// The live version it was compared with.
+    pub baseline: Option<String>,
+    pub failed: Vec<FailedCheck>,
+}
+
+/// A gate check that failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedCheck {
+    /// `drop_share`, `rows_kept`, `missing_segments` or `amount_change`.
+    pub check: &'static str,
+    /// What was checked: a drop rule, a country, or `<country> <segment type> <segment>`.
+    pub subject: String,
+    pub observed: f64,
+    /// The most `observed` may be.
+    pub bound: f64,
+    /// The values behind `observed`, in words.
+    pub detail: String,
+}

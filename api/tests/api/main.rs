@@ -7,3 +7,4 @@ mod e2e;
 mod grpc;
 mod helpers;
 mod reload;
+mod versions;

@@ -3,10 +3,13 @@
 
 mod bad_input;
 mod common;
+mod days;
 mod durability;
+mod gate;
 mod generated;
 mod many_files;
 mod postgres;
+mod promote;
 mod real_sample;
 mod schedule;
 mod score;

@@ -1,5 +1,6 @@
 // The voucher page. Everything it shows comes from this API's own JSON: /api/v1/table (version,
-// provenance, drops), /api/v1/segments (the table) and POST /api/v1/voucher (the form).
+// provenance, drops), /api/v1/versions (what changed, what the gate held), /api/v1/segments (the
+// table) and POST /api/v1/voucher (the form).
 "use strict";
 
 const TOKEN_KEY = "voucher-api-token";
@@ -102,6 +103,62 @@ function renderProvenance(table) {
     (m ? `, from ${number.format(m.rows_read)} history rows (${number.format(m.rows_read - m.rows_kept)} dropped).` : ".");
 }
 
+const percent = (share) => `${(100 * share).toFixed(1)} %`;
+const amount = (value) => (value === null ? "none" : number.format(value));
+
+// The live version against the one it replaced, and the versions the gate held since.
+function renderVersions(versions) {
+  const changes = versions.changes;
+  const table = $("changes");
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  if (!changes) {
+    $("changes-summary").textContent = versions.live
+      ? `Version ${versions.live} is the first one served here: nothing to compare it with.`
+      : "No version is live yet.";
+    table.hidden = true;
+  } else {
+    const byType = Object.entries(changes.changed_share_by_segment_type)
+      .map(([type, share]) => `${type}: ${percent(share)}`).join(", ");
+    $("changes-summary").textContent = `Version ${changes.to} against ${changes.from}, the one it replaced: ` +
+      `${number.format(changes.segments_changed)} segment(s) changed, ${percent(changes.changed_share)} of the ` +
+      `history's customers get another voucher` + (byType ? ` (${byType}).` : ".");
+    for (const s of changes.segments) {
+      body.append(el("tr", { "data-change": s.change },
+        el("td", {}, s.country_code), el("td", {}, s.segment_name), el("td", {}, s.segment),
+        el("td", {}, s.change), el("td", { class: "num" }, amount(s.from_amount)),
+        el("td", { class: "num" }, amount(s.to_amount))));
+    }
+    $("changes-caption").textContent = `Segments whose voucher changed from ${changes.from} to ${changes.to}`;
+    table.hidden = changes.segments.length === 0;
+  }
+  const held = $("held");
+  held.replaceChildren();
+  for (const version of versions.held) {
+    const list = el("ul", {});
+    for (const check of version.failed) {
+      list.append(el("li", { "data-check": check.check },
+        `${check.check} on ${check.subject}: ${check.observed} (at most ${check.bound})` +
+        (check.detail ? `, ${check.detail}` : "")));
+    }
+    held.append(el("div", { class: "held", "data-version": version.version },
+      el("h3", {}, `Held: version ${version.version}`),
+      el("p", {}, `The gate kept it from going live` +
+        (version.baseline ? ` when compared with ${version.baseline}` : "") +
+        `. It is not served unless promoted (voucher-etl promote). Checks it failed:`),
+      list));
+  }
+}
+
+async function loadVersions() {
+  const { status, body } = await api("/api/v1/versions");
+  if (status === 200) {
+    renderVersions(body);
+  } else {
+    $("changes-summary").textContent = `The versions cannot be listed (the API answered ${status}).`;
+  }
+}
+
 // One chart per country and segment type: a bar per segment for the chosen amount, and under
 // it a thin bar for its share of the segment's rows. The table beside it says the same in text.
 function chart(country, type, segments, index) {
@@ -173,6 +230,7 @@ async function load() {
   }
   renderProvenance(table.body);
   renderSegments(segments.body);
+  await loadVersions();
   return table.body.version;
 }
 
@@ -188,6 +246,7 @@ async function poll() {
       }
     } else if (status === 200) {
       renderProvenance(body); // keeps the age current
+      await loadVersions(); // a held version appears without the live one changing
     }
   } catch (error) {
     if (error instanceof Unauthorized) {
