@@ -12,12 +12,12 @@ the row number (DuckDB's hash), so a seed gives the same file.
 
 import argparse
 import datetime
-import os
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from rewrite_pyarrow import write_row_groups  # bench/rewrite_pyarrow.py, beside this script
 
 # One in this many rows gets each kind of invalid value.
 INVALID_EVERY = 1000
@@ -68,24 +68,7 @@ def main():
             "* REPLACE (TRY_CAST(last_order_ts AS TIMESTAMP) AS last_order_ts, "
             "TRY_CAST(first_order_ts AS TIMESTAMP) AS first_order_ts)")
     reader = query.to_arrow_reader(args.row_group_size)
-    # Plain strings, as pandas and Spark write them.
-    schema = pa.schema([pa.field(f.name, pa.string() if f.type in (pa.string_view(), pa.large_string())
-                                 else f.type) for f in reader.schema])
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        pending, pending_rows = [], 0
-        for batch in reader:
-            pending.append(batch.cast(schema))
-            pending_rows += batch.num_rows
-            if pending_rows >= args.row_group_size:
-                table = pa.Table.from_batches(pending, schema=schema)
-                writer.write_table(table.slice(0, args.row_group_size), row_group_size=args.row_group_size)
-                rest = table.slice(args.row_group_size)
-                pending, pending_rows = rest.to_batches(), rest.num_rows
-        if pending_rows:
-            writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=args.row_group_size)
-    os.replace(tmp, args.output)
-    meta = pq.ParquetFile(args.output).metadata
+    meta = write_row_groups(reader, reader.schema, args.output, args.row_group_size)
     print(f"wrote {args.output}: {meta.num_rows:,} customers in {meta.num_row_groups} row groups "
           f"(pyarrow {pa.__version__}, zstd, times as {args.time_type})")
 

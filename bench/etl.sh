@@ -15,17 +15,8 @@ ROW_GROUPS=${ROW_GROUPS:-"131072 1048576 4194304"}
 REPEATS=${REPEATS:-3}
 # Copies of pyarrow-rg1048576 in the many-file directory (0: none).
 MANY=${MANY:-10}
-DATA_DIR=${BENCH_DATA_DIR:-bench/data}
-VENV=${BENCH_VENV:-bench/.venv}
-ETL="${CARGO_TARGET_DIR:-target}/release/voucher-etl"
-
-# The same package set as `make build`, so both share one set of release artifacts.
-cargo build --release -p voucher-etl -p voucher-api
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check duckdb==2.0.0 pyarrow==26.0.1
-mkdir -p "$DATA_DIR"
+# shellcheck source=bench/duckdb_prelude.sh
+source bench/duckdb_prelude.sh
 for rows in $SIZES; do
   file="$DATA_DIR/history-$rows.parquet"
   if [ ! -f "$file" ]; then

@@ -34,23 +34,14 @@ def read_batches(source, timestamps):
     return reader, reader.schema
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("source", type=Path)
-    ap.add_argument("output", type=Path)
-    ap.add_argument("--row-group-size", type=int, required=True)
-    ap.add_argument("--timestamp", action="append", default=[], metavar="COLUMN",
-                    help="write this column as a timestamp (UTC); repeatable")
-    args = ap.parse_args()
-    if args.row_group_size < 1:
-        ap.error("--row-group-size must be at least 1")
-
-    batches, source_schema = read_batches(args.source, args.timestamp)
-    # Plain strings, as pandas and Spark write them (polars' files carry string_view in
-    # their Arrow schema, which pyarrow would otherwise keep), and no Arrow schema of ours.
+def write_row_groups(batches, source_schema, output, row_group_size):
+    """Writes `batches` to `output` (replaced atomically) as pyarrow jobs do: zstd, row groups
+    of `row_group_size` rows, plain strings (polars' files carry string_view in their Arrow
+    schema, and DuckDB hands large_string, which pyarrow would otherwise keep) and no Arrow
+    schema of ours. Returns the written file's metadata."""
     schema = pa.schema([pa.field(f.name, pa.string() if f.type in (pa.string_view(), pa.large_string())
                                  else f.type) for f in source_schema])
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp = output.with_name(f".{output.name}.tmp")
     pending, pending_rows = [], 0
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         def flush(rows):
@@ -63,12 +54,27 @@ def main():
         for batch in batches:
             pending.append(batch.cast(schema))
             pending_rows += batch.num_rows
-            while pending_rows >= args.row_group_size:
-                flush(args.row_group_size)
+            while pending_rows >= row_group_size:
+                flush(row_group_size)
         if pending_rows:
             flush(pending_rows)
-    os.replace(tmp, args.output)
-    meta = pq.ParquetFile(args.output).metadata
+    os.replace(tmp, output)
+    return pq.ParquetFile(output).metadata
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("source", type=Path)
+    ap.add_argument("output", type=Path)
+    ap.add_argument("--row-group-size", type=int, required=True)
+    ap.add_argument("--timestamp", action="append", default=[], metavar="COLUMN",
+                    help="write this column as a timestamp (UTC); repeatable")
+    args = ap.parse_args()
+    if args.row_group_size < 1:
+        ap.error("--row-group-size must be at least 1")
+
+    batches, source_schema = read_batches(args.source, args.timestamp)
+    meta = write_row_groups(batches, source_schema, args.output, args.row_group_size)
     print(f"wrote {args.output}: {meta.num_rows:,} rows in {meta.num_row_groups} row groups "
           f"(pyarrow {pa.__version__}, zstd)")
 

@@ -11,17 +11,8 @@ CUSTOMERS=${CUSTOMERS:-10000000}
 TIME_TYPE=${TIME_TYPE:-string}
 REPEATS=${REPEATS:-3}
 NOW=${NOW:-2026-11-30T12:00:00Z}
-DATA_DIR=${BENCH_DATA_DIR:-bench/data}
-VENV=${BENCH_VENV:-bench/.venv}
-ETL="${CARGO_TARGET_DIR:-target}/release/voucher-etl"
-
-# The same package set as `make build`, so both share one set of release artifacts.
-cargo build --release -p voucher-etl -p voucher-api
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check duckdb==2.0.0 pyarrow==26.0.1
-mkdir -p "$DATA_DIR"
+# shellcheck source=bench/duckdb_prelude.sh
+source bench/duckdb_prelude.sh
 
 # A real table: every country of 1M rows of generated history.
 history="$DATA_DIR/history-1000000.parquet"
