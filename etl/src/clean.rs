@@ -165,8 +165,9 @@ pub fn plan_reading(
 }
 
 /// Resident bytes of a window in flight per decoded byte the footer gives for its columns:
-/// the decoded columns, and the parsed ones and polars' buffers beside them (measured on
-/// pyarrow files with 1M-row groups, every country; see bench/RESULTS.md).
+/// the decoded columns, and the parsed ones and polars' buffers beside them. An estimate,
+/// not yet measured: `make bench-etl` (pyarrow files with 1M-row groups, every country) is
+/// what should confirm or change it.
 const WINDOW_BYTES_PER_DECODED_BYTE: u64 = 1;
 
 /// Rows decoded at a time by default: a typical production row group (Spark and pyarrow
@@ -294,8 +295,8 @@ pub(crate) fn count_window(
 /// The selected countries' rows with every column parsed: `voucher_amount` and `total_orders`
 /// as whole numbers, the times as UTC dates (days since 1970-01-01); null where a value is not
 /// valid. Every country's rows are all the rows: [`Counter`] skips those without a country,
-/// where a filter would copy every column of the window first (100 MiB of a 1M-row window of
-/// strings; bench/RESULTS.md).
+/// where a filter would copy every column of the window first (about a window's decoded
+/// size again).
 fn parsed(history: LazyFrame, countries: &Countries) -> LazyFrame {
     let country = || col(COUNTRY_CODE.name);
     let history = match countries {

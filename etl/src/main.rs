@@ -200,7 +200,7 @@ impl From<ReadArgs> for ReadOptions {
 
 #[derive(Args)]
 // Scoring decodes a window's request columns and builds its results at once: smaller windows
-// than `run`'s keep two in flight under 300 MiB (bench/RESULTS.md).
+// than `run`'s are meant to keep two in flight under 300 MiB (`make bench-score` measures it).
 #[command(mut_arg("window_rows", |a| a.default_value(score::WINDOW_ROWS_TEXT)))]
 struct ScoreArgs {
     /// The customer list: Parquet (`*.parquet`) or CSV (`*.csv`, with a header), with the

@@ -16,7 +16,8 @@ use polars::prelude::{DataType, Schema};
 const MIB: u64 = 1 << 20;
 
 /// What the process holds before any window: the binary, polars' thread pools, allocator
-/// arenas (measured: a run on a one-row file peaks at about 40 MiB; see bench/RESULTS.md).
+/// arenas (a debug build's `run` of a one-row file peaked at 49 MiB, 2026-12-01; the release
+/// build's figure is for `make bench-etl` to confirm).
 pub const BASELINE_BYTES: u64 = 48 * MIB;
 
 /// The fewest rows a window is cut down to in order to fit a limit.

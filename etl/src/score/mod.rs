@@ -48,8 +48,8 @@ const RESULT_COLUMNS: [&str; 5] = [STATUS, VOUCHER, SEGMENT, DETAIL, TABLE_VERSI
 
 /// The windows a list is read in unless the memory limit asks for fewer or smaller ones: a
 /// quarter of a typical row group (pyarrow and Spark write 1M-row groups), two at once, so
-/// that both cores score while the row group before is written, within 300 MiB (measured on
-/// 10M customers; see bench/RESULTS.md).
+/// that both cores score while the row group before is written; meant to stay within
+/// 300 MiB on 10M customers, which `make bench-score` measures.
 pub const WINDOWS: WindowPlan = WindowPlan {
     window_rows: 1 << 18,
     in_flight: 2,
@@ -195,7 +195,8 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
 }
 
 /// Bytes a scored row adds to its window: the result columns, and their encoding for the
-/// output (measured; see bench/RESULTS.md).
+/// output (an estimate: keys of 4 bytes per keyed column, a detail's view, and the
+/// encoded pages of a window held until its row group is written).
 const RESULT_BYTES_PER_ROW: u64 = 64;
 
 /// The windows to read `list` in under the memory limit. A Parquet list's windows are
