@@ -15,7 +15,8 @@ use voucher_etl::run::{GateOptions, RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{self, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
-use voucher_etl::versions;
+use voucher_etl::versions::{self, Canary};
+use voucher_shared::canary::Percent;
 use voucher_shared::gate::Bounds;
 use voucher_shared::publish::{Because, Version};
 use voucher_shared::segments::SegmentSet;
@@ -56,6 +57,9 @@ enum Command {
     Diff(DiffArgs),
     /// Make a complete version live: approve a held one, or roll back to an earlier one.
     Promote(PromoteArgs),
+    /// Try a complete version (not the live one) on a share of customers beside the live one,
+    /// or end the canary with --off.
+    Canary(CanaryArgs),
 }
 
 #[derive(Args)]
@@ -88,6 +92,33 @@ struct PromoteArgs {
     version: Version,
     /// Why, for the publish log.
     #[arg(long, env = "VOUCHER_PROMOTE_REASON")]
+    reason: String,
+    /// Who, for the publish log; $USER when not given.
+    #[arg(long, env = "USER")]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+struct CanaryArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to try (with --percent): held or published, not the live one.
+    #[arg(required_unless_present = "off", conflicts_with = "off")]
+    version: Option<Version>,
+    /// The share of customers it answers, by the bucket of their customer_id: above 0 and
+    /// below 100, at most two decimals (e.g. 20 or 0.5).
+    #[arg(
+        long,
+        env = "VOUCHER_CANARY_PERCENT",
+        required_unless_present = "off",
+        conflicts_with = "off"
+    )]
+    percent: Option<Percent>,
+    /// End the canary: the live version answers everyone again.
+    #[arg(long, env = "VOUCHER_CANARY_OFF")]
+    off: bool,
+    /// Why, for the publish log.
+    #[arg(long, env = "VOUCHER_CANARY_REASON", default_value = "canary")]
     reason: String,
     /// Who, for the publish log; $USER when not given.
     #[arg(long, env = "USER")]
@@ -329,6 +360,25 @@ fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
+fn canary_command(a: CanaryArgs) -> anyhow::Result<String> {
+    let because = Because::new(a.reason, who(a.by));
+    let change = match (a.version, a.percent) {
+        (Some(version), Some(percent)) if !a.off => Canary::Start { version, percent },
+        _ => Canary::Off,
+    };
+    Ok(versions::canary_command(
+        &a.tables.tables_dir,
+        change,
+        &because,
+    )?)
+}
+
+/// Who, for the publish log: `--by`, else `$USER`, else "unknown".
+fn who(by: Option<String>) -> String {
+    by.filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn execute(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => return run_command(args),
@@ -347,15 +397,13 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             versions::diff_command(&a.tables.tables_dir, a.from, a.to, a.json)?
         ),
         Command::Promote(a) => {
-            let by =
-                a.by.filter(|b| !b.is_empty())
-                    .unwrap_or_else(|| "unknown".into());
-            let because = Because::new(a.reason, by);
+            let because = Because::new(a.reason, who(a.by));
             print!(
                 "{}",
                 versions::promote_command(&a.tables.tables_dir, a.version, &because)?
             );
         }
+        Command::Canary(a) => print!("{}", canary_command(a)?),
         Command::Tally(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
             let tallied =

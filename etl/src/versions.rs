@@ -1,10 +1,12 @@
-//! `voucher-etl versions`, `diff` and `promote`: what is in a tables directory, what would
-//! change between two versions, and making a version live. The logic is in `voucher_shared`
+//! `voucher-etl versions`, `diff`, `promote` and `canary`: what is in a tables directory, what
+//! would change between two versions, making a version live, and trying one on a share of
+//! customers. The logic is in `voucher_shared`
 //! (so that the API shows the same); this module renders it for a terminal.
 
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
+use voucher_shared::canary::{CanaryStart, Percent};
 use voucher_shared::diff::{self, Answers, Diff, SegmentDiff};
 use voucher_shared::gate;
 use voucher_shared::manifest::GateRecord;
@@ -78,6 +80,85 @@ pub fn promote_command(
     .to_string())
 }
 
+/// What `voucher-etl canary` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canary {
+    Start { version: Version, percent: Percent },
+    Off,
+}
+
+/// `voucher-etl canary`: starts (or changes) the canary, or ends it, and says what that was.
+pub fn canary_command(
+    tables_dir: &Path,
+    change: Canary,
+    because: &Because,
+) -> Result<String, CommandError> {
+    let tables = TablesDir::new(tables_dir);
+    match change {
+        Canary::Start { version, percent } => {
+            let start = tables.start_canary(version, percent, because)?;
+            log::info!(
+                "canary {version} answers {percent} of customers beside {} (by {}: {})",
+                start.live,
+                because.by,
+                because.reason
+            );
+            Ok(CanaryLine(&start).to_string())
+        }
+        Canary::Off => {
+            let ended = tables.end_canary(because).map_err(VersionError::from)?;
+            Ok(match ended {
+                Some(record) => {
+                    log::info!(
+                        "canary {} ended (by {}: {})",
+                        record.version,
+                        because.by,
+                        because.reason
+                    );
+                    format!(
+                        "ended the canary of {} ({} of customers since {}): the live version answers everyone\n",
+                        record.version, record.percent, record.since
+                    )
+                }
+                None => "no canary was set: nothing to end\n".to_owned(),
+            })
+        }
+    }
+}
+
+/// What `canary` prints when it starts one.
+pub struct CanaryLine<'a>(pub &'a CanaryStart);
+
+impl fmt::Display for CanaryLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if let Some(old) = s.replaced.as_ref() {
+            if old.version == s.record.version {
+                writeln!(
+                    f,
+                    "canary {}: share {} -> {}",
+                    old.version, old.percent, s.record.percent
+                )?;
+            } else {
+                writeln!(f, "ended the canary of {} ({})", old.version, old.percent)?;
+            }
+        }
+        writeln!(
+            f,
+            "canary {} answers {} of customers (by customer_id bucket); {} answers the rest",
+            s.record.version, s.record.percent, s.live
+        )?;
+        if !s.hash_checked {
+            writeln!(
+                f,
+                "note: {} was written before content hashes; its table was checked to parse and match its manifest's row count",
+                s.record.version
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Log entries `versions` shows under the table.
 const LOG_SHOWN: usize = 10;
 
@@ -147,9 +228,10 @@ impl fmt::Display for LogLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
         let from = e.from.map_or("(none)".to_owned(), |v| v.to_string());
+        let share = e.percent.map_or(String::new(), |p| format!(" ({p})"));
         write!(
             f,
-            "{}  {:<7}  {from} -> {}  by {}: {}",
+            "{}  {:<7}  {from} -> {}{share}  by {}: {}",
             e.time,
             e.action.name(),
             e.to,

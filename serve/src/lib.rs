@@ -6,12 +6,14 @@
 //!   publication of each change to whoever subscribes;
 //! - [`live`]: a loaded version, and [`live::Served`], the one seam through which every door
 //!   scores a request against what is served;
+//! - [`canary`]: a second version answering a share of customers, and the shadow comparison;
 //! - [`metrics`]: the registry, the scoring counters of every door, the table gauges;
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`, with readiness from the drain, the
 //!   table and each binary's own checks;
 //! - [`signals`]: SIGTERM and SIGINT;
 //! - [`ServeError`]: what can stop a serving process.
 
+pub mod canary;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod health;

@@ -7,7 +7,9 @@
 //! [`Served`] is the one seam between the doors and the scoring core: a door takes one from
 //! [`crate::tables::Tables::served`] per request (or per batch, stream or batch of events) and
 //! scores every item through [`Served::score`]. Which version answers an item is decided there
-//! and nowhere else.
+//! and nowhere else: the live one, or the canary's for the customers of its buckets
+//! ([`crate::canary`]), each request then also scored against the other for the shadow
+//! comparison.
 
 use std::sync::Arc;
 
@@ -15,6 +17,9 @@ use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::Version;
 use voucher_shared::score::{self, Scored, Snapshot, VoucherRequest};
 use voucher_shared::table::VoucherTable;
+
+use crate::canary::Canary;
+use crate::metrics::Arm;
 
 /// A loaded table version, ready to answer requests.
 #[derive(Debug)]
@@ -69,6 +74,7 @@ impl LiveTable {
 #[derive(Debug, Clone)]
 pub struct Served {
     live: Arc<LiveTable>,
+    canary: Option<Arc<Canary>>,
 }
 
 /// The core's answer to one item, and the version that gave it.
@@ -81,20 +87,47 @@ pub struct Answer<'s> {
 
 impl Served {
     pub fn new(live: Arc<LiveTable>) -> Self {
-        Served { live }
+        Served { live, canary: None }
     }
 
-    /// Scores one request at time `now` (seconds since the epoch, UTC).
+    /// The live version and a canary beside it.
+    pub fn with_canary(live: Arc<LiveTable>, canary: Option<Arc<Canary>>) -> Self {
+        Served { live, canary }
+    }
+
+    /// Scores one request at time `now` (seconds since the epoch, UTC), from the version the
+    /// customer's bucket picks; with a canary, also against the other version (shadow).
     pub fn score<'s>(&'s self, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
-        let snapshot = self.live.snapshot();
-        Answer {
-            scored: score::score(request, snapshot, now),
-            version: snapshot.version_name(),
-        }
+        let Some(canary) = &self.canary else {
+            return answer(&self.live, request, now);
+        };
+        let (arm, chosen, other) = if canary.answers(request) {
+            (Arm::Canary, canary.table(), &self.live)
+        } else {
+            (Arm::Live, &self.live, canary.table())
+        };
+        let answered = answer(chosen, request, now);
+        let shadow = score::score(request, other.snapshot(), now);
+        canary.observe(arm, request, &answered.scored, &shadow);
+        answered
     }
 
-    /// The live version: what a door names as having answered a whole batch or stream.
+    /// The canary served beside the live version, if any.
+    pub fn canary(&self) -> Option<&Canary> {
+        self.canary.as_deref()
+    }
+
+    /// The live version: what a door names as having answered a whole batch or stream (each
+    /// item names the version that answered it, which is the canary's for some customers).
     pub fn live(&self) -> &LiveTable {
         &self.live
+    }
+}
+
+fn answer<'s>(table: &'s LiveTable, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
+    let snapshot = table.snapshot();
+    Answer {
+        scored: score::score(request, snapshot, now),
+        version: snapshot.version_name(),
     }
 }

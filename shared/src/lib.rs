@@ -7,6 +7,7 @@
 //! - [`publish`]: the versioned tables directory and its atomic publishing protocol;
 //! - [`publish_log`]: the append-only log of publishes, holds and promotions;
 //! - [`gate`]: the quality gate a new version passes before it goes live;
+//! - [`canary`]: a version answering a share of customers, and the bucket rule that picks them;
 //! - [`versions`]: each version's state, checking a version before it is served, promotion;
 //! - [`diff`]: what changes between two versions, segment by segment;
 //! - [`overview`]: the versions, the live one's changes and the held ones, for the API and page;
@@ -15,6 +16,7 @@
 //! - [`score`]: validating a request and answering it from one table version;
 //! - [`errors`]: showing an error with its causes.
 
+pub mod canary;
 pub mod diff;
 pub mod errors;
 #[cfg(any(test, feature = "fixtures"))]

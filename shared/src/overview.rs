@@ -1,12 +1,14 @@
 //! What the API's `GET /api/v1/versions` and the page's "what changed" section show: every
 //! version with its state and gate outcome, what the live version changed against the one it
-//! replaced, and the held versions with the checks they failed.
+//! replaced, the held versions with the checks they failed, and the canary with what the diff
+//! predicts it changes.
 //!
 //! Built from the same listing, diff and gate reports as `voucher-etl versions` and `diff`, so
 //! that the operator's terminal and the served page never disagree.
 
 use serde::Serialize;
 
+use crate::canary::CanaryRecord;
 use crate::diff::{self, Diff};
 use crate::gate::{self, Check};
 use crate::publish::{TablesDir, Version};
@@ -28,6 +30,11 @@ pub struct Overview {
     /// Held versions newer than the live one (the newest [`HELD_SHOWN`]), each with the checks
     /// it failed.
     pub held: Vec<Held>,
+    /// The canary, if one is set.
+    pub canary: Option<CanaryRecord>,
+    /// The live version against the canary's (what the history predicts the canary changes);
+    /// absent without a canary, or when either cannot be read (see `problems`).
+    pub canary_changes: Option<Diff>,
     /// What could not be read, in words (a version's manifest, table or gate report).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
@@ -66,6 +73,21 @@ pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
         },
         _ => None,
     };
+    let canary = tables.canary()?;
+    let canary_changes = match (listing.live, &canary) {
+        (Some(live), Some(c)) => match diff::between(tables, live, c.version) {
+            Ok(diff) => Some(diff),
+            Err(e) => {
+                problems.push(format!(
+                    "cannot compare the canary {} with {live}: {}",
+                    c.version,
+                    crate::errors::Chain(&e)
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
     let held = listing
         .versions
         .iter()
@@ -96,6 +118,8 @@ pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
         versions: listing.versions,
         changes,
         held,
+        canary,
+        canary_changes,
         problems,
     })
 }

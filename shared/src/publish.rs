@@ -120,6 +120,11 @@ pub enum PublishError {
     },
     #[error("{path} holds {found:?}, which is not a version name (YYYYMMDDTHHMMSSZ)")]
     BadCurrent { path: PathBuf, found: String },
+    #[error("{} is not a valid canary record", path.display())]
+    BadCanary {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PublishError + 'a {
@@ -343,8 +348,8 @@ impl TablesDir {
 
     /// Deletes the oldest versions so that at most `keep` remain, and staging directories
     /// that crashed runs left behind. Never deleted, even beyond `keep` (each is logged): the
-    /// live version, a held version newer than it, and the version a roll-back would return
-    /// to (see [`crate::versions::Protected`]). Returns the versions deleted.
+    /// live version, the canary's, a held version newer than the live one, and the version a
+    /// roll-back would return to (see [`crate::versions::Protected`]). Returns the versions deleted.
     pub fn prune(&self, keep: usize) -> Result<Vec<Version>, PublishError> {
         let _lock = self.lock()?;
         let versions = self.versions()?;
@@ -401,7 +406,7 @@ impl TablesDir {
 
     /// Appends to the publish log. `CURRENT` has moved (or the version is sealed) by then, so
     /// a failure is logged rather than returned: the change itself succeeded.
-    fn record(&self, entry: &LogEntry) {
+    pub(crate) fn record(&self, entry: &LogEntry) {
         if let Err(e) = publish_log::append(&self.root, entry) {
             log::error!(
                 "{} {}: done, but not recorded in the publish log: {}",

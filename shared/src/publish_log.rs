@@ -12,6 +12,7 @@ use std::path::Path;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::canary::Percent;
 use crate::publish::{PublishError, Version};
 
 pub const LOG_FILE: &str = "publish-log.jsonl";
@@ -26,6 +27,11 @@ pub enum Action {
     Hold,
     /// `voucher-etl promote` moved `CURRENT` (an approval or a roll-back).
     Promote,
+    /// `voucher-etl canary` made `to` answer `percent` of customers beside the live `from`.
+    Canary,
+    /// The canary of `to` ended: `canary --off`, its promotion, or a new canary replacing it.
+    #[serde(rename = "canary_end")]
+    CanaryEnd,
     /// An action this program does not know (written by a newer one).
     #[serde(other)]
     Other,
@@ -42,6 +48,8 @@ impl Action {
             Action::Publish => "publish",
             Action::Hold => "hold",
             Action::Promote => "promote",
+            Action::Canary => "canary",
+            Action::CanaryEnd => "canary_end",
             Action::Other => "other",
         }
     }
@@ -60,6 +68,9 @@ pub struct LogEntry {
     pub reason: String,
     /// Who: `$USER` or `--by` for a promotion, the user (or `voucher-etl`) for a run.
     pub by: String,
+    /// The share of customers of a canary (only on `canary` entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<Percent>,
 }
 
 impl LogEntry {
@@ -78,6 +89,15 @@ impl LogEntry {
             to,
             reason: reason.into(),
             by: by.into(),
+            percent: None,
+        }
+    }
+
+    /// The entry with a canary's share of customers.
+    pub fn with_percent(self, percent: Percent) -> LogEntry {
+        LogEntry {
+            percent: Some(percent),
+            ..self
         }
     }
 }
@@ -202,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_unknown_action_still_reads() {
-        let line = r#"{"time":"t","action":"canary","from":null,"to":"20261123T101000Z","reason":"r","by":"b"}"#;
+        let line = r#"{"time":"t","action":"freeze","from":null,"to":"20261123T101000Z","reason":"r","by":"b"}"#;
         let e: LogEntry = serde_json::from_str(line).expect("parse");
         assert_eq!(e.action, Action::Other);
         assert!(!e.action.made_live());

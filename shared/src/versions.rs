@@ -5,14 +5,16 @@
 //! A version's state follows from `CURRENT`, the publish log and its manifest:
 //!
 //! - `live`: `CURRENT` names it;
+//! - `canary`: `CANARY` names it: it answers a share of customers ([`crate::canary`]);
 //! - `previous`: it was live before (the log made it live; or, written before the gate, it is
 //!   older than the live version and so was published in its turn);
 //! - `held`: the gate held it and it was never made live;
 //! - `unpublished`: complete, never live, not held: its run died before moving `CURRENT`, or a
 //!   newer version was live when it finished.
 //!
-//! The API serves only `CURRENT`, which only a publish that passed the gate (or `--no-gate`)
-//! or a promotion moves: a held version is never served unless someone promotes it.
+//! The API serves `CURRENT`, which only a publish that passed the gate (or `--no-gate`) or a
+//! promotion moves, and the canary, which only `voucher-etl canary` sets: a held version is
+//! never served unless someone promotes it or makes it the canary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,6 +34,7 @@ use crate::table::{TableError, VoucherTable};
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Live,
+    Canary,
     Held,
     Previous,
     Unpublished,
@@ -41,6 +44,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Live => "live",
+            State::Canary => "canary",
             State::Held => "held",
             State::Previous => "previous",
             State::Unpublished => "unpublished",
@@ -87,6 +91,8 @@ pub enum VersionError {
     Tampered { version: Version, what: String },
     #[error("version {version} is already live")]
     AlreadyLive { version: Version },
+    #[error("version {version} is live: a canary tries a version that is not live yet")]
+    CanaryIsLive { version: Version },
     #[error("nothing is live in {}, and no version was named", dir.display())]
     NothingLive { dir: PathBuf },
     #[error("{} holds no version", dir.display())]
@@ -245,6 +251,7 @@ pub struct Listing {
 /// What decides states: `CURRENT`, the log, and each version's gate outcome.
 struct History {
     live: Option<Version>,
+    canary: Option<Version>,
     log: Vec<LogEntry>,
     made_live: BTreeSet<Version>,
 }
@@ -259,6 +266,7 @@ impl History {
             .collect();
         Ok(History {
             live: tables.current()?,
+            canary: tables.canary()?.map(|c| c.version),
             log,
             made_live,
         })
@@ -267,6 +275,8 @@ impl History {
     fn state(&self, version: Version, gate: Option<&GateRecord>) -> State {
         if Some(version) == self.live {
             State::Live
+        } else if Some(version) == self.canary {
+            State::Canary
         } else if self.made_live.contains(&version) {
             State::Previous
         } else if gate.is_some_and(|g| g.outcome == GateOutcome::Held) {
@@ -344,6 +354,7 @@ pub fn list(tables: &TablesDir) -> Result<Listing, VersionError> {
 #[derive(Debug, Clone, Default)]
 pub struct Protected {
     live: Option<Version>,
+    canary: Option<Version>,
     held: BTreeSet<Version>,
     rollback: Option<Version>,
 }
@@ -366,6 +377,7 @@ impl Protected {
         Ok(Protected {
             rollback: history.rollback_target(&states),
             live: history.live,
+            canary: history.canary,
             held,
         })
     }
@@ -374,6 +386,8 @@ impl Protected {
     pub fn why(&self, version: Version) -> Option<&'static str> {
         if Some(version) == self.live {
             Some("it is live")
+        } else if Some(version) == self.canary {
+            Some("it is the canary (end it with `voucher-etl canary --off` or promote it)")
         } else if self.held.contains(&version) {
             Some("it is held and newer than the live version (promote it or let a newer run pass)")
         } else if Some(version) == self.rollback {
@@ -403,19 +417,26 @@ impl Promotion {
 impl TablesDir {
     /// Makes `version` live, whatever its age or gate outcome, once [`verify`] accepts it:
     /// `CURRENT` is replaced atomically (as by a publish) and the move logged, all under the
-    /// writer lock.
+    /// writer lock. Promoting the canary's version ends the canary: it answers everyone now.
     pub fn promote(&self, version: Version, because: &Because) -> Result<Promotion, VersionError> {
         let _lock = self.lock()?;
         let verified = verify(self, version)?;
         if self.current()? == Some(version) {
             return Err(VersionError::AlreadyLive { version });
         }
+        let canary = self.canary()?;
         match self.move_current(version, Direction::Any, Action::Promote, because)? {
-            Moved::To { from } => Ok(Promotion {
-                from,
-                to: version,
-                hash_checked: verified.hash_checked,
-            }),
+            Moved::To { from } => {
+                if canary.is_some_and(|c| c.version == version) {
+                    let reason = format!("promoted: {}", because.reason);
+                    self.end_canary_locked(&Because::new(reason, &because.by))?;
+                }
+                Ok(Promotion {
+                    from,
+                    to: version,
+                    hash_checked: verified.hash_checked,
+                })
+            }
             // Direction::Any always moves.
             Moved::NewerLive(live) => Err(VersionError::AlreadyLive { version: live }),
         }
@@ -426,7 +447,6 @@ impl TablesDir {
 pub(crate) mod tests {
     use super::*;
     use crate::fixtures::contract_rows;
-    use crate::manifest::Profile;
     use chrono::{TimeZone, Utc};
 
     fn at(minute: u32) -> chrono::DateTime<Utc> {
@@ -447,35 +467,7 @@ pub(crate) mod tests {
     }
 
     fn write(staged: crate::publish::Staged, base: i64, outcome: GateOutcome) -> Version {
-        let table = VoucherTable::new(contract_rows(base)).expect("table");
-        let mut bytes = Vec::new();
-        table.write(&mut bytes).expect("encode");
-        let manifest = Manifest {
-            version: staged.version().to_string(),
-            table_rows: table.rows().len() as u64,
-            profile: Profile {
-                table_sha256: Some(sha256_hex(&bytes)),
-                ..Profile::default()
-            },
-            gate: Some(GateRecord {
-                outcome,
-                baseline: None,
-                failed: 0,
-            }),
-            ..Manifest::default()
-        };
-        std::fs::write(staged.path(TABLE_FILE), &bytes).expect("write");
-        std::fs::write(
-            staged.path(crate::publish::MANIFEST_FILE),
-            serde_json::to_vec(&manifest).expect("json"),
-        )
-        .expect("write");
-        let because = Because::new("test", "tester");
-        if outcome == GateOutcome::Held {
-            staged.hold(&because).expect("hold")
-        } else {
-            staged.publish(&because).expect("publish").version
-        }
+        crate::fixtures::write_version(staged, contract_rows(base), outcome)
     }
 
     fn states(tables: &TablesDir) -> Vec<(Version, State, bool)> {

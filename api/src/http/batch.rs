@@ -25,8 +25,8 @@ pub const VERSION_HEADER: &str = "x-voucher-version";
 
 /// Scores one request given as JSON bytes, as the single route would.
 ///
-/// `line` is set for stream lines, which carry the version in their answer (batch items share
-/// the batch's).
+/// `line` is set for stream lines. Every answer names the version that gave it (a batch or
+/// stream may hold answers of the live version and of the canary's).
 pub fn score_item<'a>(
     body: &[u8],
     served: &'a Served,
@@ -45,7 +45,7 @@ pub fn score_item<'a>(
                     country_code: answer.country_code,
                     segment_name: answer.segment_name,
                     segment: answer.segment,
-                    version: line.map(|_| answer.version),
+                    version: answer.version,
                 }),
             ),
             Err(Refusal::Invalid(detail)) => invalid(line, detail),
@@ -97,7 +97,7 @@ fn failed<'a>(line: Option<u64>, outcome: Outcome, detail: String) -> (Outcome, 
                 (BatchResponse<'_> = "application/json"),
                 (ItemResult<'_> = "application/x-ndjson"),
             ),
-            headers(("x-voucher-version" = String, description = "The table version that answered"))),
+            headers(("x-voucher-version" = String, description = "The live table version (each answer names the version that gave it)"))),
         (status = 400, description = "The body is not JSON", body = crate::http::model::ErrorDetail),
         (status = 401, description = "A token is configured and the request lacks `Authorization: Bearer <token>`", body = crate::http::model::ErrorDetail),
         (status = 413, description = "More than 10,000 requests in a JSON array, or a body over the batch size limit", body = crate::http::model::ErrorDetail),

@@ -10,12 +10,16 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use voucher_serve::canary::Canary;
+use voucher_shared::canary::CanaryRecord;
+use voucher_shared::diff::Diff;
 use voucher_shared::overview::{self, Overview};
+use voucher_shared::segments::SegmentType;
 
 use crate::http::errors::ApiError;
 use crate::http::model::{
-    ErrorDetail, FailedCheck, HeldVersion, SegmentChange, VersionChanges, VersionEntry,
-    VersionsResponse,
+    CanaryView, ChangedShare, ErrorDetail, FailedCheck, HeldVersion, SegmentChange, VersionChanges,
+    VersionEntry, VersionsResponse,
 };
 use crate::http::routes::{AppState, json};
 
@@ -42,13 +46,24 @@ pub async fn versions(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
                 voucher_shared::errors::Chain(&e)
             ))
         })?;
-    let body = serde_json::to_vec(&render(overview))
+    let served = state.tables.canary();
+    let live = state
+        .tables
+        .live()
+        .as_ref()
+        .map(|t| t.version_name().to_owned());
+    let body = serde_json::to_vec(&render(overview, served.as_deref(), live))
         .map_err(|e| ApiError::Internal(format!("cannot render the versions: {e}")))?;
     Ok(json(StatusCode::OK, body))
 }
 
-fn render(overview: Overview) -> VersionsResponse {
+fn render(overview: Overview, served: Option<&Canary>, live: Option<String>) -> VersionsResponse {
+    let canary = overview
+        .canary
+        .as_ref()
+        .map(|record| canary(record, overview.canary_changes.as_ref(), served, live));
     VersionsResponse {
+        canary,
         live: overview.live.map(|v| v.to_string()),
         versions: overview
             .versions
@@ -110,5 +125,52 @@ fn render(overview: Overview) -> VersionsResponse {
             })
             .collect(),
         problems: overview.problems,
+    }
+}
+
+/// The canary's record, with what this replica's shadow comparison measured beside what the
+/// diff predicted.
+fn canary(
+    record: &CanaryRecord,
+    predicted: Option<&Diff>,
+    served: Option<&Canary>,
+    live: Option<String>,
+) -> CanaryView {
+    let served = served.filter(|c| c.record().version == record.version);
+    let counts = served.map(Canary::counts);
+    let mut answers = BTreeMap::new();
+    if let (Some(c), Some(counts)) = (served, &counts) {
+        answers.insert(
+            live.unwrap_or_else(|| "live".to_owned()),
+            counts.live_answers,
+        );
+        answers.insert(c.record().version.to_string(), counts.canary_answers);
+    }
+    let changed_share_by_segment_type = SegmentType::ALL
+        .iter()
+        .map(|t| {
+            let measured = counts
+                .as_ref()
+                .and_then(|c| c.by_segment_type.iter().find(|m| m.segment_name == *t));
+            let share = ChangedShare {
+                predicted: predicted
+                    .and_then(|d| d.summary.by_segment_type.get(t))
+                    .map(|a| a.changed_share),
+                measured: measured.and_then(|m| m.different_share),
+                compared: measured.map_or(0, |m| m.compared),
+                different: measured.map_or(0, |m| m.different),
+            };
+            (t.name().to_owned(), share)
+        })
+        .collect();
+    CanaryView {
+        version: record.version.to_string(),
+        percent: record.percent.as_f64(),
+        since: record.since.clone(),
+        reason: record.reason.clone(),
+        by: record.by.clone(),
+        served: served.is_some(),
+        answers,
+        changed_share_by_segment_type,
     }
 }

@@ -1,6 +1,8 @@
 //! Offline campaign scoring: a customer list (Parquet or CSV, the request fields as columns)
 //! scored against the live table with the API's own rules ([`voucher_shared::score`]), written
-//! as Parquet with the answer or the errors of each row.
+//! as Parquet with the answer or the errors of each row. While a canary runs, its customers
+//! (by the same bucket rule as the API, [`voucher_shared::canary`]) are scored by the canary's
+//! version, and each row names the version that scored it.
 //!
 //! The list is read in windows (Parquet row groups, CSV chunks), a few at once, and each
 //! window is scored and written out before the next ones are read: memory follows the windows
@@ -23,7 +25,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use serde::Serialize;
-use voucher_shared::publish::{PublishError, TablesDir};
+use voucher_shared::canary::CanaryRecord;
+use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::score::{Snapshot, VoucherRequest};
 use voucher_shared::table::{TableError, VoucherTable};
 
@@ -119,6 +122,10 @@ pub struct ScoreOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScoreSummary {
     pub version: String,
+    /// The canary's version, when one is set.
+    pub canary: Option<String>,
+    /// Rows the canary's version scored.
+    pub canary_rows: u64,
     pub rows: u64,
     pub ok: u64,
     pub invalid: u64,
@@ -134,6 +141,13 @@ impl std::fmt::Display for ScoreSummary {
             "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment",
             self.rows, self.version, self.ok, self.invalid, self.no_segment
         )?;
+        if let Some(canary) = &self.canary {
+            writeln!(
+                f,
+                "the canary {canary} scored {} of them (its customers by customer_id bucket)",
+                self.canary_rows
+            )?;
+        }
         writeln!(f, "read in {}", self.reading)
     }
 }
@@ -155,9 +169,11 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         opts.customers.display(),
         snapshot.version_name()
     );
-    let dictionaries = Dictionaries::new(&snapshot);
+    let canary = canary_snapshot(&opts.tables_dir, &snapshot);
+    let dictionaries = Dictionaries::new(&snapshot, canary.as_ref().map(|(_, c)| c));
     let scorer = Scorer {
         snapshot: &snapshot,
+        canary: canary.as_ref().map(|(record, c)| (record, c)),
         dictionaries: &dictionaries,
         now: opts.now.timestamp(),
         cells: list.cells(),
@@ -174,6 +190,8 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
     let (rows, counts) = written;
     let summary = ScoreSummary {
         version: snapshot.version_name().to_owned(),
+        canary: canary.as_ref().map(|(_, c)| c.version_name().to_owned()),
+        canary_rows: counts.canary,
         rows,
         ok: counts.ok,
         invalid: counts.invalid,
@@ -414,6 +432,39 @@ fn live_snapshot(dir: &Path) -> Result<Snapshot, ScoreError> {
         .ok_or_else(|| ScoreError::NoTable {
             dir: dir.to_owned(),
         })?;
+    snapshot_of(&tables, version)
+}
+
+/// The canary and its version, if one is set. As in the API, a canary that cannot be read
+/// scores nothing: it is logged and the live version scores every row.
+fn canary_snapshot(dir: &Path, live: &Snapshot) -> Option<(CanaryRecord, Snapshot)> {
+    let tables = TablesDir::new(dir);
+    let record = match tables.canary() {
+        Ok(Some(record)) if record.version != live.version() => record,
+        Ok(_) => return None,
+        Err(e) => {
+            log::error!(
+                "cannot read the canary: {}; the live version scores every row",
+                voucher_shared::errors::Chain(&e)
+            );
+            return None;
+        }
+    };
+    match snapshot_of(&tables, record.version) {
+        Ok(snapshot) => Some((record, snapshot)),
+        Err(e) => {
+            log::error!(
+                "canary {} cannot be read: {}; the live version scores every row",
+                record.version,
+                voucher_shared::errors::Chain(&e)
+            );
+            None
+        }
+    }
+}
+
+/// One version of a tables directory, decoded for scoring.
+fn snapshot_of(tables: &TablesDir, version: Version) -> Result<Snapshot, ScoreError> {
     let path = tables.table_path(version);
     let bytes = std::fs::read(&path).map_err(|source| ScoreError::TableRead {
         path: path.clone(),

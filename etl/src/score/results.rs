@@ -14,7 +14,7 @@ use polars_arrow::datatypes::ArrowDataType;
 use voucher_shared::score::{Entry, Outcome, Refusal, Scored, Snapshot, ValidationError};
 use voucher_shared::segments::SegmentType;
 
-use super::window::Counts;
+use super::window::{Arm, Counts};
 use super::{DETAIL, SEGMENT, STATUS, TABLE_VERSION, VOUCHER};
 
 /// The outcomes a row can have; a row's status key is its place here, and the `status` column
@@ -36,13 +36,14 @@ const NONE: u32 = u32::MAX;
 pub(super) struct Dictionaries<'s> {
     labels: Vec<&'s str>,
     amounts: Vec<i64>,
-    version: &'s str,
+    /// The live version, then the canary's if one is set (a row's version key is its arm).
+    versions: Vec<&'s str>,
     /// An entry's label and amount keys, by the entry's address in the snapshot.
     by_entry: HashMap<usize, (u32, u32), foldhash::fast::RandomState>,
 }
 
 impl<'s> Dictionaries<'s> {
-    pub(super) fn new(snapshot: &'s Snapshot) -> Self {
+    pub(super) fn new(snapshot: &'s Snapshot, canary: Option<&'s Snapshot>) -> Self {
         let mut labels: Vec<&'s str> = Vec::new();
         let mut amounts: Vec<i64> = Vec::new();
         let mut by_entry = HashMap::default();
@@ -55,24 +56,27 @@ impl<'s> Dictionaries<'s> {
                 }
             }
         }
-        for country in snapshot.countries() {
-            let Some(segments) = snapshot.country(country) else {
-                continue;
-            };
-            for segment_type in SegmentType::ALL {
-                for entry in segments.segments(segment_type) {
-                    let keys = (
-                        key(&mut labels, entry.segment.label.as_str()),
-                        key(&mut amounts, entry.voucher),
-                    );
-                    by_entry.insert(address(entry), keys);
+        let snapshots: Vec<&'s Snapshot> = std::iter::once(snapshot).chain(canary).collect();
+        for snapshot in &snapshots {
+            for country in snapshot.countries() {
+                let Some(segments) = snapshot.country(country) else {
+                    continue;
+                };
+                for segment_type in SegmentType::ALL {
+                    for entry in segments.segments(segment_type) {
+                        let keys = (
+                            key(&mut labels, entry.segment.label.as_str()),
+                            key(&mut amounts, entry.voucher),
+                        );
+                        by_entry.insert(address(entry), keys);
+                    }
                 }
             }
         }
         Dictionaries {
             labels,
             amounts,
-            version: snapshot.version_name(),
+            versions: snapshots.iter().map(|s| s.version_name()).collect(),
             by_entry,
         }
     }
@@ -104,6 +108,8 @@ pub(super) struct Results {
     status: Vec<u32>,
     label: Vec<u32>,
     amount: Vec<u32>,
+    /// The version key of each row (see [`Dictionaries`]).
+    version: Vec<u32>,
     detail: StringChunkedBuilder,
     pub counts: Counts,
 }
@@ -114,12 +120,24 @@ impl Results {
             status: Vec::with_capacity(rows),
             label: Vec::with_capacity(rows),
             amount: Vec::with_capacity(rows),
+            version: Vec::with_capacity(rows),
             detail: StringChunkedBuilder::new(DETAIL.into(), rows),
             counts: Counts::default(),
         }
     }
 
-    fn push_keys(&mut self, status: u32, (label, amount): (u32, u32), detail: Option<&str>) {
+    fn push_keys(
+        &mut self,
+        status: u32,
+        (label, amount): (u32, u32),
+        detail: Option<&str>,
+        arm: Arm,
+    ) {
+        self.counts.canary += u64::from(arm == Arm::Canary);
+        self.version.push(match arm {
+            Arm::Live => 0,
+            Arm::Canary => 1,
+        });
         self.status.push(status);
         self.label.push(label);
         self.amount.push(amount);
@@ -127,58 +145,56 @@ impl Results {
     }
 
     /// A row the table answers with `entry`.
-    pub(super) fn answer(&mut self, dictionaries: &Dictionaries<'_>, entry: &Entry) {
+    pub(super) fn answer(&mut self, dictionaries: &Dictionaries<'_>, entry: &Entry, arm: Arm) {
         self.counts.ok += 1;
-        self.push_keys(OK, dictionaries.keys(entry), None);
+        self.push_keys(OK, dictionaries.keys(entry), None, arm);
     }
 
     /// A valid row no segment covers, with the core's message.
-    pub(super) fn uncovered(&mut self, message: &str) {
+    pub(super) fn uncovered(&mut self, message: &str, arm: Arm) {
         self.counts.no_segment += 1;
-        self.push_keys(NO_SEGMENT, (NONE, NONE), Some(message));
+        self.push_keys(NO_SEGMENT, (NONE, NONE), Some(message), arm);
     }
 
     /// A row as the core scored it, recorded as the HTTP API answers it (see [`Outcome`]): the
     /// voucher, the `detail` list of bad fields (as JSON), or the message of no segment.
-    pub(super) fn push(&mut self, dictionaries: &Dictionaries<'_>, scored: Scored<'_>) {
+    pub(super) fn push(&mut self, dictionaries: &Dictionaries<'_>, scored: Scored<'_>, arm: Arm) {
         match scored {
             Ok(answer) => {
                 self.counts.ok += 1;
                 let keys = dictionaries.keys_of(answer.segment, answer.voucher);
-                self.push_keys(OK, keys, None);
+                self.push_keys(OK, keys, None, arm);
             }
             Err(Refusal::Invalid(errors)) => {
                 self.counts.invalid += 1;
-                self.push_keys(INVALID, (NONE, NONE), Some(&detail_json(&errors)));
+                self.push_keys(INVALID, (NONE, NONE), Some(&detail_json(&errors)), arm);
             }
-            Err(Refusal::NoSegment(no_segment)) => self.uncovered(&no_segment.message),
+            Err(Refusal::NoSegment(no_segment)) => self.uncovered(&no_segment.message, arm),
         }
     }
 
     /// The result columns as polars columns.
     pub(super) fn into_columns(self, dictionaries: &Dictionaries<'_>) -> [Column; 5] {
-        let rows = self.status.len();
         let lookup = |keys: &[u32], values: &[i64]| -> Vec<Option<i64>> {
             keys.iter()
                 .map(|k| values.get(*k as usize).copied())
                 .collect()
         };
-        let labels: Vec<Option<&str>> = self
-            .label
-            .iter()
-            .map(|k| dictionaries.labels.get(*k as usize).copied())
-            .collect();
+        let texts = |keys: &[u32], values: &[&'_ str]| -> Vec<Option<String>> {
+            keys.iter()
+                .map(|k| values.get(*k as usize).map(|v| (*v).to_owned()))
+                .collect()
+        };
         let statuses = statuses();
         let status: Vec<i32> = self.status.iter().map(|k| statuses[*k as usize]).collect();
         [
             Column::new(STATUS.into(), status),
             Column::new(VOUCHER.into(), lookup(&self.amount, &dictionaries.amounts)),
-            Column::new(SEGMENT.into(), labels),
+            Column::new(SEGMENT.into(), texts(&self.label, &dictionaries.labels)),
             self.detail.finish().into_column(),
-            Column::new_scalar(
+            Column::new(
                 TABLE_VERSION.into(),
-                Scalar::from(PlSmallStr::from(dictionaries.version)),
-                rows,
+                texts(&self.version, &dictionaries.versions),
             ),
         ]
     }
@@ -189,11 +205,10 @@ impl Results {
         self,
         dictionaries: &Dictionaries<'_>,
     ) -> PolarsResult<[ArrayRef; 5]> {
-        let rows = self.status.len();
         let statuses = PrimitiveArray::from_slice(statuses()).boxed();
         let amounts = PrimitiveArray::from_slice(&dictionaries.amounts).boxed();
         let labels = Utf8ViewArray::from_slice_values(&dictionaries.labels).boxed();
-        let version = Utf8ViewArray::from_slice_values([dictionaries.version]).boxed();
+        let versions = Utf8ViewArray::from_slice_values(&dictionaries.versions).boxed();
         let detail = self
             .detail
             .finish()
@@ -206,7 +221,7 @@ impl Results {
             keyed(self.amount, amounts)?,
             keyed(self.label, labels)?,
             detail,
-            keyed(vec![0; rows], version)?,
+            keyed(self.version, versions)?,
         ])
     }
 }

@@ -7,11 +7,13 @@
 //! voucher, or, when no segment covers it, the core's message for that (country, segment
 //! type, value) from [`Snapshot::find`], built once per window. Any other row is scored by
 //! [`score::score`] itself, which gives the refusal with its detail. Either way the rules are
-//! the core's.
+//! the core's. While a canary runs, a row whose customer is in the canary's share (the
+//! API's bucket rule, [`CanaryRecord::answers`]) is scored against the canary's version.
 
 use std::collections::HashMap;
 
 use polars::prelude::*;
+use voucher_shared::canary::CanaryRecord;
 use voucher_shared::score::{
     self, CountrySegments, Entry, Query, RequestFields, Snapshot, VoucherRequest, fields,
 };
@@ -26,6 +28,8 @@ pub(super) struct Counts {
     pub ok: u64,
     pub invalid: u64,
     pub no_segment: u64,
+    /// Rows the canary's version scored.
+    pub canary: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -33,6 +37,7 @@ impl std::ops::AddAssign for Counts {
         self.ok += other.ok;
         self.invalid += other.invalid;
         self.no_segment += other.no_segment;
+        self.canary += other.canary;
     }
 }
 
@@ -40,6 +45,8 @@ impl std::ops::AddAssign for Counts {
 #[derive(Clone, Copy)]
 pub(super) struct Scorer<'s> {
     pub snapshot: &'s Snapshot,
+    /// The canary, if one is set, and its version.
+    pub canary: Option<(&'s CanaryRecord, &'s Snapshot)>,
     /// The values of the result columns, from the snapshot.
     pub dictionaries: &'s Dictionaries<'s>,
     /// Seconds since the epoch: recency is measured from it, later times are refused.
@@ -56,20 +63,43 @@ impl<'s> Scorer<'s> {
         let cells = columns.as_ref().try_map(FieldColumn::cells)?;
         let rows = window.height();
         let mut results = Results::with_capacity(rows);
-        let mut fast = FastPath::new(self);
+        let mut live = FastPath::new(self.snapshot, self.now);
+        let mut canary = self
+            .canary
+            .map(|(record, snapshot)| (record, FastPath::new(snapshot, self.now)));
         for i in 0..rows {
+            let (fast, arm) = match &mut canary {
+                Some((record, fast)) if in_canary(record, &cells, i) => (fast, Arm::Canary),
+                _ => (&mut live, Arm::Live),
+            };
             match fast.answer(&cells, i) {
-                Fast::Voucher(entry) => results.answer(self.dictionaries, entry),
-                Fast::Uncovered(message) => results.uncovered(message),
+                Fast::Voucher(entry) => results.answer(self.dictionaries, entry, arm),
+                Fast::Uncovered(message) => results.uncovered(message, arm),
                 Fast::Core => {
                     let request = VoucherRequest::from(cells.map(|c| c.json(i)));
-                    let scored = score::score(&request, self.snapshot, self.now);
-                    results.push(self.dictionaries, scored);
+                    let scored = score::score(&request, fast.snapshot, self.now);
+                    results.push(self.dictionaries, scored, arm);
                 }
             }
         }
         Ok(results)
     }
+}
+
+/// Which version scores a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Arm {
+    Live,
+    Canary,
+}
+
+/// Whether row `i`'s customer is the canary's: the API's rule, on the request's `customer_id`.
+fn in_canary(record: &CanaryRecord, cells: &RequestFields<Cells<'_>>, i: usize) -> bool {
+    let request = VoucherRequest {
+        customer_id: cells.customer_id.json(i),
+        ..VoucherRequest::default()
+    };
+    record.answers(&request)
 }
 
 /// What the fast path made of a row.
@@ -95,10 +125,10 @@ struct FastPath<'s> {
 }
 
 impl<'s> FastPath<'s> {
-    fn new(scorer: &Scorer<'s>) -> Self {
+    fn new(snapshot: &'s Snapshot, now: i64) -> Self {
         FastPath {
-            snapshot: scorer.snapshot,
-            now: scorer.now,
+            snapshot,
+            now,
             countries: Memo::default(),
             segment_types: Memo::default(),
             last_orders: Memo::default(),

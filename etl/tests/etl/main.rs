@@ -2,6 +2,7 @@
 //! binary: publishing is about what survives a process (kill -9, SIGTERM, exit codes).
 
 mod bad_input;
+mod canary;
 mod common;
 mod days;
 mod durability;

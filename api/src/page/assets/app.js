@@ -1,5 +1,5 @@
 // The voucher page. Everything it shows comes from this API's own JSON: /api/v1/table (version,
-// provenance, drops), /api/v1/versions (what changed, what the gate held), /api/v1/segments (the
+// provenance, drops), /api/v1/versions (what changed, what the gate held, the canary), /api/v1/segments (the
 // table) and POST /api/v1/voucher (the form).
 "use strict";
 
@@ -150,10 +150,36 @@ function renderVersions(versions) {
   }
 }
 
+// The canary: its version and share, the answers by version so far, and the share of answers
+// it changes, predicted (diff of the two versions over the history) against measured (shadow).
+function renderCanary(canary) {
+  const section = $("canary-section");
+  section.hidden = !canary;
+  if (!canary) {
+    return;
+  }
+  const answers = Object.entries(canary.answers)
+    .map(([version, count]) => `${number.format(count)} by ${version}`).join(", ");
+  $("canary-summary").textContent = `Version ${canary.version} answers ${canary.percent} % of customers ` +
+    `(by customer_id), since ${canary.since} (${canary.by}: ${canary.reason}). ` +
+    (canary.served ? `Answers so far on this replica: ${answers || "none"}.`
+      : "This replica cannot load it: the live version answers everyone.");
+  const body = $("canary").tBodies[0];
+  body.replaceChildren();
+  const share = (value) => (value === null ? "-" : percent(value));
+  for (const [type, s] of Object.entries(canary.changed_share_by_segment_type)) {
+    body.append(el("tr", { "data-segment-name": type },
+      el("td", {}, type), el("td", { class: "num" }, share(s.predicted)),
+      el("td", { class: "num" }, share(s.measured)), el("td", { class: "num" }, number.format(s.compared)),
+      el("td", { class: "num" }, number.format(s.different))));
+  }
+}
+
 async function loadVersions() {
   const { status, body } = await api("/api/v1/versions");
   if (status === 200) {
     renderVersions(body);
+    renderCanary(body.canary);
   } else {
     $("changes-summary").textContent = `The versions cannot be listed (the API answered ${status}).`;
   }
