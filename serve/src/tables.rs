@@ -191,6 +191,12 @@ impl Tables {
         let started = Instant::now();
         match self.load(wanted) {
             Ok(table) => {
+                metrics.table_loaded(&table);
+                metrics.reload(ReloadResult::Success);
+                let table = Arc::new(table);
+                self.live.store(Some(Arc::clone(&table)));
+                self.changes.send_replace(Some(wanted));
+                // Logged once served: readers of the log (operators, tests) may rely on it.
                 log::info!(
                     "table version {wanted} is live: {} rows, {} countries, segment types [{}], loaded from {} in {} ms (was {})",
                     table.rows(),
@@ -206,10 +212,6 @@ impl Tables {
                     started.elapsed().as_millis(),
                     describe(live_version),
                 );
-                metrics.table_loaded(&table);
-                metrics.reload(ReloadResult::Success);
-                self.live.store(Some(Arc::new(table)));
-                self.changes.send_replace(Some(wanted));
                 state.refused = None;
                 state.last_error = None;
                 state.waiting_logged = true;

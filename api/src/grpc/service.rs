@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -17,8 +16,10 @@ use voucher_shared::score::{
 };
 
 use crate::config::Token;
+use crate::grpc::guard::{Guarded, Reached, unreadable};
 use crate::grpc::metrics::GrpcMetrics;
 use crate::grpc::proto;
+use crate::grpc::proto::voucher_service_server::VoucherServiceServer;
 
 /// The service, shared by every connection.
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct VoucherGrpc {
     metrics: Metrics,
     calls: GrpcMetrics,
     token: Option<Token>,
+    max_message: usize,
 }
 
 /// The method names, as in the metrics' `method` label.
@@ -34,41 +36,35 @@ pub const GET_VOUCHER: &str = "GetVoucher";
 pub const SCORE_VOUCHERS: &str = "ScoreVouchers";
 
 impl VoucherGrpc {
-    /// The service on `tables`, counting into `metrics`' registry, guarded by `token` if set.
+    /// The service on `tables`, counting into `metrics`' registry, guarded by `token` if set,
+    /// reading request messages of at most `max_message` bytes (the HTTP door's `--max-body`).
     pub fn new(
         tables: Arc<Tables>,
         metrics: Metrics,
         token: Option<Token>,
+        max_message: usize,
     ) -> Result<Self, prometheus::Error> {
         Ok(VoucherGrpc {
             calls: GrpcMetrics::register(metrics.registry())?,
             tables,
             metrics,
             token,
+            max_message,
         })
+    }
+
+    /// The server to serve: the generated one, behind the token check and the call counting.
+    pub fn into_server(self) -> Guarded<VoucherServiceServer<VoucherGrpc>> {
+        let (token, calls) = (self.token.clone(), self.calls.clone());
+        let unary = self.metrics.door(Door::Grpc).clone();
+        let server =
+            VoucherServiceServer::new(self.clone()).max_decoding_message_size(self.max_message);
+        Guarded::new(server, token, calls, unary)
     }
 
     /// The tables it serves, for health checking.
     pub fn tables(&self) -> &Arc<Tables> {
         &self.tables
-    }
-
-    /// The same check as the HTTP door's: `authorization: Bearer <token>` when one is set.
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        if token.authorizes(presented) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong bearer token: send metadata `authorization: Bearer <token>`",
-            ))
-        }
     }
 
     /// What is served, for one call (or one whole stream).
@@ -85,7 +81,6 @@ impl VoucherGrpc {
         &self,
         request: &Request<proto::VoucherRequest>,
     ) -> Result<proto::VoucherResponse, Status> {
-        self.authorize(request)?;
         let served = self.served()?;
         let scored = served.score(&to_core(request.get_ref()), now_secs()).scored;
         self.metrics.door(Door::Grpc).count_scored(&scored);
@@ -107,11 +102,8 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         &self,
         request: Request<proto::VoucherRequest>,
     ) -> Result<Response<proto::VoucherResponse>, Status> {
-        let started = Instant::now();
-        let result = self.get(&request);
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        self.calls.observe(GET_VOUCHER, code, started);
-        result.map(Response::new)
+        Reached::mark(&request);
+        self.get(&request).map(Response::new)
     }
 
     type ScoreVouchersStream = ResultStream;
@@ -120,25 +112,19 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         &self,
         request: Request<Streaming<proto::VoucherRequest>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let started = Instant::now();
-        let served = self.authorize(&request).and_then(|()| self.served());
-        let served = match served {
-            Ok(served) => served,
-            Err(status) => {
-                self.calls.observe(SCORE_VOUCHERS, status.code(), started);
-                return Err(status);
-            }
-        };
+        Reached::mark(&request);
+        let served = self.served()?;
         let counters = self.metrics.door(Door::GrpcStream).clone();
-        // Records the call when the stream ends, however it ends.
-        let mut call = StreamCall {
-            metrics: self.calls.clone(),
-            started,
-            code: Code::Ok,
-        };
         let mut index = 0;
         let results = request.into_inner().map(move |item| {
-            let message = item.inspect_err(|status| call.code = status.code())?;
+            // A message that cannot be read ends the stream, as tonic ends it, with our code.
+            let message = item.map_err(|status| match unreadable(&status) {
+                Some(unreadable) => {
+                    counters.count(Outcome::Malformed);
+                    unreadable
+                }
+                None => status,
+            })?;
             let scored = served.score(&to_core(&message), now_secs()).scored;
             counters.count_scored(&scored);
             let outcome = match scored {
@@ -168,20 +154,6 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
             Ok(result)
         });
         Ok(Response::new(Box::pin(results)))
-    }
-}
-
-/// A `ScoreVouchers` call, counted and timed when its stream is dropped.
-struct StreamCall {
-    metrics: GrpcMetrics,
-    started: Instant,
-    code: Code,
-}
-
-impl Drop for StreamCall {
-    fn drop(&mut self) {
-        self.metrics
-            .observe(SCORE_VOUCHERS, self.code, self.started);
     }
 }
 

@@ -53,7 +53,7 @@ pub fn score_item<'a>(
                 failed(line, Outcome::NoSegment, no_segment.message)
             }
         },
-        Err(BodyError::Shape(error)) => invalid(line, vec![error]),
+        Err(BodyError::Shape(error) | BodyError::Duplicate(error)) => invalid(line, vec![error]),
         Err(BodyError::Syntax(message)) => failed(line, Outcome::Malformed, message),
     };
     counters.count(outcome);
