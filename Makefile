@@ -28,7 +28,7 @@ CARGO_LINTED  := $(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) 
 # programs, which would otherwise build their own (with other features, so again).
 TEST_BIN_DIR := $(TARGET_DIR)/debug
 
-.PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-postgres bench-doors bench-events \
+.PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events \
         load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook notebook-generated \
         notebook-test clean check-toolchain docker-build compose-up kind-up kind-down load-test-kind \
         deploy-check deploy-test image-check
@@ -92,10 +92,15 @@ $(HISTORY): | build
 sample: build
 	$(ETL) generate --rows $(SAMPLE_ROWS) --seed 42 --output $(HISTORY) --segments $(SEGMENTS)
 
-bench: bench-etl load-test bench-doors bench-events
+bench: bench-etl bench-score load-test bench-doors bench-events
 
+# voucher-etl run against DuckDB SQL, for Peru and every country (bench/etl.sh).
 bench-etl:
 	bash bench/etl.sh
+
+# voucher-etl score on 10M generated customers against DuckDB's range join (bench/score.sh).
+bench-score:
+	bash bench/score.sh
 
 load-test:
 	bash bench/load_test.sh

@@ -1,4 +1,5 @@
-"""Times voucher-etl and DuckDB on the same files, checks they agree, writes RESULTS.md.
+"""Times voucher-etl and DuckDB on the same files, for Peru and for every country, checks they
+agree, writes RESULTS.md.
 
 Wall time is the median of --repeats runs; peak RSS comes from wait4() of each child process
 (so it is the process's own high-water mark, not a sampled value).
@@ -7,19 +8,15 @@ Wall time is the median of --repeats runs; peak RSS comes from wait4() of each c
 import argparse
 import datetime
 import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ETL = ROOT / "target" / "release" / "voucher-etl"
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from benchlib import ROOT, load_average, machine, timed, write_section
+
+ETL = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "voucher-etl"
 START, END = "<!-- etl-bench:start -->", "<!-- etl-bench:end -->"
 
 # The same table in SQL: the contract's rules, in order, and the contract's segments.
@@ -34,7 +31,7 @@ WITH src AS (
          CAST(TRY_CAST(last_order_ts AS TIMESTAMPTZ) AS DATE) AS last_d,
          CAST(first_order_ts AS DATE) AS first_d
   FROM read_parquet('{file}')
-  WHERE country_code = 'Peru'
+  WHERE {countries}
 ), kept AS (
   SELECT country_code, CAST(amount AS BIGINT) AS amount, CAST(orders AS BIGINT) AS orders,
          date_diff('day', last_d, ts) AS days
@@ -68,26 +65,22 @@ ORDER BY ALL
 """
 
 
-def timed(cmd, env=None):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{cmd[0]} failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024  # KiB -> MiB
+# Which rows each engine reads, by the `--countries` value voucher-etl is given.
+COUNTRIES = {"Peru": "country_code = 'Peru'", "all": "country_code IS NOT NULL"}
 
 
-def run_etl(file, tables):
+def run_etl(file, tables, countries):
     shutil.rmtree(tables, ignore_errors=True)
     return timed([str(ETL), "run", "--input", str(file), "--output", str(tables),
-                  "--segments", str(ROOT / "data" / "segments.toml"), "--keep", "1"],
+                  "--segments", str(ROOT / "data" / "segments.toml"), "--keep", "1",
+                  "--countries", countries],
                  env={**os.environ, "RUST_LOG": "warn"})
 
 
-def run_duckdb(file, out):
-    script = SQL.format(file=file, out=out)
+def run_duckdb(file, out, countries):
+    # A directory of files is read as one input, as voucher-etl reads it.
+    source = f"{file}/*.parquet" if file.is_dir() else str(file)
+    script = SQL.format(file=source, out=out, countries=COUNTRIES[countries])
     code = f"import duckdb; duckdb.connect().execute({script!r})"
     return timed([sys.executable, "-c", code])
 
@@ -105,14 +98,17 @@ def duck_table(out):
     return duckdb.sql(f"SELECT * FROM read_parquet('{out}') ORDER BY ALL").fetchall()
 
 
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def measure(file, countries, repeats, tmp):
+    """Median walls and largest peaks of both engines on `file`; exits if their tables differ."""
+    etl, duck = [], []
+    for _ in range(repeats):
+        # Alternate the two so that machine noise hits both alike.
+        etl.append(run_etl(file, tmp / "tables", countries))
+        duck.append(run_duckdb(file, tmp / "duck.parquet", countries))
+    if etl_table(tmp / "tables") != duck_table(tmp / "duck.parquet"):
+        sys.exit(f"voucher-etl and DuckDB disagree on {file} ({countries})")
+    return (statistics.median(w for w, _ in etl), max(m for _, m in etl),
+            statistics.median(w for w, _ in duck), max(m for _, m in duck))
 
 
 def main():
@@ -120,74 +116,76 @@ def main():
     ap.add_argument("--sizes", nargs="+", type=int, required=True)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--countries", nargs="+", default=["Peru", "all"], choices=sorted(COUNTRIES))
     ap.add_argument("--row-groups", nargs="*", type=int, default=[],
                     help="also time files of the largest size with these rows per row group: "
-                         "pyarrow-rg<N>.parquet (pyarrow) and generated-rg<N>.parquet "
-                         "(voucher-etl generate --row-group-size N)")
+                         "pyarrow-rg<N>.parquet (pyarrow), pyarrow-mixed-rg<N>.parquet (pyarrow, "
+                         "`timestamp` typed) and generated-rg<N>.parquet (voucher-etl generate "
+                         "--row-group-size N)")
+    ap.add_argument("--many", type=Path, action="append", default=[],
+                    help="also time this directory of files (every country, --many-repeats runs)")
+    ap.add_argument("--many-repeats", type=int, default=1)
     args = ap.parse_args()
 
     files = [(size, f"history-{size}.parquet") for size in args.sizes]
     for n in args.row_groups:
         files += [(max(args.sizes), f"pyarrow-rg{n}.parquet"),
+                  (max(args.sizes), f"pyarrow-mixed-rg{n}.parquet"),
                   (max(args.sizes), f"generated-rg{n}.parquet")]
+    runs = [(args.data_dir / name, countries, args.repeats) for _, name in files for countries in args.countries]
+    runs += [(many, "all", args.many_repeats) for many in args.many]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for size, name in files:
-            file = (args.data_dir / name).resolve()
-            mb = file.stat().st_size / 2**20
-            etl, duck = [], []
-            for _ in range(args.repeats):
-                # Alternate the two so that machine noise hits both alike.
-                etl.append(run_etl(file, tmp / "tables"))
-                duck.append(run_duckdb(file, tmp / "duck.parquet"))
-            same = etl_table(tmp / "tables") == duck_table(tmp / "duck.parquet")
-            if not same:
-                sys.exit(f"voucher-etl and DuckDB disagree on {file}")
-            e_wall = statistics.median(w for w, _ in etl)
-            d_wall = statistics.median(w for w, _ in duck)
-            row = (size, mb, e_wall, max(m for _, m in etl), d_wall, max(m for _, m in duck), name)
-            rows.append(row)
-            print(f"{name}: {size:>11,} rows ({mb:,.0f} MiB): voucher-etl {e_wall:6.2f}s {row[3]:6.0f} MiB | "
-                  f"DuckDB {d_wall:6.2f}s {row[5]:6.0f} MiB | DuckDB/etl time {d_wall / e_wall:4.2f}x; tables agree",
-                  flush=True)
+        for file, countries, repeats in runs:
+            file = file.resolve()
+            parts = sorted(file.glob("*.parquet")) if file.is_dir() else [file]
+            mb = sum(p.stat().st_size for p in parts) / 2**20
+            n_rows = sum(parquet_rows(p) for p in parts)
+            e_wall, e_rss, d_wall, d_rss = measure(file, countries, repeats, tmp)
+            name = f"{file.name}/ ({len(parts)} files)" if file.is_dir() else file.name
+            rows.append((name, countries, n_rows, mb, e_wall, e_rss, d_wall, d_rss, repeats))
+            print(f"{name} {countries}: {n_rows:>11,} rows ({mb:,.0f} MiB): voucher-etl {e_wall:6.2f}s "
+                  f"{e_rss:6.0f} MiB | DuckDB {d_wall:6.2f}s {d_rss:6.0f} MiB | voucher-etl/DuckDB time "
+                  f"{e_wall / d_wall:4.2f}x; tables agree", flush=True)
 
     today = datetime.date.today().isoformat()
     lines = [
-        START,
         "## ETL: voucher-etl vs DuckDB SQL",
         "",
-        f"Measured {today} on {cpu_model()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.system()} "
-        f"{platform.release()}, load average {os.getloadavg()[0]:.2f} at the end; `make bench-etl` (bench/etl.sh). Wall time: median of {args.repeats} runs, "
-        "alternating the two engines; peak RSS: the largest of those runs (wait4). Both compute the Peru "
-        "table from the same generated file (seed 2026) and the script checks that the tables are "
-        "identical. The DuckDB SQL is in bench/etl_bench.py.",
+        f"Measured {today} on {machine()}, load average {load_average()} at the end (the machine "
+        f"is shared); `make bench-etl` (bench/etl.sh). Wall time: median of {args.repeats} runs "
+        "(the many-file rows: of the runs in their `runs` column), alternating the two engines; "
+        "peak RSS: the largest of those runs (wait4). Both compute the table of the countries in "
+        "the `countries` column (Peru, or every country) from the same file and the script checks "
+        "that the tables are identical. The DuckDB SQL is in bench/etl_bench.py. voucher-etl runs "
+        "with its defaults: no memory limit (none is set on this machine), two windows in flight.",
         "",
         "`history-N` files are written by `voucher-etl generate` (polars, 256k-row groups);",
         "`pyarrow-rgN` are the largest of them rewritten by pyarrow (bench/rewrite_pyarrow.py: zstd,",
         "plain strings, N rows per row group), shaped like the files Spark and pandas jobs write;",
+        "`pyarrow-mixed-rgN` the same with `timestamp` written as a timestamp column among the",
+        "strings (values that are not a time become nulls), as in real exports;",
         "`generated-rgN` are the same rows from `voucher-etl generate --row-group-size N`.",
         "",
-        "| file | rows | size | voucher-etl wall | voucher-etl peak RSS | DuckDB wall | DuckDB peak RSS | voucher-etl / DuckDB time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| file | countries | rows | size | runs | voucher-etl wall | voucher-etl peak RSS | DuckDB wall | DuckDB peak RSS | voucher-etl / DuckDB time |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size, mb, ew, em, dw, dm, name in rows:
-        lines.append(f"| {name} | {size:,} | {mb:,.0f} MiB | {ew:.2f} s | {em:.0f} MiB | {dw:.2f} s | {dm:.0f} MiB | {ew / dw:.2f}x |")
-    generated = [r for r in rows if r[6].startswith("history-")]
+    for name, countries, n, mb, ew, em, dw, dm, repeats in rows:
+        lines.append(f"| {name} | {countries} | {n:,} | {mb:,.0f} MiB | {repeats} | {ew:.2f} s | {em:.0f} MiB | "
+                     f"{dw:.2f} s | {dm:.0f} MiB | {ew / dw:.2f}x |")
+    generated = [r for r in rows if r[0].startswith("history-") and r[1] == args.countries[0]]
     if len(generated) > 1:
-        per = ", ".join(f"{r[2] / r[0] * 1e6:.3f}" for r in generated)
-        lines += ["", f"voucher-etl seconds per million rows, by size: {per} (linear scaling keeps these equal)."]
-    lines.append(END)
-    section = "\n".join(lines) + "\n"
+        per = ", ".join(f"{r[4] / r[2] * 1e6:.3f}" for r in generated)
+        lines += ["", f"voucher-etl seconds per million rows, by size ({args.countries[0]}): {per} "
+                      "(linear scaling keeps these equal)."]
+    write_section(START, END, lines)
+    print("wrote bench/RESULTS.md")
 
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END) + "\n?", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+
+def parquet_rows(path):
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 if __name__ == "__main__":

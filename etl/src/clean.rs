@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
 use voucher_shared::country::{COUNTRY_CODE_RULE, check_country_code, is_country_code};
 use voucher_shared::numbers::{parse_count, whole_amount, whole_count};
@@ -22,6 +23,7 @@ use crate::EtlError;
 use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
 };
+use crate::memory::{self, LimitSource, MemoryLimit, Planned, WindowPlan};
 use crate::shown::shown;
 use crate::source::Input;
 
@@ -132,23 +134,68 @@ pub fn scan(input: &Input) -> Result<LazyFrame, EtlError> {
     Ok(lf)
 }
 
-/// The rows of each row group of a history file, from its Parquet footer.
-pub fn row_groups(input: &Input) -> Result<Vec<u64>, EtlError> {
+/// The footer of a history file: its metadata, and its columns' types.
+fn footer(input: &Input) -> Result<(FileMetadataRef, Schema), EtlError> {
+    let read_err = |source| EtlError::Read {
+        file: input.name.clone(),
+        source,
+    };
     let file = std::fs::File::open(input.path()).map_err(|source| EtlError::Open {
         file: input.name.clone(),
         source,
     })?;
     let mut reader = ParquetReader::new(file);
-    let metadata = reader.get_metadata().map_err(|source| EtlError::Read {
-        file: input.name.clone(),
-        source,
-    })?;
+    let metadata = reader.get_metadata().map_err(read_err)?.clone();
+    let schema = Schema::from_arrow_schema(reader.schema().map_err(read_err)?.as_ref());
+    Ok((metadata, schema))
+}
+
+/// The rows of each row group of a history file, from its Parquet footer.
+pub fn row_groups(input: &Input) -> Result<Vec<u64>, EtlError> {
+    let (metadata, _) = footer(input)?;
     Ok(metadata
         .row_groups
         .iter()
         .map(|rg| rg.num_rows() as u64)
         .collect())
 }
+
+/// How a history file is read: its windows (see [`windows`]) and how many at once, planned
+/// under the memory limit from the sizes its footer gives for the columns a run reads.
+pub fn plan_reading(
+    input: &Input,
+    limit: (MemoryLimit, LimitSource),
+    wanted: WindowPlan,
+) -> Result<(Vec<(u64, u64)>, Planned), EtlError> {
+    let (metadata, schema) = footer(input)?;
+    let rows: Vec<u64> = metadata
+        .row_groups
+        .iter()
+        .map(|rg| rg.num_rows() as u64)
+        .collect();
+    let names = COLUMNS.map(|c| c.name);
+    let decoded = memory::decoded_bytes(&metadata, &schema, &names);
+    // A window holds whole row groups up to its size, or a slice of a larger one, which takes
+    // about twice a whole group's share (see [`windows`]): either way, about `window` rows (or
+    // the whole file, if smaller) at the file's densest.
+    let per_row = rows
+        .iter()
+        .zip(&decoded)
+        .filter(|(rows, _)| **rows > 0)
+        .map(|(rows, bytes)| bytes.div_ceil(*rows))
+        .max()
+        .unwrap_or(0);
+    let total: u64 = rows.iter().sum();
+    let cost = |window: u64| per_row * window.min(total) * WINDOW_BYTES_PER_DECODED_BYTE;
+    let planned = memory::plan(limit, wanted, Some(&cost));
+    Ok((windows(&rows, planned.plan.window_rows), planned))
+}
+
+/// Resident bytes of a window in flight per decoded byte the footer gives for its columns:
+/// the decoded columns, and the parsed ones and polars' buffers beside them. An estimate,
+/// not yet measured: `make bench-etl` (pyarrow files with 1M-row groups, every country) is
+/// what should confirm or change it.
+const WINDOW_BYTES_PER_DECODED_BYTE: u64 = 1;
 
 /// Rows decoded at a time by default: a typical production row group (Spark and pyarrow
 /// write 1M-row groups), ~100 MiB of this history decoded.

@@ -6,6 +6,7 @@
 //! - [`history`]: the history's columns and the types accepted for each;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
+//! - [`memory`]: the memory limit, and how many windows of rows are read at once under it;
 //! - [`tally`]: per-file and per-shard tallies, which add up; merging them;
 //! - [`run`]: one complete run, from input (history or tallies) to a published or held version;
 //! - [`profile`]: what a new version's table holds, for the gate and diffs;
@@ -23,6 +24,7 @@ pub mod clean;
 pub mod exit;
 pub mod generate;
 pub mod history;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod postgres;

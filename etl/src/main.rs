@@ -9,10 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use voucher_etl::clean::{self, Countries};
 use voucher_etl::exit::Exit;
 use voucher_etl::generate::{self, GenerateOptions};
+use voucher_etl::memory::{MemoryLimit, WindowPlan};
 use voucher_etl::postgres::PostgresRead;
 use voucher_etl::run::{GateOptions, RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
-use voucher_etl::score::{ScoreOptions, score_customers};
+use voucher_etl::score::{self, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
 use voucher_etl::versions::{self, Canary};
 use voucher_shared::canary::Percent;
@@ -157,14 +158,8 @@ struct ReadArgs {
     /// Time limit for downloading an http(s) or s3:// input file, e.g. `90s`, `10m`.
     #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value_t = ReadOptions::default().download_timeout.into())]
     download_timeout: humantime::Duration,
-    /// Rows decoded at a time (row groups larger than this are read in slices); memory grows
-    /// by ~100 MiB per million rows.
-    #[arg(long, env = "VOUCHER_WINDOW_ROWS", default_value_t = ReadOptions::default().window_rows, value_parser = clap::value_parser!(u64).range(1..))]
-    window_rows: u64,
-    /// Windows read at once (1 to 64): with 2, one window is decoded while the one before is
-    /// counted; each adds about a window's memory.
-    #[arg(long, env = "VOUCHER_WINDOWS_IN_FLIGHT", default_value_t = clean::WINDOWS_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=64))]
-    windows_in_flight: u16,
+    #[command(flatten)]
+    windows: WindowArgs,
     /// With a postgresql:// input: the query whose rows are the history, its columns named as
     /// the history's (other columns are not read), e.g. `SELECT * FROM voucher_history`.
     #[arg(long, env = "VOUCHER_QUERY")]
@@ -178,12 +173,53 @@ struct ReadArgs {
     db_statement_timeout: Option<Duration>,
 }
 
+/// How many rows are read at once (for `run`, `tally` and `score`).
+#[derive(Args)]
+struct WindowArgs {
+    /// Rows decoded at a time (row groups larger than this are read in slices); memory grows
+    /// by ~100 MiB per million rows (`score`: ~250 MiB).
+    #[arg(long, env = "VOUCHER_WINDOW_ROWS", default_value_t = ReadOptions::default().window_rows, value_parser = clap::value_parser!(u64).range(1..))]
+    window_rows: u64,
+    /// Windows read at once (1 to 64): with 2, one window is decoded while the one before is
+    /// processed; each adds about a window's memory.
+    #[arg(long, env = "VOUCHER_WINDOWS_IN_FLIGHT", default_value_t = clean::WINDOWS_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=64))]
+    windows_in_flight: u16,
+    /// Memory to stay under, e.g. `300MiB`, `2GiB`, or `unlimited`: fewer or smaller windows
+    /// than the two settings above are read at once when a Parquet footer's sizes say they
+    /// would not fit [default: the cgroup's memory limit when one is set, else unlimited].
+    #[arg(long, env = "VOUCHER_MEMORY_LIMIT", value_parser = MemoryLimit::parse)]
+    memory_limit: Option<MemoryLimit>,
+}
+
+impl WindowArgs {
+    fn plan(&self) -> WindowPlan {
+        WindowPlan {
+            window_rows: self.window_rows,
+            in_flight: self.windows_in_flight,
+        }
+    }
+}
+
+impl From<ScoreArgs> for ScoreOptions {
+    fn from(a: ScoreArgs) -> Self {
+        ScoreOptions {
+            customers: a.customers,
+            tables_dir: a.tables,
+            output: a.output,
+            now: a.now.unwrap_or_else(chrono::Utc::now),
+            windows: a.windows.plan(),
+            memory_limit: a.windows.memory_limit,
+        }
+    }
+}
+
 impl From<ReadArgs> for ReadOptions {
     fn from(a: ReadArgs) -> Self {
         ReadOptions {
             download_timeout: a.download_timeout.into(),
-            window_rows: a.window_rows,
-            windows_in_flight: a.windows_in_flight,
+            window_rows: a.windows.window_rows,
+            windows_in_flight: a.windows.windows_in_flight,
+            memory_limit: a.windows.memory_limit,
             postgres: PostgresRead {
                 query: a.query,
                 connect_timeout: a.db_connect_timeout,
@@ -194,6 +230,9 @@ impl From<ReadArgs> for ReadOptions {
 }
 
 #[derive(Args)]
+// Scoring decodes a window's request columns and builds its results at once: smaller windows
+// than `run`'s are meant to keep two in flight under 300 MiB (`make bench-score` measures it).
+#[command(mut_arg("window_rows", |a| a.default_value(score::WINDOW_ROWS_TEXT)))]
 struct ScoreArgs {
     /// The customer list: Parquet (`*.parquet`) or CSV (`*.csv`, with a header), with the
     /// request fields as columns (customer_id, country_code, last_order_ts, first_order_ts,
@@ -210,6 +249,8 @@ struct ScoreArgs {
     /// The time recency is measured from (RFC 3339) [default: now].
     #[arg(long, env = "VOUCHER_SCORE_NOW")]
     now: Option<chrono::DateTime<chrono::Utc>>,
+    #[command(flatten)]
+    windows: WindowArgs,
 }
 
 #[derive(Args)]
@@ -379,13 +420,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             );
         }
         Command::Score(args) => {
-            let summary = score_customers(&ScoreOptions {
-                customers: args.customers,
-                tables_dir: args.tables,
-                output: args.output,
-                now: args.now.unwrap_or_else(chrono::Utc::now),
-            })?;
-            print!("{summary}");
+            print!("{}", score_customers(&args.into())?);
         }
         Command::Generate(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;

@@ -24,6 +24,7 @@ use voucher_shared::segments::SegmentSet;
 use crate::EtlError;
 use crate::clean::{self, Countries, Tally};
 use crate::history::{Accepts, COLUMNS};
+use crate::memory::{self, MemoryLimit, WindowPlan};
 use crate::progress::Progress;
 use crate::tally::{ReadOptions, Tallied};
 
@@ -92,13 +93,20 @@ pub fn tally(
             file: shown.clone(),
             source,
         })?;
+    // A query's rows have no footer to estimate a window from: the windows asked for are kept,
+    // and the summary says so beside the limit.
+    let wanted = WindowPlan {
+        window_rows: read.window_rows.clamp(1, MAX_WINDOW_ROWS),
+        in_flight: read.windows_in_flight.max(1),
+    };
+    let planned = memory::plan(MemoryLimit::resolve(read.memory_limit), wanted, None);
     let reader = Reader {
         shown: &shown,
         query,
         countries,
         segments,
-        window_rows: read.window_rows.clamp(1, MAX_WINDOW_ROWS) as usize,
-        in_flight: usize::from(read.windows_in_flight.max(1)),
+        window_rows: planned.plan.window_rows as usize,
+        in_flight: usize::from(planned.plan.in_flight),
     };
     let (tally, rows_read) = reader.read(&runtime, &url, &options)?;
     log::info!(
@@ -116,6 +124,7 @@ pub fn tally(
         }],
         tally,
         rows_read,
+        reading: Some(planned),
     })
 }
 

@@ -16,6 +16,7 @@ use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherTable;
 
 use crate::clean::Countries;
+use crate::memory::Planned;
 use crate::tally::{self, ReadOptions, Tallied};
 use crate::{EtlError, metrics, profile, vouchers};
 
@@ -93,6 +94,8 @@ pub struct RunReport {
     pub gate: GateReport,
     pub table: VoucherTable,
     pub pruned: usize,
+    /// How the history was read under the memory limit (none for merged tallies).
+    pub reading: Option<Planned>,
 }
 
 impl RunReport {
@@ -127,6 +130,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         tally,
         rows_read,
         inputs,
+        reading,
     } = tallied;
     log::info!(
         "cleaned {rows_read} rows from {} file(s) in {:.1}s: {} kept, {} dropped",
@@ -186,6 +190,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         gate,
         table,
         pruned: pruned.len(),
+        reading,
     })
 }
 
@@ -311,6 +316,9 @@ impl fmt::Display for RunReport {
         )?;
         writeln!(f, "input      {}", m.input)?;
         writeln!(f, "countries  {}", m.countries.join(", "))?;
+        if let Some(reading) = &self.reading {
+            writeln!(f, "read in    {reading}")?;
+        }
         writeln!(f, "rows read  {:>12}", m.rows_read)?;
         writeln!(f, "rows kept  {:>12}", m.rows_kept)?;
         for (rule, n) in m.dropped.iter() {

@@ -14,6 +14,7 @@ use voucher_shared::rules::DropCounts;
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, CountOverflow, Countries, SegmentTally, Tally, add_rows};
+use crate::memory::{MemoryLimit, Planned, WindowPlan};
 use crate::postgres::{self, PostgresRead};
 use crate::progress::Progress;
 use crate::shown::{Bounded, shown};
@@ -29,6 +30,9 @@ pub struct Tallied {
     pub tally: Tally,
     pub rows_read: u64,
     pub inputs: Vec<InputFile>,
+    /// How the files were read under the memory limit: the plan with the highest estimated
+    /// peak, when history was read.
+    pub reading: Option<Planned>,
 }
 
 impl Tallied {
@@ -37,6 +41,14 @@ impl Tallied {
         self.tally.merge(other.tally)?;
         self.rows_read = add_rows(self.rows_read, other.rows_read)?;
         self.inputs.extend(other.inputs);
+        self.reading = match (self.reading, other.reading) {
+            (Some(a), Some(b)) => Some(if b.estimated_peak > a.estimated_peak {
+                b
+            } else {
+                a
+            }),
+            (a, b) => a.or(b),
+        };
         Ok(())
     }
 }
@@ -50,6 +62,9 @@ pub struct ReadOptions {
     pub window_rows: u64,
     /// Windows read at once (see [`clean::tally`]).
     pub windows_in_flight: u16,
+    /// The memory to stay under, by reading fewer or smaller windows than the two above;
+    /// `None`: the cgroup's limit, if any (see [`crate::memory`]).
+    pub memory_limit: Option<MemoryLimit>,
     /// The query and timeouts of a database input.
     pub postgres: PostgresRead,
 }
@@ -60,6 +75,7 @@ impl Default for ReadOptions {
             download_timeout: Duration::from_secs(600),
             window_rows: clean::WINDOW_ROWS,
             windows_in_flight: clean::WINDOWS_IN_FLIGHT,
+            memory_limit: None,
             postgres: PostgresRead::default(),
         }
     }
@@ -84,18 +100,23 @@ pub fn tally_input(
     }
     let download_timeout = read.download_timeout;
     let files = source::resolve(input, download_timeout)?;
+    let limit = MemoryLimit::resolve(read.memory_limit);
+    let wanted = WindowPlan {
+        window_rows: read.window_rows,
+        in_flight: read.windows_in_flight,
+    };
     let progress = Progress::rows("files", files.len() as u64);
     let mut all = Tallied::default();
     for (i, file) in files.iter().enumerate() {
         let input = source::open(file, download_timeout)?;
         let history = clean::scan(&input)?;
-        let row_groups = clean::row_groups(&input)?;
-        let rows_read = row_groups.iter().sum();
-        let windows = clean::windows(&row_groups, read.window_rows);
+        let (windows, planned) = clean::plan_reading(&input, limit, wanted)?;
+        let rows_read = windows.iter().map(|(_, rows)| rows).sum();
+        log::info!("reading {file}: {planned}");
         let tally = clean::tally(
             history,
             &windows,
-            read.windows_in_flight,
+            planned.plan.in_flight,
             countries,
             segments,
             &input,
@@ -117,6 +138,7 @@ pub fn tally_input(
             }],
             tally,
             rows_read,
+            reading: Some(planned),
         })
         .map_err(|source| EtlError::Overflow {
             input: file.clone(),
@@ -244,6 +266,7 @@ pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
             tally: to_tally(&part),
             rows_read: part.rows_read,
             inputs: part.inputs,
+            reading: None,
         };
         match &mut merged {
             None => {

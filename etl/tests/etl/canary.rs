@@ -197,4 +197,58 @@ fn score_gives_the_canary_s_customers_its_version_and_names_it_per_row() {
         "{}",
         stdout(&out)
     );
+
+    scores_alike_as_parquet(dir.path(), tables.root(), &output);
+}
+
+/// The list scored into `scored` (a CSV list of ids 0..2000), as Parquet, whose pages are
+/// copied and whose result columns are written against dictionaries (two versions here), in
+/// 700-row groups read 300 rows at a time: each row gets the same version and voucher.
+fn scores_alike_as_parquet(dir: &Path, tables: &Path, output: &Path) {
+    let mut list = read_parquet(output)
+        .select(["country_code", "last_order_ts", "first_order_ts"])
+        .expect("the list's columns");
+    let rows = list.height();
+    let ids: Vec<i64> = (0..2000).collect();
+    list.with_column(polars::prelude::Column::new("customer_id".into(), ids))
+        .and_then(|l| {
+            l.with_column(polars::prelude::Column::new(
+                "total_orders".into(),
+                vec![14i64; rows],
+            ))
+        })
+        .and_then(|l| {
+            l.with_column(polars::prelude::Column::new(
+                "segment_name".into(),
+                vec!["frequent_segment"; rows],
+            ))
+        })
+        .expect("columns");
+    let parquet = dir.join("customers.parquet");
+    polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet).expect("create"))
+        .with_row_group_size(Some(700))
+        .finish(&mut list)
+        .expect("write the list");
+    let again = dir.join("again.parquet");
+    let out = bin()
+        .args([
+            "score",
+            "--now",
+            "2026-11-23T12:00:00Z",
+            "--window-rows",
+            "300",
+        ])
+        .arg("--customers")
+        .arg(&parquet)
+        .arg("--tables")
+        .arg(tables)
+        .arg("--output")
+        .arg(&again)
+        .output()
+        .expect("score");
+    assert_success(&out);
+    let columns = ["table_version", "voucher"];
+    let from_csv = read_parquet(output).select(columns).expect("csv's");
+    let from_parquet = read_parquet(&again).select(columns).expect("parquet's");
+    assert!(from_csv.equals_missing(&from_parquet), "{from_parquet}");
 }

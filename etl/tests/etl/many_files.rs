@@ -1,6 +1,7 @@
 //! History in many files: a directory, Hive-style partitions, a glob; files that disagree on a
 //! column's physical type; per-shard tallies merged into one table. Each gives the table and
-//! the counts of one run over the same rows in one file.
+//! the counts of one run over the same rows in one file; so do the windows a run reads a file
+//! in, whatever the memory limit.
 
 use std::path::{Path, PathBuf};
 
@@ -331,5 +332,56 @@ fn an_empty_directory_a_file_that_is_not_parquet_and_a_missing_column_are_named(
         )) && stderr(&out).contains("invalid range pattern"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn run_under_a_memory_limit_reads_fewer_windows_and_publishes_the_same_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.parquet");
+    generate_in_row_groups(&history, 60_000, 5, Some(10_000));
+    let input = history.to_str().expect("utf-8");
+
+    let roomy = dir.path().join("roomy");
+    let out = run_etl(
+        input,
+        &roomy,
+        &["--countries", "all", "--memory-limit", "unlimited"],
+    );
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("windows of 1048576 rows, 2 in flight (memory limit: unlimited"),
+        "{stdout}"
+    );
+
+    let tight = dir.path().join("tight");
+    let out = bin()
+        .arg("run")
+        .args(["--input", input, "--countries", "all", "--output"])
+        .arg(&tight)
+        .env("VOUCHER_MEMORY_LIMIT", "1MiB")
+        .output()
+        .expect("start voucher-etl");
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("windows of 65536 rows, 1 in flight (memory limit: 1 MiB"),
+        "{stdout}"
+    );
+    let (_, roomy_table, roomy_manifest) = read_live(&roomy);
+    let (_, tight_table, tight_manifest) = read_live(&tight);
+    assert_eq!(roomy_table, tight_table);
+    assert_eq!(
+        (
+            roomy_manifest.rows_read,
+            roomy_manifest.rows_kept,
+            roomy_manifest.dropped
+        ),
+        (
+            tight_manifest.rows_read,
+            tight_manifest.rows_kept,
+            tight_manifest.dropped
+        )
     );
 }

@@ -1,7 +1,8 @@
 //! `voucher-etl score` answers each row of a customer list as the scoring core answers the
 //! same request sent as JSON to the API: the four-door case set (every kind of valid and
-//! invalid request, [`door_requests`]) goes through the real binary as Parquet and as CSV, and
-//! every row must equal what [`voucher_shared::score`] gives that request.
+//! invalid request, [`door_requests`]) goes through the real binary as Parquet, as CSV and
+//! with typed times, in one window or in many, and every row must equal what
+//! [`voucher_shared::score`] gives that request.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use polars::prelude::*;
 use serde_json::{Value, json};
 use voucher_shared::fixtures::{contract_table, door_requests};
 use voucher_shared::publish::{TABLE_FILE, TablesDir, Version};
-use voucher_shared::score::{self, Refusal, Snapshot, VoucherRequest};
+use voucher_shared::score::{self, Outcome, Refusal, Snapshot, VoucherRequest};
 
 use crate::common::*;
 
@@ -19,28 +20,32 @@ use crate::common::*;
 type Row = (i32, Option<i64>, Option<String>, Option<String>);
 
 /// What the scoring core answers each request (sent as a JSON body) at `now`, in the
-/// scorer's columns: 200 with the voucher, 422 with the `detail` list of bad fields as JSON,
-/// 404 with the message.
+/// scorer's columns: the HTTP status of its outcome, the voucher or the `detail` (the list of
+/// bad fields as JSON, or the message of no segment).
 fn core_answers(requests: &[Value], snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Row> {
     requests
         .iter()
         .map(|request| {
             let body = serde_json::to_vec(request).expect("json");
             let request = VoucherRequest::parse(&body).expect("an object");
-            match score::score(&request, snapshot, now.timestamp()) {
+            let scored = score::score(&request, snapshot, now.timestamp());
+            let status = i32::from(Outcome::of(&scored).http_status());
+            match scored {
                 Ok(answer) => (
-                    200,
+                    status,
                     Some(answer.voucher),
                     Some(answer.segment.to_owned()),
                     None,
                 ),
                 Err(Refusal::Invalid(errors)) => (
-                    422,
+                    status,
                     None,
                     None,
                     Some(serde_json::to_string(&errors).expect("json")),
                 ),
-                Err(Refusal::NoSegment(no_segment)) => (404, None, None, Some(no_segment.message)),
+                Err(Refusal::NoSegment(no_segment)) => {
+                    (status, None, None, Some(no_segment.message))
+                }
             }
         })
         .collect()
@@ -54,9 +59,9 @@ fn names(requests: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// As Parquet: one typed column per field (integers, floats or strings, as the JSON values
+/// As a frame: one typed column per field (integers, floats or strings, as the JSON values
 /// are), absent values as nulls; and a column of its own, which rides along.
-fn write_parquet(requests: &[Value], path: &Path) {
+fn frame(requests: &[Value]) -> DataFrame {
     let mut columns: Vec<Column> = names(requests)
         .into_iter()
         .map(|name| {
@@ -97,11 +102,66 @@ fn write_parquet(requests: &[Value], path: &Path) {
         "campaign".into(),
         vec!["winter"; requests.len()],
     ));
-    let mut frame = DataFrame::new(requests.len(), columns).expect("frame");
+    DataFrame::new(requests.len(), columns).expect("frame")
+}
+
+/// Writes `frame` as Parquet, in row groups of `row_group` rows (polars' default if `None`).
+fn write_frame(frame: &mut DataFrame, path: &Path, row_group: Option<usize>) {
     let file = std::fs::File::create(path).expect("create");
     ParquetWriter::new(file)
-        .finish(&mut frame)
+        .with_row_group_size(row_group)
+        .finish(frame)
         .expect("write parquet");
+}
+
+fn write_parquet(requests: &[Value], path: &Path) {
+    write_frame(&mut frame(requests), path, None);
+}
+
+/// As Parquet with `last_order_ts` a datetime column and `first_order_ts` a date column, as
+/// warehouse exports type them: a time that does not parse is a null there. The requests
+/// change to match: a datetime is sent as its text (`YYYY-MM-DD HH:MM:SS`), a date as
+/// `YYYY-MM-DD`, a null is left out.
+fn write_typed_times(requests: &mut [Value], path: &Path) {
+    let parse = |value: &Value| {
+        let secs = voucher_shared::time::parse_timestamp(value.as_str()?)?;
+        DateTime::<Utc>::from_timestamp(secs, 0)
+    };
+    for request in requests.iter_mut() {
+        let request = request.as_object_mut().expect("an object");
+        for (name, format) in [
+            ("last_order_ts", "%Y-%m-%d %H:%M:%S"),
+            ("first_order_ts", "%Y-%m-%d"),
+        ] {
+            match request.get(name).and_then(parse) {
+                Some(t) => request.insert(name.into(), json!(t.format(format).to_string())),
+                None => request.remove(name),
+            };
+        }
+    }
+    let times = |name: &str| -> Vec<Option<i64>> {
+        requests
+            .iter()
+            .map(|r| r.get(name).and_then(parse).map(|t| t.timestamp_micros()))
+            .collect()
+    };
+    let last = Series::new("last_order_ts".into(), times("last_order_ts"))
+        .cast(&DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .expect("datetime");
+    let first = Series::new("first_order_ts".into(), times("first_order_ts"))
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+        .and_then(|s| s.cast(&DataType::Date))
+        .expect("date");
+    let mut frame = frame(requests);
+    for series in [last, first] {
+        frame
+            .with_column(series.into_column())
+            .expect("replace a column");
+    }
+    write_frame(&mut frame, path, None);
 }
 
 /// As CSV: a number as JSON writes it, a string in quotes (so that an empty string is not an
@@ -170,6 +230,7 @@ fn score(
     tables: &Path,
     output: &Path,
     now: Option<DateTime<Utc>>,
+    extra: &[&str],
 ) -> std::process::Output {
     let mut cmd = bin();
     cmd.args(["score", "--customers"])
@@ -177,7 +238,8 @@ fn score(
         .arg("--tables")
         .arg(tables)
         .arg("--output")
-        .arg(output);
+        .arg(output)
+        .args(extra);
     if let Some(now) = now {
         cmd.arg("--now").arg(now.to_rfc3339());
     }
@@ -194,15 +256,85 @@ fn published_contract_table(dir: &Path) -> (PathBuf, Version) {
     (tables, version)
 }
 
+/// The contract table published in a directory, and the time lists are scored at.
+struct Campaign {
+    dir: tempfile::TempDir,
+    tables: PathBuf,
+    version: Version,
+    snapshot: Snapshot,
+    now: DateTime<Utc>,
+}
+
+impl Campaign {
+    fn new() -> Campaign {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tables, version) = published_contract_table(dir.path());
+        Campaign {
+            snapshot: Snapshot::new(version, &contract_table(), None),
+            dir,
+            tables,
+            version,
+            now: Utc::now().trunc_subsecs(0),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Scores `customers` (the list of `requests`) with `extra` arguments, checks that every
+    /// row is answered as the core answers its request, once and in order, with the live
+    /// version and the summary's counts; the summary.
+    fn check(&self, customers: &Path, requests: &[Value], extra: &[&str]) -> String {
+        let expected = core_answers(requests, &self.snapshot, self.now);
+        let output = self.path("scored.parquet");
+        let out = score(customers, &self.tables, &output, Some(self.now), extra);
+        assert_success(&out);
+        let (rows, versions) = scored(&output);
+        for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                got,
+                want,
+                "row {i} of {}: {}",
+                customers.display(),
+                requests[i]
+            );
+        }
+        assert_eq!(rows.len(), expected.len());
+        assert_eq!(versions, [Some(self.version.to_string())].into());
+        let ok = expected.iter().filter(|e| e.0 == 200).count();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            stdout.contains(&format!(
+                "scored {} customers with table {}: {ok} vouchers",
+                requests.len(),
+                self.version
+            )),
+            "{stdout}"
+        );
+        stdout
+    }
+
+    /// Checks that the core gives `requests` every outcome.
+    fn assert_every_outcome(&self, list: &str, requests: &[Value]) {
+        let statuses: BTreeSet<i32> = core_answers(requests, &self.snapshot, self.now)
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            statuses,
+            [200, 404, 422].into(),
+            "{list} covers every outcome"
+        );
+    }
+}
+
 #[test]
 fn a_campaign_scores_each_row_as_the_core_answers_it_from_parquet_and_csv() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (tables, version) = published_contract_table(dir.path());
-    let snapshot = Snapshot::new(version, &contract_table(), None);
-    let now = Utc::now().trunc_subsecs(0);
+    let campaign = Campaign::new();
     // The four-door case set, and total orders as floats (whole, fractional, negative), which
     // a Parquet column of floats or a CSV cell can carry.
-    let doors = door_requests(1000, 2026, false, now);
+    let doors = door_requests(1000, 2026, false, campaign.now);
     let floats: Vec<Value> = [14.0, 2.5, -1.0, 38.0]
         .iter()
         .map(|total| {
@@ -212,44 +344,61 @@ fn a_campaign_scores_each_row_as_the_core_answers_it_from_parquet_and_csv() {
         })
         .collect();
     for (list, requests) in [("doors", &doors), ("floats", &floats)] {
-        let expected = core_answers(requests, &snapshot, now);
-        let statuses: BTreeSet<i32> = expected.iter().map(|e| e.0).collect();
-        assert_eq!(
-            statuses,
-            [200, 404, 422].into(),
-            "{list} covers every outcome"
-        );
-        let ok = expected.iter().filter(|e| e.0 == 200).count();
-        let parquet = dir.path().join(format!("{list}.parquet"));
-        let csv = dir.path().join(format!("{list}.csv"));
+        campaign.assert_every_outcome(list, requests);
+        let parquet = campaign.path(&format!("{list}.parquet"));
+        let csv = campaign.path(&format!("{list}.csv"));
         write_parquet(requests, &parquet);
         write_csv(requests, &csv);
         for customers in [&parquet, &csv] {
-            let output = dir.path().join("scored.parquet");
-            let out = score(customers, &tables, &output, Some(now));
-            assert_success(&out);
-            let (rows, versions) = scored(&output);
-            for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
-                assert_eq!(
-                    got,
-                    want,
-                    "row {i} of {}: {}",
-                    customers.display(),
-                    requests[i]
-                );
-            }
-            assert_eq!(rows.len(), expected.len());
-            assert_eq!(versions, [Some(version.to_string())].into());
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                stdout.contains(&format!(
-                    "scored {} customers with table {version}: {ok} vouchers",
-                    requests.len()
-                )),
-                "{stdout}"
-            );
+            campaign.check(customers, requests, &[]);
         }
     }
+}
+
+#[test]
+fn date_and_datetime_columns_are_scored_as_their_text_would_be() {
+    let campaign = Campaign::new();
+    let mut requests = door_requests(2000, 7, false, campaign.now);
+    let customers = campaign.path("typed-times.parquet");
+    write_typed_times(&mut requests, &customers);
+    campaign.assert_every_outcome("typed times", &requests);
+    campaign.check(&customers, &requests, &[]);
+}
+
+#[test]
+fn a_list_of_many_windows_is_answered_as_one_and_written_window_by_window() {
+    let campaign = Campaign::new();
+    let requests = door_requests(20_000, 8, false, campaign.now);
+    let customers = campaign.path("customers.parquet");
+    write_frame(&mut frame(&requests), &customers, Some(1000));
+
+    let args = ["--window-rows", "1000", "--windows-in-flight", "3"];
+    let stdout = campaign.check(&customers, &requests, &args);
+    assert!(
+        stdout.contains("read in windows of 1000 rows, 3 in flight"),
+        "{stdout}"
+    );
+    let output = std::fs::File::open(campaign.path("scored.parquet")).expect("output");
+    let groups = ParquetReader::new(output)
+        .get_metadata()
+        .expect("footer")
+        .row_groups
+        .len();
+    assert_eq!(groups, 20, "one row group per row group of the list");
+
+    // Windows that cut row groups, and a CSV list streamed in chunks: the same answers.
+    campaign.check(&customers, &requests, &["--window-rows", "300"]);
+    let csv = campaign.path("customers.csv");
+    write_csv(&requests, &csv);
+    campaign.check(&csv, &requests, &["--window-rows", "1000"]);
+
+    // A limit below what any window takes: the smallest windows, one at a time, same answers.
+    let stdout = campaign.check(&customers, &requests, &["--memory-limit", "1MiB"]);
+    assert!(
+        stdout.contains("1 in flight (memory limit: 1 MiB, from --memory-limit")
+            && stdout.contains("over the limit"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -279,7 +428,7 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         ),
     ];
     for (path, expected) in cases {
-        let out = score(&path, &tables, &output, None);
+        let out = score(&path, &tables, &output, None, &[]);
         assert!(!out.status.success(), "{}", path.display());
         let err = stderr(&out);
         assert!(
@@ -295,6 +444,7 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         &empty_tables,
         &output,
         None,
+        &[],
     );
     assert!(
         stderr(&out).contains("no table version is published in"),

@@ -18,8 +18,8 @@ pub use json::Json;
 pub use outcome::{GrpcCode, Outcome};
 #[cfg(feature = "openapi")]
 pub use request::SegmentTypeName;
-pub use request::{BodyError, Query, ValidationError, VoucherRequest};
-pub use snapshot::{Entry, NoSegment, Snapshot};
+pub use request::{BodyError, Query, RequestFields, ValidationError, VoucherRequest, fields};
+pub use snapshot::{CountrySegments, Entry, NoSegment, Snapshot};
 
 /// The voucher for a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -23,38 +23,102 @@ use crate::numbers::{whole_count, whole_integer};
 use crate::segments::SegmentType;
 use crate::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 
-/// The voucher request as sent. This one type gives both the field names that are read and
-/// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
-/// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
-/// ignored; a field given twice is refused. Read with [`VoucherRequest::parse`].
-#[derive(Debug, Default, PartialEq)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(example = json!({
-    "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
-    "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
-})))]
-pub struct VoucherRequest<'a> {
-    /// The customer's id, a signed 64-bit integer; not used to choose the voucher.
-    #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
-    pub customer_id: Json<'a>,
-    /// A country with a voucher table, e.g. `Peru`: 1 to 64 bytes, without leading or trailing
-    /// whitespace or control characters.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true, min_length = 1, max_length = 64))]
-    pub country_code: Json<'a>,
-    /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
-    /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
-    pub last_order_ts: Json<'a>,
-    /// When the customer first ordered, in the same formats; not after `last_order_ts`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
-    pub first_order_ts: Json<'a>,
-    /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
-    #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
-    pub total_orders: Json<'a>,
-    // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
-    // untyped object, which no value satisfies. The enum's own description says it all.
-    #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
-    pub segment_name: Json<'a>,
+/// Defines [`VoucherRequest`] and, from the same field list, [`VoucherRequest::FIELDS`] and
+/// [`RequestFields`]: doors that read fields by name (the columns of a customer list) get the
+/// names and the shape from the type itself, and the compiler checks every use of a field.
+macro_rules! voucher_request {
+    (
+        $(#[$meta:meta])*
+        pub struct VoucherRequest<'a> {
+            $( $(#[$field_meta:meta])* pub $name:ident: Json<'a>, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct VoucherRequest<'a> {
+            $( $(#[$field_meta])* pub $name: Json<'a>, )*
+        }
+
+        impl VoucherRequest<'_> {
+            /// The fields' names, in declaration order, as requests spell them.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+
+        /// One value of any type per field of [`VoucherRequest`] (e.g. a column of values
+        /// per field), named as the request's fields are.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct RequestFields<T> {
+            $( pub $name: T, )*
+        }
+
+        impl<T> RequestFields<T> {
+            /// Each field's value from its name.
+            pub fn try_from_fn<E>(
+                mut value: impl FnMut(&'static str) -> Result<T, E>,
+            ) -> Result<Self, E> {
+                Ok(RequestFields { $($name: value(stringify!($name))?,)* })
+            }
+
+            /// Each field's value mapped by `f`.
+            pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> RequestFields<U> {
+                RequestFields { $($name: f(&self.$name),)* }
+            }
+
+            /// Each field's value mapped by `f`, which may fail.
+            pub fn try_map<U, E>(
+                self,
+                mut f: impl FnMut(T) -> Result<U, E>,
+            ) -> Result<RequestFields<U>, E> {
+                Ok(RequestFields { $($name: f(self.$name)?,)* })
+            }
+
+            /// References to each field's value.
+            pub fn as_ref(&self) -> RequestFields<&T> {
+                RequestFields { $($name: &self.$name,)* }
+            }
+        }
+
+        impl<'a> From<RequestFields<Json<'a>>> for VoucherRequest<'a> {
+            fn from(fields: RequestFields<Json<'a>>) -> Self {
+                VoucherRequest { $($name: fields.$name,)* }
+            }
+        }
+    };
+}
+
+voucher_request! {
+    /// The voucher request as sent. This one type gives both the field names that are read and
+    /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
+    /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
+    /// ignored; a field given twice is refused. Read with [`VoucherRequest::parse`].
+    #[derive(Debug, Default, PartialEq)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[cfg_attr(feature = "openapi", schema(example = json!({
+        "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
+        "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
+    })))]
+    pub struct VoucherRequest<'a> {
+        /// The customer's id, a signed 64-bit integer; not used to choose the voucher.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
+        pub customer_id: Json<'a>,
+        /// A country with a voucher table, e.g. `Peru`: 1 to 64 bytes, without leading or trailing
+        /// whitespace or control characters.
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true, min_length = 1, max_length = 64))]
+        pub country_code: Json<'a>,
+        /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
+        /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+        pub last_order_ts: Json<'a>,
+        /// When the customer first ordered, in the same formats; not after `last_order_ts`.
+        #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+        pub first_order_ts: Json<'a>,
+        /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
+        #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
+        pub total_orders: Json<'a>,
+        // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
+        // untyped object, which no value satisfies. The enum's own description says it all.
+        #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
+        pub segment_name: Json<'a>,
+    }
 }
 
 /// A segment type; it must be present in the loaded table.
@@ -207,19 +271,41 @@ impl<'a> VoucherRequest<'a> {
             (Some(country_code), Some(last), Some(_), Some(total_orders), Some(segment_type))
                 if errors.is_empty() =>
             {
-                let value = match segment_type {
-                    SegmentType::Frequent => total_orders,
-                    SegmentType::Recency => {
-                        now.div_euclid(SECONDS_PER_DAY) - last.div_euclid(SECONDS_PER_DAY)
-                    }
-                };
-                Ok(Query {
+                Ok(Query::new(
                     country_code,
                     segment_type,
-                    value,
-                })
+                    total_orders,
+                    last,
+                    now,
+                ))
             }
             _ => Err(errors),
+        }
+    }
+}
+
+impl<'a> Query<'a> {
+    /// What a request whose fields passed their checks looks up: the quantity its segment type
+    /// is measured on, from `total_orders` or from the last order (seconds since the epoch)
+    /// and `now`.
+    pub fn new(
+        country_code: &'a str,
+        segment_type: SegmentType,
+        total_orders: i64,
+        last_order: i64,
+        now: i64,
+    ) -> Self {
+        let value = match segment_type {
+            SegmentType::Frequent => total_orders,
+            // Whole days between the two UTC dates, whatever the hour of either.
+            SegmentType::Recency => {
+                now.div_euclid(SECONDS_PER_DAY) - last_order.div_euclid(SECONDS_PER_DAY)
+            }
+        };
+        Query {
+            country_code,
+            segment_type,
+            value,
         }
     }
 }
@@ -307,8 +393,9 @@ fn json_kind(body: &[u8]) -> &'static str {
     }
 }
 
-/// A field's value, or the kind and message of its error.
-type Check<T> = Result<T, (&'static str, String)>;
+/// A field's value, or the kind and message of its error (a [`ValidationError`]'s `type`
+/// and `msg`).
+pub type Check<T> = Result<T, (&'static str, String)>;
 
 /// Records a field's error under its name and keeps its value, if any.
 fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Check<T>) -> Option<T> {
@@ -330,7 +417,7 @@ fn missing<T>() -> Check<T> {
 /// The customer's id: a signed 64-bit integer, as gRPC's `int64` carries it. A whole number
 /// written as a float (`123.0`) is that integer, up to 2^53 in size (beyond, a float no longer
 /// holds every integer).
-fn customer_id(value: &Json<'_>) -> Check<i64> {
+pub fn customer_id(value: &Json<'_>) -> Check<i64> {
     const RANGE: &str =
         "Input should be a signed 64-bit integer (-9223372036854775808 to 9223372036854775807)";
     match value {
@@ -351,7 +438,8 @@ fn customer_id(value: &Json<'_>) -> Check<i64> {
     }
 }
 
-fn count(value: &Json<'_>) -> Check<i64> {
+/// `total_orders`: a whole number >= 0.
+pub fn count(value: &Json<'_>) -> Check<i64> {
     const NEGATIVE: &str = "Input should be greater than or equal to 0";
     match value {
         Json::Missing => missing(),
@@ -392,7 +480,8 @@ fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
     }
 }
 
-fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
+/// `country_code`: a country of the live table.
+pub fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
     let name = string(value)?;
     if let Err(why) = check_country_code(name) {
         let kind = match why {
@@ -427,7 +516,9 @@ fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
     ))
 }
 
-fn time(value: &Json<'_>, now: i64) -> Check<i64> {
+/// `last_order_ts` or `first_order_ts`: a time in an accepted format, not after `now`;
+/// seconds since the epoch.
+pub fn time(value: &Json<'_>, now: i64) -> Check<i64> {
     let text = string(value)?;
     let secs = parse_timestamp(text).ok_or_else(|| {
         (
@@ -435,7 +526,7 @@ fn time(value: &Json<'_>, now: i64) -> Check<i64> {
             format!("Input should be a time: {ACCEPTED_TIME_FORMATS}"),
         )
     })?;
-    if secs > now {
+    if !not_in_future(secs, now) {
         return Err((
             "value_error",
             format!(
@@ -447,7 +538,13 @@ fn time(value: &Json<'_>, now: i64) -> Check<i64> {
     Ok(secs)
 }
 
-fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
+/// Whether an order time (seconds since the epoch) is acceptable at `now`.
+pub fn not_in_future(secs: i64, now: i64) -> bool {
+    secs <= now
+}
+
+/// `first_order_ts` against `last_order_ts` (when that one is valid): not after it.
+pub fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
     match last {
         Some(last) if first > last => Err((
             "value_error",
@@ -457,7 +554,8 @@ fn not_after(first: i64, last: Option<i64>) -> Check<i64> {
     }
 }
 
-fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
+/// `segment_name`: a segment type of the live table.
+pub fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
     let name = string(value)?;
     let known = table.segment_types();
     match name.parse::<SegmentType>() {
@@ -470,6 +568,17 @@ fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
             ),
         )),
     }
+}
+
+/// The check of each field, by the field's name, as [`VoucherRequest::validate`] applies them.
+/// Doors that score many requests at once (campaign lists) call them on their own values, so
+/// that a fast path applies the very same rules.
+pub mod fields {
+    pub use super::{
+        Check, count as total_orders, country as country_code, customer_id,
+        not_after as first_order_ts, not_in_future, segment_type as segment_name,
+        time as order_time,
+    };
 }
 
 #[cfg(test)]
@@ -512,6 +621,23 @@ mod tests {
                     .map(|e| (e.loc.join("."), e.kind))
                     .collect()
             })
+    }
+
+    #[test]
+    fn fields_by_name_are_the_fields_serde_reads() {
+        let object: serde_json::Map<String, serde_json::Value> = VoucherRequest::FIELDS
+            .iter()
+            .map(|name| ((*name).to_owned(), (*name).into()))
+            .collect();
+        let body = serde_json::to_vec(&object).expect("json");
+        let parsed = VoucherRequest::parse(&body).expect("parses");
+        let built = VoucherRequest::from(
+            RequestFields::try_from_fn(|name| Ok::<_, ()>(Json::Str(Cow::Borrowed(name))))
+                .expect("infallible"),
+        );
+        assert_eq!(parsed, built);
+        assert_eq!(VoucherRequest::FIELDS.len(), 6);
+        assert_eq!(built.total_orders, Json::Str(Cow::Borrowed("total_orders")));
     }
 
     #[test]

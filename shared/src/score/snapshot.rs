@@ -123,6 +123,14 @@ impl Snapshot {
             .map_or(&[], |c| c.by_type[slot(segment_type)].as_slice())
     }
 
+    /// The segments of one country, for doors that look many values up: resolving the name
+    /// once saves a hash lookup per value.
+    pub fn country(&self, name: &str) -> Option<CountrySegments<'_>> {
+        self.countries
+            .get_key_value(name)
+            .map(|(name, country)| CountrySegments { name, country })
+    }
+
     /// The entry whose segment covers `value`, with the country's name as the table spells it,
     /// or a message naming the value and the segments that exist.
     pub fn find(
@@ -131,13 +139,13 @@ impl Snapshot {
         segment_type: SegmentType,
         value: i64,
     ) -> Result<(&str, &Entry), NoSegment> {
-        let found = self.countries.get_key_value(country);
-        let entries = found.map_or(&[][..], |(_, c)| c.by_type[slot(segment_type)].as_slice());
-        if let (Some((name, _)), Some(entry)) =
-            (found, entries.iter().find(|e| e.segment.contains(value)))
+        let found = self.country(country);
+        if let Some(c) = found
+            && let Some(entry) = c.covering(segment_type, value)
         {
-            return Ok((name, entry));
+            return Ok((c.name, entry));
         }
+        let entries = found.map_or(&[][..], |c| c.segments(segment_type));
         // The country is the request's, checked against the table, and the segments the
         // table's: both are bounded all the same (see `crate::echo`).
         let country = Plain(country);
@@ -159,6 +167,34 @@ impl Snapshot {
             );
         }
         Err(NoSegment { message })
+    }
+}
+
+/// The segments of one country of a [`Snapshot`] (see [`Snapshot::country`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CountrySegments<'s> {
+    name: &'s str,
+    country: &'s Country,
+}
+
+impl<'s> CountrySegments<'s> {
+    /// The country's name, as the table spells it.
+    pub fn name(&self) -> &'s str {
+        self.name
+    }
+
+    /// The segments of a type, ordered by lower bound.
+    pub fn segments(&self, segment_type: SegmentType) -> &'s [Entry] {
+        &self.country.by_type[slot(segment_type)]
+    }
+
+    /// The entry whose segment covers `value`: a search of the sorted bounds (a table's
+    /// segments of one country and type never overlap; see `VoucherTable::new`).
+    pub fn covering(&self, segment_type: SegmentType, value: i64) -> Option<&'s Entry> {
+        let entries = self.segments(segment_type);
+        let above = entries.partition_point(|e| e.segment.lower <= value);
+        let entry = entries.get(above.checked_sub(1)?)?;
+        entry.segment.contains(value).then_some(entry)
     }
 }
 
@@ -209,6 +245,27 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn the_bounds_search_agrees_with_a_scan_of_every_segment() {
+        let live = sample_live();
+        for country in ["Peru", "Latvia"] {
+            let segments = live.country(country).expect("a country of the table");
+            assert_eq!(segments.name(), country);
+            for t in SegmentType::ALL {
+                let entries = segments.segments(t);
+                for value in -2..250 {
+                    let scanned = entries.iter().find(|e| e.segment.contains(value));
+                    assert_eq!(
+                        segments.covering(t, value),
+                        scanned,
+                        "{country} {t} {value}"
+                    );
+                }
+            }
+        }
+        assert!(live.country("Atlantis").is_none());
     }
 
     #[test]

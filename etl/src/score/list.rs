@@ -1,0 +1,379 @@
+//! The customer list: a Parquet file read in windows of its row groups, or a CSV file read in
+//! chunks by polars' streaming engine, so that memory follows a few windows, not the list.
+
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use polars::io::parquet::metadata::{FileMetadata, FileMetadataRef};
+use polars::prelude::*;
+use polars_parquet::parquet::metadata::RowGroupMetadata;
+use voucher_shared::score::VoucherRequest;
+
+use super::{RESULT_COLUMNS, ScoreError};
+use super::{cells, pages};
+use crate::clean;
+use crate::memory::{self, WindowPlan};
+
+type ArrowSchemaRef = Arc<ArrowSchema>;
+
+/// A customer list, checked and ready to be read.
+pub(super) enum CustomerList {
+    Parquet(ParquetList),
+    Csv(CsvList),
+}
+
+impl CustomerList {
+    /// Opens `path` (by its extension: Parquet or CSV) and checks its columns: at least one
+    /// request field, each of a type a field can hold, and none of the columns the output adds.
+    pub(super) fn open(path: &Path) -> Result<Self, ScoreError> {
+        if !path.exists() {
+            return Err(ScoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let list = match extension.as_deref() {
+            Some("parquet" | "pq") => CustomerList::Parquet(ParquetList::open(path)?),
+            Some("csv") => CustomerList::Csv(CsvList::open(path)?),
+            _ => {
+                return Err(ScoreError::UnknownFormat {
+                    path: path.to_owned(),
+                });
+            }
+        };
+        check_columns(path, list.schema())?;
+        Ok(list)
+    }
+
+    /// The list's columns; the output has these, then the result columns.
+    pub(super) fn schema(&self) -> &Schema {
+        match self {
+            CustomerList::Parquet(list) => &list.schema,
+            CustomerList::Csv(list) => &list.schema,
+        }
+    }
+
+    /// Rows in the list, when known before reading (Parquet).
+    pub(super) fn rows(&self) -> Option<u64> {
+        match self {
+            CustomerList::Parquet(list) => Some(list.row_groups.iter().map(|g| g.rows).sum()),
+            CustomerList::Csv(_) => None,
+        }
+    }
+
+    /// Whether the list's strings are CSV cells (JSON scalars without quotes).
+    pub(super) fn cells(&self) -> bool {
+        matches!(self, CustomerList::Csv(_))
+    }
+}
+
+fn check_columns(path: &Path, schema: &Schema) -> Result<(), ScoreError> {
+    let fields = VoucherRequest::FIELDS;
+    if !fields.iter().any(|f| schema.contains(f)) {
+        return Err(ScoreError::NoRequestColumns {
+            path: path.to_owned(),
+            found: schema.iter_names().map(|n| n.to_string()).collect(),
+        });
+    }
+    for field in fields {
+        if let Some(dtype) = schema.get(field)
+            && !cells::readable(dtype)
+        {
+            return Err(ScoreError::ColumnType {
+                path: path.to_owned(),
+                column: field,
+                found: dtype.to_string(),
+            });
+        }
+    }
+    if let Some(column) = RESULT_COLUMNS.iter().find(|c| schema.contains(c)) {
+        return Err(ScoreError::ColumnClash {
+            path: path.to_owned(),
+            column,
+        });
+    }
+    Ok(())
+}
+
+/// One row group, from the footer.
+#[derive(Debug, Clone, Copy)]
+struct RowGroup {
+    rows: u64,
+    /// Decoded bytes of every column, estimated from the footer (see
+    /// [`memory::decoded_bytes`]).
+    decoded: u64,
+    /// Decoded bytes of the request columns alone.
+    decoded_requests: u64,
+}
+
+/// A part of a row group to score: `rows` rows from row `start` of the group.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slice {
+    pub group: usize,
+    pub start: u64,
+    pub rows: u64,
+    /// Whether this is the row group's last part: the group can be written.
+    pub last: bool,
+}
+
+/// A Parquet customer list.
+pub(super) struct ParquetList {
+    path: PathBuf,
+    metadata: FileMetadataRef,
+    arrow_schema: ArrowSchemaRef,
+    schema: Schema,
+    row_groups: Vec<RowGroup>,
+    /// The footer as if each row group were the only one: polars' reader visits every row
+    /// group before the rows asked for, decoding their dictionaries, so a window of the
+    /// 100th row group would cost 99 row groups' dictionaries.
+    alone: Vec<FileMetadataRef>,
+    /// The positions of the request columns among the list's.
+    requests: Vec<usize>,
+}
+
+impl ParquetList {
+    fn open(path: &Path) -> Result<Self, ScoreError> {
+        let read = |source| ScoreError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(|e| read(e.into()))?;
+        let mut reader = ParquetReader::new(file);
+        let metadata = reader.get_metadata().map_err(read)?.clone();
+        let arrow_schema = reader.schema().map_err(read)?;
+        let schema = Schema::from_arrow_schema(arrow_schema.as_ref());
+        let columns: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
+        let fields = VoucherRequest::FIELDS;
+        let requests: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| fields.contains(c))
+            .collect();
+        let decoded = memory::decoded_bytes(&metadata, &schema, &columns);
+        let decoded_requests = memory::decoded_bytes(&metadata, &schema, &requests);
+        let row_groups = metadata
+            .row_groups
+            .iter()
+            .zip(decoded.into_iter().zip(decoded_requests))
+            .map(|(group, (decoded, decoded_requests))| RowGroup {
+                rows: group.num_rows() as u64,
+                decoded,
+                decoded_requests,
+            })
+            .collect();
+        let requests = requests
+            .iter()
+            .filter_map(|name| columns.iter().position(|c| c == name))
+            .collect();
+        let mut without_groups = FileMetadata::clone(&metadata);
+        without_groups.row_groups.clear();
+        let alone = metadata
+            .row_groups
+            .iter()
+            .map(|group| {
+                Arc::new(FileMetadata {
+                    num_rows: group.num_rows(),
+                    max_row_group_height: group.num_rows(),
+                    row_groups: vec![group.clone()],
+                    ..without_groups.clone()
+                })
+            })
+            .collect();
+        Ok(ParquetList {
+            path: path.to_owned(),
+            metadata,
+            arrow_schema,
+            schema,
+            row_groups,
+            alone,
+            requests,
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn metadata(&self) -> &FileMetadata {
+        &self.metadata
+    }
+
+    pub(super) fn arrow_schema(&self) -> &ArrowSchema {
+        &self.arrow_schema
+    }
+
+    /// Whether the output can copy the list's pages (see [`pages::copyable`]).
+    pub(super) fn copyable(&self) -> bool {
+        pages::copyable(&self.metadata)
+    }
+
+    /// The row ranges (offset, length) of windows of up to `window_rows` rows of whole row
+    /// groups, or slices of larger ones.
+    pub(super) fn windows(&self, window_rows: u64) -> Vec<(u64, u64)> {
+        let rows: Vec<u64> = self.row_groups.iter().map(|g| g.rows).collect();
+        clean::windows(&rows, window_rows)
+    }
+
+    /// Every row group in parts of up to `window_rows` rows, in order.
+    pub(super) fn slices(&self, window_rows: u64) -> Vec<Slice> {
+        let window_rows = window_rows.max(1);
+        let mut slices = Vec::new();
+        for (group, g) in self.row_groups.iter().enumerate() {
+            let mut start = 0;
+            while start < g.rows {
+                let rows = window_rows.min(g.rows - start);
+                slices.push(Slice {
+                    group,
+                    start,
+                    rows,
+                    last: start + rows == g.rows,
+                });
+                start += rows;
+            }
+        }
+        slices
+    }
+
+    /// The most rows a window of up to `window_rows` rows holds in this file: [`Self::windows`]
+    /// merge row groups up to that many rows; [`Self::slices`] cut only within one.
+    pub(super) fn window_rows(&self, window_rows: u64, merged: bool) -> u64 {
+        let most = if merged {
+            self.row_groups.iter().map(|g| g.rows).sum()
+        } else {
+            self.row_groups.iter().map(|g| g.rows).max().unwrap_or(0)
+        };
+        window_rows.min(most)
+    }
+
+    /// The most decoded bytes a row takes, from the footer: the densest row group's estimate,
+    /// of every column or of the request columns alone.
+    pub(super) fn bytes_per_row(&self, requests_only: bool) -> u64 {
+        self.row_groups
+            .iter()
+            .filter(|g| g.rows > 0)
+            .map(|g| {
+                let bytes = if requests_only {
+                    g.decoded_requests
+                } else {
+                    g.decoded
+                };
+                bytes.div_ceil(g.rows)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The most compressed bytes of a row group: what writing one holds of the list.
+    pub(super) fn largest_group_bytes(&self) -> u64 {
+        self.metadata
+            .row_groups
+            .iter()
+            .map(|g| g.compressed_size() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub(super) fn row_group(&self, group: usize) -> Option<&RowGroupMetadata> {
+        self.metadata.row_groups.get(group)
+    }
+
+    /// The rows of `slice`, only the request columns, in one chunk per column.
+    pub(super) fn read_requests(&self, slice: &Slice) -> PolarsResult<DataFrame> {
+        let alone = self.alone.get(slice.group).ok_or_else(
+            || polars_err!(ComputeError: "row group {} is not in the footer", slice.group),
+        )?;
+        let mut reader = ParquetReader::new(File::open(&self.path)?);
+        reader.set_metadata(alone.clone());
+        let mut frame = reader
+            .with_projection(Some(self.requests.clone()))
+            .with_slice(Some((slice.start as usize, slice.rows as usize)))
+            .read_parallel(ParallelStrategy::None)
+            .finish()?;
+        frame.rechunk_mut();
+        Ok(frame)
+    }
+
+    /// Decodes the rows `(offset, length)`, every column, in one chunk per column.
+    pub(super) fn read(&self, (offset, length): (u64, u64)) -> PolarsResult<DataFrame> {
+        let mut reader = ParquetReader::new(File::open(&self.path)?);
+        reader.set_metadata(self.metadata.clone());
+        let mut frame = reader
+            .with_slice(Some((offset as usize, length as usize)))
+            .read_parallel(ParallelStrategy::None)
+            .finish()?;
+        frame.rechunk_mut();
+        Ok(frame)
+    }
+}
+
+/// A CSV customer list: every cell read as text.
+pub(super) struct CsvList {
+    path: PathBuf,
+    schema: Schema,
+}
+
+impl CsvList {
+    fn open(path: &Path) -> Result<Self, ScoreError> {
+        let schema = Self::scan(path)
+            .and_then(|mut lf| lf.collect_schema())
+            .map_err(|source| ScoreError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(CsvList {
+            path: path.to_owned(),
+            schema: Arc::unwrap_or_clone(schema),
+        })
+    }
+
+    fn scan(path: &Path) -> PolarsResult<LazyFrame> {
+        // Every cell as text: CSV has no types, so each is read as a JSON scalar would be.
+        LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .finish()
+    }
+
+    /// Streams the list in chunks of up to `plan.window_rows` rows to `consume`, in order, with
+    /// at most `plan.in_flight` chunks read ahead. Stops at the first error of either side.
+    pub(super) fn stream(
+        &self,
+        plan: WindowPlan,
+        mut consume: impl FnMut(DataFrame) -> Result<(), ScoreError>,
+    ) -> Result<(), ScoreError> {
+        let read = |source| ScoreError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let (sender, chunks) = mpsc::sync_channel::<DataFrame>(usize::from(plan.in_flight));
+        let chunk_rows = NonZeroUsize::new(plan.window_rows as usize).unwrap_or(NonZeroUsize::MIN);
+        let query = Self::scan(&self.path)
+            .and_then(|lf| {
+                lf.sink_batches(
+                    PlanCallback::new(move |chunk: DataFrame| {
+                        // A closed channel means the consumer stopped: stop reading too.
+                        Ok(sender.send(chunk).is_err())
+                    }),
+                    true,
+                    Some(chunk_rows),
+                )
+            })
+            .map_err(read)?;
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || query.collect_with_engine(Engine::Streaming));
+            let consumed = chunks.iter().try_for_each(&mut consume);
+            // Dropping the receiver ends the reader's sends if the consumer stopped early.
+            drop(chunks);
+            let read_result = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            consumed?;
+            read_result.map(drop).map_err(read)
+        })
+    }
+}
