@@ -20,7 +20,8 @@ use crate::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 /// The voucher request as sent. This one type gives both the field names that are read and
 /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
 /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
-/// ignored; a field given twice is refused.
+/// ignored; a field given twice is refused. With a customer store, `customer_id` and
+/// `segment_name` alone make a request by id (see [`super::score_with`]).
 #[derive(Debug, Default, PartialEq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({
@@ -168,7 +169,7 @@ impl<'a> VoucherRequest<'a> {
 }
 
 /// A field's value, or the kind and message of its error.
-type Check<T> = Result<T, (&'static str, String)>;
+pub(super) type Check<T> = Result<T, (&'static str, String)>;
 
 /// Records a field's error under its name and keeps its value, if any.
 fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Check<T>) -> Option<T> {
@@ -187,7 +188,7 @@ fn missing<T>() -> Check<T> {
     Err(("missing", "Field required".into()))
 }
 
-fn integer(value: &Json<'_>) -> Check<()> {
+pub(super) fn integer(value: &Json<'_>) -> Check<()> {
     match value {
         Json::Missing => missing(),
         Json::Int(_) | Json::UInt(_) => Ok(()),
