@@ -66,6 +66,13 @@ pub enum Failure {
     UnknownColumn,
     #[error("the query has a syntax error")]
     Syntax,
+    #[error("table {table}: column {column} has type {found}; accepted: {accepted}")]
+    ColumnType {
+        table: String,
+        column: &'static str,
+        found: String,
+        accepted: String,
+    },
     #[error("the user may not read what the query reads")]
     PermissionDenied,
     #[error("the query ran longer than the statement timeout{}", timeout_text(.0))]
