@@ -6,12 +6,15 @@
 //!   publication of each change to whoever subscribes;
 //! - [`live`]: a loaded version, and [`live::Served`], the one seam through which every door
 //!   scores a request against what is served;
+//! - [`customers`]: the customer store that id-only requests are scored with (PostgreSQL, a
+//!   pool, one query per batch, a cache), and its readiness check;
 //! - [`metrics`]: the registry, the scoring counters of every door, the table gauges;
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`, with readiness from the drain, the
 //!   table and each binary's own checks;
 //! - [`signals`]: SIGTERM and SIGINT;
 //! - [`ServeError`]: what can stop a serving process.
 
+pub mod customers;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod health;

@@ -6,14 +6,15 @@
 //!
 //! [`Served`] is the one seam between the doors and the scoring core: a door takes one from
 //! [`crate::tables::Tables::served`] per request (or per batch, stream or batch of events) and
-//! scores every item through [`Served::score`]. Which version answers an item is decided there
-//! and nowhere else.
+//! scores every item through [`Served::score`] (or, with the customer store's answer for the
+//! item's batch, [`Served::score_with`]). Which version answers an item is decided there and
+//! nowhere else.
 
 use std::sync::Arc;
 
 use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::Version;
-use voucher_shared::score::{self, Scored, Snapshot, VoucherRequest};
+use voucher_shared::score::{self, Profiles, Scored, Snapshot, VoucherRequest};
 use voucher_shared::table::VoucherTable;
 
 /// A loaded table version, ready to answer requests.
@@ -84,11 +85,23 @@ impl Served {
         Served { live }
     }
 
-    /// Scores one request at time `now` (seconds since the epoch, UTC).
+    /// Scores one request at time `now` (seconds since the epoch, UTC), without a customer
+    /// store: an id-only request is missing its fields.
     pub fn score<'s>(&'s self, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
+        self.score_with(request, &Profiles::no_store(), now)
+    }
+
+    /// Scores one request of any form at time `now`: an id-only one with its customer's
+    /// profile from `profiles`, what the customer store answered for the request's batch.
+    pub fn score_with<'s>(
+        &'s self,
+        request: &VoucherRequest<'_>,
+        profiles: &Profiles,
+        now: i64,
+    ) -> Answer<'s> {
         let snapshot = self.live.snapshot();
         Answer {
-            scored: score::score(request, snapshot, now),
+            scored: score::score_with(request, profiles, snapshot, now),
             version: snapshot.version_name(),
         }
     }
