@@ -2,6 +2,7 @@
 //! in-process on a free port and talk HTTP to it; `e2e` starts the real binary.
 
 mod contract;
+mod customers;
 mod doors;
 mod e2e;
 mod grpc;
