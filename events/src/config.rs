@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use voucher_serve::customers::CustomerArgs;
 
 /// Scores voucher request events from Kafka: one result (or dead letter) per event, at least
 /// once.
@@ -75,6 +76,10 @@ pub struct EventsConfig {
     /// `enable.auto.commit`, `acks`).
     #[arg(long = "kafka-option", env = "VOUCHER_KAFKA_OPTION", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_option: Vec<(String, String)>,
+
+    /// The customer store, for events that send only `customer_id` and `segment_name`.
+    #[command(flatten)]
+    pub customers: CustomerArgs,
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {

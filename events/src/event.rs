@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use voucher_serve::live::Served;
 use voucher_shared::score::{
-    BodyError, Json, Outcome, Refusal, ValidationError, VoucherRequest, VoucherResponse,
+    BodyError, Json, Outcome, Profiles, Refusal, ValidationError, VoucherRequest, VoucherResponse,
 };
 use voucher_shared::time::{ACCEPTED_TIME_FORMATS, parse_timestamp};
 
@@ -17,10 +17,15 @@ pub const MAX_EVENT_ID: usize = 256;
 
 /// The outcomes that send an event to the dead-letter topic, with their label as its `reason`:
 /// `malformed` (not JSON, not UTF-8, empty, or not an object), `invalid` (a field is missing or
-/// wrong: the HTTP API's checks and the event's own) and `no_segment` (valid, but no segment of
-/// the live table covers it).
-pub const DEAD_LETTER_REASONS: [Outcome; 3] =
-    [Outcome::Malformed, Outcome::Invalid, Outcome::NoSegment];
+/// wrong: the HTTP API's checks and the event's own), `no_segment` (valid, but no segment of
+/// the live table covers it) and `unknown_customer` (an event by id for a customer the
+/// customer store does not hold).
+pub const DEAD_LETTER_REASONS: [Outcome; 4] = [
+    Outcome::Malformed,
+    Outcome::Invalid,
+    Outcome::NoSegment,
+    Outcome::UnknownCustomer,
+];
 
 /// Where an event was read, carried into its dead letter so that it can be found again.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -38,6 +43,15 @@ pub enum Routed {
     /// To the dead-letter topic, keyed like the event; `reason` is one of
     /// [`DEAD_LETTER_REASONS`].
     DeadLetter { reason: Outcome, value: Vec<u8> },
+    /// Nothing yet: the customer store could not answer for the event, which is to be scored
+    /// again (never dead-lettered).
+    Retry { why: String },
+}
+
+/// The customer id to look up, for an event that asks by id (the event's own fields aside,
+/// its request has only `customer_id` and `segment_name`).
+pub fn lookup_id(payload: Option<&[u8]>) -> Option<i64> {
+    VoucherRequest::parse(payload?).ok()?.lookup_id()
 }
 
 /// The event's own fields, beside the voucher request's (which the core reads).
@@ -81,8 +95,16 @@ struct DeadLetter<'a> {
     payload_base64: Option<String>,
 }
 
-/// Scores one event payload against what is served at time `now` (seconds since the epoch).
-pub fn route(payload: Option<&[u8]>, source: Source<'_>, served: &Served, now: i64) -> Routed {
+/// Scores one event payload against what is served at time `now` (seconds since the epoch),
+/// an event by id with its customer's profile from `profiles` (the customer store's answer for
+/// the event's batch).
+pub fn route(
+    payload: Option<&[u8]>,
+    source: Source<'_>,
+    served: &Served,
+    profiles: &Profiles,
+    now: i64,
+) -> Routed {
     let bytes = payload.unwrap_or_default();
     let dead = |reason, message: String, errors: &[ValidationError], event_id, version| {
         dead_letter(bytes, source, reason, message, errors, event_id, version)
@@ -105,24 +127,28 @@ pub fn route(payload: Option<&[u8]>, source: Source<'_>, served: &Served, now: i
         _ => None,
     };
     let mut errors = check_event_fields(&fields);
-    let answered = served.score(&request, now);
+    let answered = served.score_with(&request, profiles, now);
     let version = Some(answered.version);
     let answer = match answered.scored {
         Ok(answer) if errors.is_empty() => answer,
-        Ok(_) => {
-            let message = invalid_message(&errors);
-            return dead(Outcome::Invalid, message, &errors, event_id, version);
-        }
         Err(Refusal::Invalid(core)) => {
             // The request's fields first, as the HTTP API lists them, then the event's.
             errors.splice(0..0, core);
             let message = invalid_message(&errors);
             return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
-        Err(Refusal::NoSegment(none)) if errors.is_empty() => {
-            return dead(Outcome::NoSegment, none.message, &[], event_id, version);
+        // Not the event's fault, whatever its own fields: it is scored again later.
+        Err(refusal @ Refusal::CustomersUnavailable(_)) => {
+            return Routed::Retry {
+                why: refusal.message(),
+            };
         }
-        Err(Refusal::NoSegment(_)) => {
+        Err(refusal) if errors.is_empty() => {
+            let reason = Outcome::of_refusal(&refusal);
+            return dead(reason, refusal.message(), &[], event_id, version);
+        }
+        // Bad event fields win over what the core found.
+        Ok(_) | Err(_) => {
             let message = invalid_message(&errors);
             return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
@@ -286,7 +312,14 @@ mod tests {
     }
 
     fn routed(payload: &[u8]) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
-        match route(Some(payload), SOURCE, &sample_served(), NOW) {
+        routed_with(payload, &Profiles::no_store())
+    }
+
+    fn routed_with(
+        payload: &[u8],
+        profiles: &Profiles,
+    ) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
+        match route(Some(payload), SOURCE, &sample_served(), profiles, NOW) {
             Routed::Result { key, value } => (
                 Some(key),
                 None,
@@ -297,7 +330,75 @@ mod tests {
                 Some(reason),
                 serde_json::from_slice(&value).expect("json"),
             ),
+            Routed::Retry { why } => panic!("retried: {why}"),
         }
+    }
+
+    /// The profile of the event of [`event`], stored for customer 123.
+    fn stored() -> Profiles {
+        use std::sync::Arc;
+        use voucher_shared::score::{Profile, Stored};
+        let mut profiles = Profiles::with_store(1);
+        let profile = Profile::new(
+            Stored::Text("Peru".into()),
+            Stored::Text("2021-10-26 00:00:00".into()),
+            Stored::Text("2021-10-26 00:00:00".into()),
+            Stored::Int(14),
+        );
+        profiles.insert(123, Some(Arc::new(profile)));
+        profiles.insert(124, None);
+        profiles
+    }
+
+    fn by_id(customer_id: i64) -> Vec<u8> {
+        event(&[
+            ("customer_id", json!(customer_id)),
+            ("country_code", Value::Null),
+            ("last_order_ts", Value::Null),
+            ("first_order_ts", Value::Null),
+            ("total_orders", Value::Null),
+        ])
+    }
+
+    #[test]
+    fn an_event_by_id_gets_the_full_events_result_or_names_the_unknown_customer() {
+        assert_eq!(lookup_id(Some(&by_id(123))), Some(123));
+        assert_eq!(lookup_id(Some(&event(&[]))), None, "a full event");
+        assert_eq!(lookup_id(Some(b"not json")), None);
+        let full = routed(&event(&[]));
+        assert_eq!(routed_with(&by_id(123), &stored()), full);
+
+        let (key, reason, value) = routed_with(&by_id(124), &stored());
+        assert_eq!((key, reason), (None, Some(Outcome::UnknownCustomer)));
+        assert!(
+            value["message"].as_str().is_some_and(|m| m.contains("124")),
+            "{value}"
+        );
+        assert_eq!(value["event_id"], "e-1");
+        // Bad event fields win, as over no_segment.
+        let bad = routed_with(
+            &event(&[
+                ("customer_id", json!(124)),
+                ("country_code", Value::Null),
+                ("last_order_ts", Value::Null),
+                ("first_order_ts", Value::Null),
+                ("total_orders", Value::Null),
+                ("event_id", Value::Null),
+            ]),
+            &stored(),
+        );
+        assert_eq!(bad.1, Some(Outcome::Invalid));
+
+        let mut down = Profiles::with_store(1);
+        down.set_unavailable("connection refused".into());
+        match route(Some(&by_id(123)), SOURCE, &sample_served(), &down, NOW) {
+            Routed::Retry { why } => assert!(why.contains("connection refused"), "{why}"),
+            other => panic!("not retried: {other:?}"),
+        }
+        // Without a store, an event by id is missing its fields.
+        let (_, reason, value) = routed(&by_id(123));
+        assert_eq!(reason, Some(Outcome::Invalid));
+        assert_eq!(value["errors"].as_array().map(Vec::len), Some(4), "{value}");
     }
 
     #[test]
@@ -432,13 +533,20 @@ mod tests {
         assert_eq!(keys(&value), keys(&result["properties"]));
 
         let known = keys(&dead["properties"]);
-        for payload in [
-            b"not json".to_vec(),
-            b"\xff".to_vec(),
-            event(&[("total_orders", Value::Null)]),
-            event(&[("total_orders", json!(1000))]),
+        for (payload, profiles) in [
+            (b"not json".to_vec(), Profiles::no_store()),
+            (b"\xff".to_vec(), Profiles::no_store()),
+            (
+                event(&[("total_orders", Value::Null)]),
+                Profiles::no_store(),
+            ),
+            (
+                event(&[("total_orders", json!(1000))]),
+                Profiles::no_store(),
+            ),
+            (by_id(124), stored()),
         ] {
-            let (_, reason, value) = routed(&payload);
+            let (_, reason, value) = routed_with(&payload, &profiles);
             assert!(reason.is_some());
             assert!(keys(&value).is_subset(&known), "{value}");
             assert!(keys(&value).is_superset(&required(&dead)), "{value}");
