@@ -13,7 +13,7 @@ API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-postgres bench-doors bench-events load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook clean check-toolchain \
+.PHONY: run build test lint fmt sample bench bench-etl bench-postgres bench-doors bench-events bench-customers load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook clean check-toolchain \
         docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
@@ -63,6 +63,10 @@ bench-postgres:
 bench-doors:
 	bash bench/doors.sh
 
+# Requests by customer id (a throwaway PostgreSQL with 1M customers) beside full requests.
+bench-customers:
+	bash bench/customers.sh
+
 # Events per second through voucher-events on a local broker (tansu), beside a plain consumer.
 bench-events:
 	bash bench/events.sh
@@ -84,7 +88,8 @@ s3-test:
 	bash etl/tests/s3_test.sh
 
 # voucher-etl reading history from a real PostgreSQL (Debian's, started on 127.0.0.1 by the
-# script, installed when missing) and voucher-postgres against it.
+# script, installed when missing), voucher-postgres against it, and voucher-api's requests by
+# customer id at every door (then, alone, the server stopped and started under a running API).
 postgres-test:
 	bash etl/tests/postgres_test.sh
 
