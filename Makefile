@@ -1,5 +1,7 @@
 # Two commands for a newcomer: `make run` (build, publish a table from the bundled sample
-# history, show it) and `make test`. Everything else is for developers and operators.
+# history, show it) and `make test` (the Rust test suites). `make check` runs everything CI
+# runs (.ci/run calls the same targets, one step each). The rest is for developers and
+# operators.
 
 CARGO        ?= cargo
 TABLES       ?= tables
@@ -7,14 +9,29 @@ HISTORY      ?= data/sample-history.parquet
 SEGMENTS     ?= data/segments.toml
 COUNTRIES    ?= all
 SAMPLE_ROWS  ?= 20000
-RELEASE_DIR  := $(or $(CARGO_TARGET_DIR),target)/release
+TARGET_DIR   := $(or $(CARGO_TARGET_DIR),target)
+RELEASE_DIR  := $(TARGET_DIR)/release
 ETL          := $(RELEASE_DIR)/voucher-etl
 API          := $(RELEASE_DIR)/voucher-api
 API_PORT     ?= 8000
 VOUCHER_BODY := {"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}
 
-.PHONY: run build test lint fmt sample bench bench-etl bench-postgres bench-doors bench-events bench-customers load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook clean check-toolchain \
-        docker-build compose-up kind-up kind-down load-test-kind deploy-check deploy-test image-check
+# Clippy runs inside the test build: clippy-driver wraps rustc for this workspace's crates
+# only, so `make test` and `make clippy` compile the dependencies once between them (the
+# dependencies' artifacts do not depend on the wrapper), where `cargo clippy` would compile
+# every dependency a second time, in check mode. `make test` prints clippy's warnings;
+# `make clippy` fails on them. Without clippy installed, `make test` builds with rustc alone.
+CLIPPY_DRIVER := $(shell clippy-driver --version >/dev/null 2>&1 && echo clippy-driver)
+CARGO_LINTED  := $(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) )$(CARGO)
+
+# The binaries `make test` built: `make check` hands them to the scripts that run the real
+# programs, which would otherwise build their own (with other features, so again).
+TEST_BIN_DIR := $(TARGET_DIR)/debug
+
+.PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-postgres bench-doors bench-events bench-customers \
+        load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook notebook-generated \
+        notebook-test clean check-toolchain docker-build compose-up kind-up kind-down load-test-kind \
+        deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
@@ -30,12 +47,40 @@ run: build $(HISTORY)
 build: check-toolchain
 	$(CARGO) build --release -p voucher-etl -p voucher-api
 
+# The Rust test suites: unit tests, each crate's integration tests (the API in-process on its
+# real protocols, the ETL's real binary) and the end-to-end tests of the binaries.
 test: check-toolchain
-	$(CARGO) test --workspace
+	$(CARGO_LINTED) test --workspace
 
-lint: check-toolchain
+# Everything CI runs, in order: the quick check first, then the build that the Python,
+# browser, S3, Kafka, image and notebook tests reuse. .ci/run runs these same targets, one
+# step each (`make check-steps` lists them). The image check needs root (buildah); the
+# installs need apt-get and PyPI. Run serially (no -j): the order matters.
+CHECK_STEPS := fmt-check test clippy deploy-check image-check api-fuzz grpc-test page-test \
+               s3-test postgres-test events-test notebook-generated notebook-test deploy-test
+check: export VOUCHER_ETL_BIN ?= $(TEST_BIN_DIR)/voucher-etl
+check: export VOUCHER_API_BIN ?= $(TEST_BIN_DIR)/voucher-api
+check: export VOUCHER_EVENTS_BIN ?= $(TEST_BIN_DIR)/voucher-events
+check: $(CHECK_STEPS)
+	@echo "make check: everything CI runs passed"
+
+check-steps:
+	@echo $(CHECK_STEPS)
+
+lint: fmt-check clippy
+
+fmt-check: check-toolchain
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Every target (libraries, binaries, tests, examples) of every crate, with warnings denied,
+# as `cargo clippy --workspace --all-targets -- -D warnings`; after `make test`, only replays
+# the warnings cargo kept.
+CLIPPY_LOG := $(TARGET_DIR)/clippy.log
+clippy: check-toolchain
+	@[ -n "$(CLIPPY_DRIVER)" ] || { echo "error: clippy is not installed; run: rustup component add clippy" >&2; exit 1; }
+	@mkdir -p $(TARGET_DIR)
+	bash -o pipefail -c '$(CARGO_LINTED) test --workspace --all-targets --no-run 2>&1 | tee $(CLIPPY_LOG)'
+	@! grep -q '^warning' $(CLIPPY_LOG) || { echo "error: clippy: the warnings above are denied" >&2; exit 1; }
 
 fmt:
 	$(CARGO) fmt --all
@@ -102,6 +147,13 @@ api-fuzz:
 notebook:
 	VOUCHER_HISTORY=$(HISTORY) VOUCHER_TABLES_DIR=$(TABLES) bash notebooks/run.sh
 
+# The notebook on history it generates itself (what CI runs), and the runner's own failure tests.
+notebook-generated:
+	$(if $(VOUCHER_ETL_BIN),VOUCHER_ETL=$(VOUCHER_ETL_BIN) )bash notebooks/run.sh --generated
+
+notebook-test:
+	$(if $(VOUCHER_ETL_BIN),VOUCHER_ETL=$(VOUCHER_ETL_BIN) )bash notebooks/test_run.sh
+
 # Deployment: images, compose, kind (need Docker / kind), and the offline checks CI runs.
 IMAGE_TAG ?= 0.1.0
 
@@ -137,7 +189,15 @@ clean:
 	$(CARGO) clean
 	rm -rf $(TABLES) notebooks/output
 
+# What building needs besides cargo: some dependencies compile C and C++ code (ring, zstd,
+# lz4, zlib and blake3 in C; librdkafka, through its configure script and make, in C and C++).
 check-toolchain:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
 	  echo "error: cargo not found. Install the Rust toolchain (https://rustup.rs), then run make again." >&2; \
 	  exit 1; }
+	@missing=; for tool in cc c++ ar; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "error: no C/C++ toolchain (not found:$$missing). Some dependencies compile C and C++ code" >&2; \
+	  echo "(ring, zstd, lz4, zlib, blake3; librdkafka, the Kafka client). On Debian or Ubuntu:" >&2; \
+	  echo "  sudo apt-get install build-essential" >&2; \
+	  exit 1; fi

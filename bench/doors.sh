@@ -2,7 +2,7 @@
 # Scoring throughput through the streaming doors, side by side with the single route, on one
 # voucher-api: the NDJSON stream (curl uploading a file), the gRPC stream (api/examples/
 # grpc_stream_client, two streams) and POST /api/v1/voucher (wrk, one request per call).
-# Rounds alternate the three; the median of each is reported and appended to bench/RESULTS.md
+# Rounds alternate the three; the median of each is reported and added to bench/RESULTS.md
 # under "## Scoring doors".
 #
 # Usage: bench/doors.sh
@@ -116,19 +116,7 @@ intro = [
 ]
 row = (f"| $DATE | $COMMIT | $(nproc) | $CPU | $LOAD_BEFORE | {ndjson} | {grpc} | {single} | "
        f"{ndjson / single:.1f}x | {grpc / single:.1f}x | {'met' if met else 'NOT met'} |")
-text = open(path).read()
-if heading in text:
-    lines = text.split("\n")
-    start = lines.index(heading)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    body = lines[start:end]
-    while body and body[-1] == "":
-        body.pop()
-    if row not in body:
-        body.append(row)
-    lines[start:end] = body + ([""] if end < len(lines) else [])
-    text = "\n".join(lines)
-else:
-    text = text.rstrip("\n") + "\n\n" + "\n".join(intro + [row]) + "\n"
-open(path, "w").write(text.rstrip("\n") + "\n")
+sys.path.insert(0, "$ROOT/bench")
+from results import add_row
+add_row(path, intro, row)
 EOF

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
+from results import add_row  # bench/results.py, beside this script
 
 PARTITIONS = 3
 
@@ -187,7 +188,7 @@ def main():
            f"{answered / plain:.2f}x | {own_cores:.2f} | {broker_cores:.2f} |")
     print(row)
     if args.results:
-        add_row(args.results, row)
+        add_row(args.results, HEADER.splitlines(), row, replace_intro=False)
 
 
 HEADER = """## Kafka events
@@ -203,22 +204,6 @@ kept busy while answering (CPU seconds over wall seconds).
 | date (UTC) | commit | cores | CPU | load avg | events | voucher-events events/s | plain read events/s | ratio | voucher-events cores | broker cores |
 |---|---|---|---|---|---|---|---|---|---|---|
 """
-
-
-def add_row(path, row):
-    text = path.read_text()
-    if "## Kafka events" not in text:
-        text = text.rstrip("\n") + "\n\n" + HEADER
-        text += row + "\n"
-    else:
-        head, tail = text.split("## Kafka events", 1)
-        table_end = tail.find("\n\n", tail.find("|---|"))
-        if table_end == -1:
-            tail = tail.rstrip("\n") + "\n" + row + "\n"
-        else:
-            tail = tail[:table_end] + "\n" + row + tail[table_end:]
-        text = head + "## Kafka events" + tail
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # API load test: voucher-api against the machine's ceiling (bench/ceiling, an actix-web handler
 # that only parses the same JSON and answers a constant), with hey and wrk, side by side.
-# Appends the figures to bench/RESULTS.md under "## API load test".
+# Adds the figures to bench/RESULTS.md under "## API load test" (newest first).
 #
 # Usage: bench/load_test.sh
 # Environment:
@@ -185,20 +185,8 @@ intro = [
 row = (f"| $DATE | $COMMIT | $CORES | $CPU | $LOAD_BEFORE | {$HEY_API_RPS:.0f} | {$HEY_CEIL_RPS:.0f} | {$HEY_API_P99:.3f} | "
        f"{$HEY_CEIL_P99:.3f} | {$WRK_API_RPS:.0f} | {$WRK_CEIL_RPS:.0f} | {ratio_wrk:.1%} | {$WRK_API_P99:.3f} | "
        f"{$WRK_CEIL_P99:.3f} | {'met' if ok else 'NOT met'} |")
-try:
-    lines = open(path).read().splitlines()
-except FileNotFoundError:
-    lines = ["# Benchmark results"]
-# Keep every other section as it is; keep this section's earlier rows and add one.
-start = next((i for i, l in enumerate(lines) if l.strip() == heading), None)
-old_rows = []
-if start is not None:
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    old_rows = [l for l in lines[start + 1:end] if l.startswith("| 2")]
-    lines = lines[:start] + lines[end:]
-while lines and not lines[-1].strip():
-    lines.pop()
-lines += [""] + intro + old_rows + [row]
-open(path, "w").write("\n".join(lines) + "\n")
+sys.path.insert(0, "$ROOT/bench")
+from results import add_row
+add_row(path, intro, row)
 EOF
-log "figures appended to $RESULTS"
+log "figures added to $RESULTS"

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
+from results import add_row  # bench/results.py, beside this script
+
 TABLE = "voucher_history"
 QUERY = f"SELECT * FROM {TABLE}"
-START, END = "<!-- postgres-bench:start -->", "<!-- postgres-bench:end -->"
 
 
 def psql(args, url, *extra, **kw):
@@ -127,9 +128,7 @@ def run(args):
 
 
 def write_results(path, row, repeats):
-    text = path.read_text()
-    header = f"""{START}
-## PostgreSQL history: voucher-etl vs psql's binary COPY and connectorx
+    intro = f"""## PostgreSQL history: voucher-etl vs psql's binary COPY and connectorx
 
 `make bench-postgres` (bench/postgres.sh): generated history (seed 2026) in a table of a
 throwaway Debian PostgreSQL on 127.0.0.1 (text for the messy columns, timestamp for
@@ -142,16 +141,8 @@ shares the 2 cores with the reader; the load average (1 min, before / after) sho
 on the machine. Targets: voucher-etl <= 1.5x psql, faster than connectorx, <= 300 MiB.
 
 | date (UTC) | CPU | load avg | rows | psql COPY | voucher-etl | voucher-etl peak RSS | connectorx | connectorx peak RSS | voucher-etl / psql | connectorx / voucher-etl |
-|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
-"""
-    if START in text:
-        before, rest = text.split(START, 1)
-        old, after = rest.split(END, 1)
-        rows = [l for l in old.splitlines() if l.startswith("| 20")]
-        text = before + header + "\n".join(rows + [row]) + "\n" + END + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + header + row + "\n" + END + "\n"
-    path.write_text(text)
+|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|""".splitlines()
+    add_row(path, intro, row)
 
 
 def main():

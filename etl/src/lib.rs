@@ -70,10 +70,21 @@ pub enum EtlError {
         "tally file {file} was made with other countries or segments than {first}; merge only tallies of one configuration"
     )]
     TallyMismatch { file: String, first: String },
-    #[error("{file} is not a tally file written by voucher-etl tally: {reason}")]
-    BadTally { file: String, reason: String },
-    #[error("input {input} is not a usable pattern: {reason}")]
-    BadPattern { input: String, reason: String },
+    #[error("{file} is not a tally file written by voucher-etl tally")]
+    BadTally {
+        file: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "tally file {file} has format {found:?}; this voucher-etl reads {:?}",
+        tally::FORMAT
+    )]
+    TallyFormat { file: String, found: String },
+    #[error("input {input} is not a usable pattern")]
+    BadPattern {
+        input: String,
+        source: glob::PatternError,
+    },
     #[error("input {file} is not a Parquet file: {reason}")]
     NotParquet { file: String, reason: String },
     #[error("cannot open input {file}")]

@@ -70,8 +70,8 @@ struct TallyArgs {
 #[derive(Args)]
 struct ReadArgs {
     /// Time limit for downloading an http(s) or s3:// input file, e.g. `90s`, `10m`.
-    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
-    download_timeout: Duration,
+    #[arg(long, env = "VOUCHER_DOWNLOAD_TIMEOUT", default_value_t = ReadOptions::default().download_timeout.into())]
+    download_timeout: humantime::Duration,
     /// Rows decoded at a time (row groups larger than this are read in slices); memory grows
     /// by ~100 MiB per million rows.
     #[arg(long, env = "VOUCHER_WINDOW_ROWS", default_value_t = ReadOptions::default().window_rows, value_parser = clap::value_parser!(u64).range(1..))]
@@ -96,7 +96,7 @@ struct ReadArgs {
 impl From<ReadArgs> for ReadOptions {
     fn from(a: ReadArgs) -> Self {
         ReadOptions {
-            download_timeout: a.download_timeout,
+            download_timeout: a.download_timeout.into(),
             window_rows: a.window_rows,
             windows_in_flight: a.windows_in_flight,
             postgres: PostgresRead {

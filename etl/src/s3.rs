@@ -105,9 +105,9 @@ pub fn resolve(input: &str, timeout: Duration) -> Result<Vec<String>, EtlError> 
 async fn list_keys(store: &AmazonS3, url: &S3Url, input: &str) -> Result<Vec<String>, EtlError> {
     let fail = |source| classify(input, source);
     if let Some(star) = url.key.find(['*', '?', '[']) {
-        let pattern = glob::Pattern::new(&url.key).map_err(|e| EtlError::BadPattern {
+        let pattern = glob::Pattern::new(&url.key).map_err(|source| EtlError::BadPattern {
             input: input.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
         let prefix = &url.key[..url.key[..star].rfind('/').map_or(0, |i| i + 1)];
         let mut keys = list(store, prefix).await.map_err(fail)?;
@@ -204,17 +204,19 @@ async fn fetch(store: &AmazonS3, url: &S3Url, object: &str) -> Result<NamedTempF
     Ok(file)
 }
 
-/// Turns object_store's error into one that says what to check.
+/// Turns object_store's error into one that says what to check: by its kind where
+/// object_store gives one, else by the S3 error code the server sent.
 fn classify(input: &str, source: object_store::Error) -> EtlError {
     let input = input.to_owned();
-    let code = S3Cause::server_code(&source.to_string());
-    let source = S3Cause(source);
-    match (&source.0, code.as_deref()) {
+    let source = S3Cause::new(source);
+    let code = source.server.as_ref().map(|s| s.code.as_str());
+    match (&source.error, code) {
         (object_store::Error::PermissionDenied { .. }, _)
         | (object_store::Error::Unauthenticated { .. }, _)
         | (_, Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => {
             EtlError::S3Denied { input, source }
         }
+        // Before `NotFound`: a GET in a missing bucket is a 404 too, told apart by its code.
         (_, Some("NoSuchBucket")) => EtlError::S3NoBucket { input, source },
         (object_store::Error::NotFound { .. }, _) => EtlError::InputMissing { file: input },
         _ => EtlError::S3 { input, source },
@@ -226,29 +228,55 @@ fn classify(input: &str, source: object_store::Error) -> EtlError {
 /// and message, or the innermost cause (the OS error of a refused connection), and keeps the
 /// full error for `{:?}`.
 #[derive(Debug)]
-pub struct S3Cause(pub object_store::Error);
+pub struct S3Cause {
+    pub error: object_store::Error,
+    /// What the server said, when it answered with an S3 error document (boxed: `EtlError`
+    /// holds this by value and stays small).
+    pub server: Option<Box<ServerError>>,
+}
 
 impl S3Cause {
-    fn server_code(text: &str) -> Option<String> {
-        xml_field(text, "Code")
+    fn new(error: object_store::Error) -> Self {
+        let server = ServerError::find(&error.to_string()).map(Box::new);
+        S3Cause { error, server }
     }
 }
 
-fn xml_field(text: &str, field: &str) -> Option<String> {
-    let open = format!("<{field}>");
-    let start = text.find(&open)? + open.len();
-    let end = start + text[start..].find(&format!("</{field}>"))?;
-    Some(text[start..end].to_owned())
+/// An S3 error document's `<Code>` and `<Message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ServerError {
+    /// The S3 error document in an error's text.
+    ///
+    /// Read from text because that is the only place object_store leaves it: the response
+    /// body is kept in a private type (`client::retry::RetryError`), and only the HTTP status
+    /// of a GET or HEAD becomes a kind (`NotFound`, `PermissionDenied`, `Unauthenticated`). A
+    /// failed LIST is `Generic` whatever the status, and a 404 does not say whether the key
+    /// or the bucket is missing: the code (`NoSuchBucket`, `AccessDenied`...) does.
+    fn find(text: &str) -> Option<Self> {
+        let field = |name: &str| {
+            let open = format!("<{name}>");
+            let start = text.find(&open)? + open.len();
+            let end = start + text[start..].find(&format!("</{name}>"))?;
+            Some(text[start..end].to_owned())
+        };
+        Some(ServerError {
+            code: field("Code")?,
+            message: field("Message").unwrap_or_default(),
+        })
+    }
 }
 
 impl std::fmt::Display for S3Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = self.0.to_string();
-        if let Some(code) = xml_field(&text, "Code") {
-            let message = xml_field(&text, "Message").unwrap_or_default();
-            return write!(f, "the server answered {code}: {message}");
+        if let Some(server) = &self.server {
+            return write!(f, "the server answered {}: {}", server.code, server.message);
         }
-        let mut inner: &dyn std::error::Error = &self.0;
+        let mut inner: &dyn std::error::Error = &self.error;
         while let Some(next) = inner.source() {
             inner = next;
         }
@@ -272,20 +300,97 @@ mod tests {
         assert!(err.to_string().contains("s3:///key"), "{err}");
     }
 
+    const NO_SUCH_BUCKET: &str = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
+                   <Message>The specified bucket does not exist</Message></Error>";
+
+    fn generic(text: String) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn the_server_s_code_and_message_are_found_in_an_error_s_text() {
+        let text = format!("list failed: {NO_SUCH_BUCKET}: list failed: {NO_SUCH_BUCKET}");
+        assert_eq!(
+            ServerError::find(&text),
+            Some(ServerError {
+                code: "NoSuchBucket".into(),
+                message: "The specified bucket does not exist".into(),
+            })
+        );
+        let code_only = ServerError::find("<Error><Code>AccessDenied</Code></Error>");
+        assert_eq!(
+            code_only.map(|s| (s.code, s.message)),
+            Some(("AccessDenied".into(), String::new()))
+        );
+        assert_eq!(ServerError::find("connection refused"), None);
+        assert_eq!(ServerError::find("<Code>unterminated"), None);
+    }
+
     #[test]
     fn server_errors_are_said_once_by_their_code() {
-        let xml = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>\
-                   <Message>The specified bucket does not exist</Message></Error>";
-        let err = object_store::Error::Generic {
-            store: "S3",
-            source: format!("list failed: {xml}: list failed: {xml}").into(),
-        };
+        let err = generic(format!(
+            "list failed: {NO_SUCH_BUCKET}: list failed: {NO_SUCH_BUCKET}"
+        ));
         let err = classify("s3://gone/history/", err);
         assert!(matches!(err, EtlError::S3NoBucket { .. }), "{err:?}");
         let cause = std::error::Error::source(&err).expect("cause").to_string();
         assert_eq!(
             cause,
             "the server answered NoSuchBucket: The specified bucket does not exist"
+        );
+    }
+
+    #[test]
+    fn object_store_s_kinds_decide_without_a_code() {
+        let denied = object_store::Error::PermissionDenied {
+            path: "history/a.parquet".into(),
+            source: "403 Forbidden".into(),
+        };
+        let err = classify("s3://b/history/a.parquet", denied);
+        assert!(matches!(err, EtlError::S3Denied { .. }), "{err:?}");
+        let unauthenticated = object_store::Error::Unauthenticated {
+            path: "history/a.parquet".into(),
+            source: "401".into(),
+        };
+        let err = classify("s3://b/history/a.parquet", unauthenticated);
+        assert!(matches!(err, EtlError::S3Denied { .. }), "{err:?}");
+        let missing = object_store::Error::NotFound {
+            path: "history/a.parquet".into(),
+            source: "404 Not Found".into(),
+        };
+        let err = classify("s3://b/history/a.parquet", missing);
+        assert!(
+            matches!(&err, EtlError::InputMissing { file } if file == "s3://b/history/a.parquet"),
+            "{err:?}"
+        );
+        // A LIST refused is `Generic`: only its code tells.
+        let err = classify(
+            "s3://b/history/",
+            generic(
+                "<Error><Code>InvalidAccessKeyId</Code><Message>no such key id</Message></Error>"
+                    .into(),
+            ),
+        );
+        assert!(matches!(err, EtlError::S3Denied { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn other_failures_show_their_innermost_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(io),
+        };
+        let err = classify("s3://b/history/", err);
+        assert!(matches!(err, EtlError::S3 { .. }), "{err:?}");
+        let msg = voucher_shared::errors::Chain(&err).to_string();
+        assert!(
+            msg.starts_with("cannot read s3://b/history/ from object storage")
+                && msg.ends_with(": connection refused"),
+            "{msg}"
         );
     }
 

@@ -62,9 +62,9 @@ pub fn resolve(input: &str, timeout: Duration) -> Result<Vec<String>, EtlError> 
         return Ok(files);
     }
     if input.contains(['*', '?', '[']) && !path.exists() {
-        let pattern = glob::glob(input).map_err(|e| EtlError::BadPattern {
+        let pattern = glob::glob(input).map_err(|source| EtlError::BadPattern {
             input: input.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
         let mut files: Vec<String> = pattern
             .filter_map(Result::ok)

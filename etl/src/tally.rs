@@ -118,7 +118,7 @@ pub fn tally_input(
 }
 
 /// The format of a tally file.
-const FORMAT: &str = "voucher-etl-tally/1";
+pub const FORMAT: &str = "voucher-etl-tally/1";
 
 /// A tally file: the tally of one part of the history, with what it was made with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -244,20 +244,19 @@ pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
 }
 
 fn read(path: &Path) -> Result<TallyFile, EtlError> {
-    let bad = |reason: String| EtlError::BadTally {
-        file: path.display().to_string(),
-        reason,
-    };
     let bytes = std::fs::read(path).map_err(|source| EtlError::Open {
         file: path.display().to_string(),
         source,
     })?;
-    let file: TallyFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let file: TallyFile = serde_json::from_slice(&bytes).map_err(|source| EtlError::BadTally {
+        file: path.display().to_string(),
+        source,
+    })?;
     if file.format != FORMAT {
-        return Err(bad(format!(
-            "its format is {:?}; this voucher-etl reads {FORMAT:?}",
-            file.format
-        )));
+        return Err(EtlError::TallyFormat {
+            file: path.display().to_string(),
+            found: file.format,
+        });
     }
     Ok(file)
 }
@@ -277,5 +276,65 @@ fn to_tally(file: &TallyFile) -> Tally {
         dropped: file.dropped,
         rows_kept: file.rows_kept,
         segments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use voucher_shared::errors::Chain;
+
+    use super::*;
+
+    #[test]
+    fn a_broken_tally_file_is_named_with_the_json_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("part-0.json");
+        std::fs::write(
+            &path,
+            "{\"format\": \"voucher-etl-tally/1\",\n \"countries\": [",
+        )
+        .expect("write");
+        let err = read(&path).expect_err("truncated JSON");
+        assert!(matches!(err, EtlError::BadTally { .. }), "{err:?}");
+        let msg = Chain(&err).to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "{} is not a tally file written by voucher-etl tally: EOF while parsing a list at line 2",
+                path.display()
+            )),
+            "{msg}"
+        );
+
+        std::fs::write(&path, r#"{"format": "voucher-etl-tally/1"}"#).expect("write");
+        let err = read(&path).expect_err("fields missing");
+        assert!(matches!(err, EtlError::BadTally { .. }), "{err:?}");
+        assert!(Chain(&err).to_string().contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn a_tally_of_another_format_says_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("part-0.json");
+        let mut file = serde_json::to_value(TallyFile {
+            format: FORMAT.into(),
+            countries: vec!["Peru".into()],
+            segments: serde_json::Value::Null,
+            rows_read: 0,
+            rows_kept: 0,
+            dropped: DropCounts::default(),
+            inputs: Vec::new(),
+            groups: Vec::new(),
+        })
+        .expect("json");
+        file["format"] = "voucher-etl-tally/0".into();
+        std::fs::write(&path, file.to_string()).expect("write");
+        let err = read(&path).expect_err("another format");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "tally file {} has format \"voucher-etl-tally/0\"; this voucher-etl reads \"voucher-etl-tally/1\"",
+                path.display()
+            )
+        );
     }
 }

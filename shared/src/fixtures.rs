@@ -1,5 +1,9 @@
-//! A small voucher table for tests of both programs (feature `fixtures`): the built-in
-//! segments for Peru, and only the frequent segment `0-4` for Latvia.
+//! Fixtures for tests of both programs (feature `fixtures`): a small voucher table (the built-in
+//! segments for Peru, and only the frequent segment `0-4` for Latvia) and a generated set of
+//! requests of every kind, which every door must answer alike.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
 
 use crate::publish::Version;
 use crate::score::Snapshot;
@@ -49,4 +53,102 @@ pub fn contract_rows(base: i64) -> Vec<VoucherRow> {
         rows.push(row("Latvia", SegmentType::Frequent, first, 1000));
     }
     rows
+}
+
+/// A small deterministic generator (64-bit LCG), so that a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        &items[((self.0 >> 33) % items.len() as u64) as usize]
+    }
+}
+
+/// `count` requests (JSON objects; a field of `None` is left out) mixing valid values with
+/// every kind of invalid one, against [`contract_table`], with times relative to `now`. The same
+/// `seed` gives the same requests. With `json_only`, also values only JSON can carry (wrong
+/// types, fractions, null); otherwise only integers, strings and absent fields, which gRPC,
+/// Parquet and CSV can carry too.
+pub fn door_requests(count: usize, seed: u64, json_only: bool, now: DateTime<Utc>) -> Vec<Value> {
+    let s = |v: &str| Some(json!(v));
+    let days_ago = |days: i64| {
+        Some(json!(
+            (now - TimeDelta::days(days))
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        ))
+    };
+    let customer_ids = vec![Some(json!(1)), Some(json!(987_654)), None];
+    let countries = vec![
+        s("Peru"),
+        s("Peru"),
+        s("Latvia"),
+        s("Atlantis"),
+        s(""),
+        None,
+    ];
+    let lasts = [
+        days_ago(3),
+        days_ago(45),
+        days_ago(100),
+        days_ago(400),
+        s("2021-10-26"),
+        s("2021-10-26T00:00:00Z"),
+        days_ago(-2),
+        s("2021-02-30"),
+        s("yesterday"),
+        None,
+    ];
+    let firsts = [
+        s("2020-01-01 00:00:00"),
+        s("2020-01-01"),
+        s("2099-01-01"),
+        s("x"),
+        None,
+    ];
+    let totals: Vec<Option<Value>> = [0, 4, 5, 14, 37, 38, -1]
+        .into_iter()
+        .map(|n| Some(json!(n)))
+        .chain([None])
+        .collect();
+    let types = [
+        s("frequent_segment"),
+        s("recency_segment"),
+        s("bogus"),
+        None,
+    ];
+    let (mut ids, mut countries, mut totals) = (customer_ids, countries, totals);
+    if json_only {
+        totals.extend([
+            Some(json!(14.0)),
+            Some(json!(2.5)),
+            s("14"),
+            Some(json!(true)),
+            Some(Value::Null),
+        ]);
+        ids.extend([s("abc"), Some(json!(1.5)), Some(json!([1]))]);
+        countries.extend([Some(json!(5)), Some(json!({"a": 1}))]);
+    }
+    let mut rng = Lcg(seed);
+    (0..count)
+        .map(|_| {
+            let fields = [
+                ("customer_id", rng.pick(&ids)),
+                ("country_code", rng.pick(&countries)),
+                ("last_order_ts", rng.pick(&lasts)),
+                ("first_order_ts", rng.pick(&firsts)),
+                ("total_orders", rng.pick(&totals)),
+                ("segment_name", rng.pick(&types)),
+            ];
+            let request: serde_json::Map<String, Value> = fields
+                .into_iter()
+                .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+                .collect();
+            Value::Object(request)
+        })
+        .collect()
 }

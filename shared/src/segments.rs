@@ -93,8 +93,13 @@ pub enum SegmentsError {
         path: String,
         source: std::io::Error,
     },
-    #[error("segments file {path} is not valid: {message}")]
-    Parse { path: String, message: String },
+    #[error("segments file {path} is not valid{}", Location::text(*.at))]
+    Parse {
+        path: String,
+        /// Where the error is, when the parser could tell.
+        at: Option<Location>,
+        source: TomlError,
+    },
     #[error(
         "unknown segment type `{0}`; the known types are `frequent_segment` (total_orders) and `recency_segment` (days since last order)"
     )]
@@ -132,6 +137,55 @@ pub enum SegmentsError {
     )]
     Empty,
 }
+
+/// A place in a text file, counted from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte `offset` of `text` (columns count characters).
+    fn of(text: &str, offset: usize) -> Self {
+        let before = text.get(..offset).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Location {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    fn text(at: Option<Location>) -> String {
+        at.map(|at| format!(" at line {}, column {}", at.line, at.column))
+            .unwrap_or_default()
+    }
+}
+
+/// toml's error, said on one line: its own `Display` draws the offending line with a caret
+/// under it, over several lines, which a log line cannot hold. The whole error stays inside.
+#[derive(Debug)]
+pub struct TomlError(pub Box<toml::de::Error>);
+
+impl fmt::Display for TomlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut lines = self
+            .0
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        if let Some(first) = lines.next() {
+            f.write_str(first)?;
+        }
+        for line in lines {
+            write!(f, "; {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TomlError {}
 
 /// The validated segments of every configured type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,20 +244,20 @@ impl SegmentSet {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            SegmentsError::Parse { message, .. } => SegmentsError::Parse {
-                path: path.display().to_string(),
-                message,
-            },
-            other => other,
-        })
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates segments from TOML text.
     pub fn from_toml(text: &str) -> Result<Self, SegmentsError> {
+        Self::parse(text, "<text>")
+    }
+
+    /// [`Self::from_toml`] of the text of file `path`.
+    fn parse(text: &str, path: &str) -> Result<Self, SegmentsError> {
         let file: SegmentsFile = toml::from_str(text).map_err(|e| SegmentsError::Parse {
-            path: "<text>".into(),
-            message: e.message().to_owned(),
+            path: path.to_owned(),
+            at: e.span().map(|span| Location::of(text, span.start)),
+            source: TomlError(Box::new(e)),
         })?;
         Self::new([
             (
@@ -345,9 +399,45 @@ mod tests {
     fn unknown_segment_types_are_named() {
         let err = SegmentSet::from_toml("[[loyalty_segment]]\nlabel='x'\nlower=0\nupper=3\n")
             .unwrap_err();
-        let msg = err.to_string();
+        let msg = crate::errors::Chain(&err).to_string();
         assert!(msg.contains("loyalty_segment"), "{msg}");
         assert!(msg.contains("frequent_segment"), "{msg}");
+    }
+
+    #[test]
+    fn a_toml_error_names_the_file_and_the_place_and_keeps_toml_s_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("segments.toml");
+        std::fs::write(
+            &path,
+            "[[frequent_segment]]\nlabel = 'a'\nlower = 0\n  uper = 4\n",
+        )
+        .expect("write");
+        let err = SegmentSet::from_file(&path).expect_err("a misspelt field");
+        let SegmentsError::Parse { at, source, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*at, Some(Location { line: 4, column: 3 }));
+        assert!(
+            source.0.message().contains("unknown field `uper`"),
+            "{source:?}"
+        );
+        let msg = crate::errors::Chain(&err).to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "segments file {} is not valid at line 4, column 3: unknown field `uper`",
+                path.display()
+            )),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg}");
+
+        let err = SegmentSet::from_toml("[[frequent_segment]\n").expect_err("a broken header");
+        let msg = crate::errors::Chain(&err).to_string();
+        assert!(
+            msg.starts_with("segments file <text> is not valid at line 1, column "),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -320,4 +320,16 @@ fn an_empty_directory_a_file_that_is_not_parquet_and_a_missing_column_are_named(
         "{}",
         stderr(&out)
     );
+
+    // The pattern's own error follows, with where in the pattern it is.
+    let broken = format!("{}/[*.parquet", parts.display());
+    let out = run_etl(&broken, &tables, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "input {broken} is not a usable pattern: Pattern syntax error near position"
+        )) && stderr(&out).contains("invalid range pattern"),
+        "{}",
+        stderr(&out)
+    );
 }
