@@ -11,8 +11,9 @@ use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::postgres::PostgresRead;
 use voucher_etl::run::{RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
-use voucher_etl::score::{ScoreOptions, score_customers};
+use voucher_etl::score::{CustomerSource, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
+use voucher_postgres::{ConnectOptions, DbUrl};
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -125,6 +126,20 @@ struct ScoreArgs {
     /// The time recency is measured from (RFC 3339) [default: now].
     #[arg(long, env = "VOUCHER_SCORE_NOW")]
     now: Option<chrono::DateTime<chrono::Utc>>,
+    /// PostgreSQL database holding the customer profiles, for rows that give only customer_id
+    /// and segment_name: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...] (the
+    /// password may come from PGPASSWORD). Without it, such rows are refused as missing their
+    /// fields.
+    #[arg(long, env = "VOUCHER_CUSTOMERS_DB", hide_env_values = true, value_parser = parse_db_url)]
+    customers_db: Option<DbUrl>,
+    /// The table of customer profiles (`NAME` or `SCHEMA.NAME`), with the columns customer_id
+    /// (an integer type, indexed), country_code, last_order_ts, first_order_ts, total_orders.
+    #[arg(long, env = "VOUCHER_CUSTOMERS_TABLE", default_value = voucher_postgres::customers::DEFAULT_TABLE)]
+    customers_table: String,
+}
+
+fn parse_db_url(text: &str) -> Result<DbUrl, String> {
+    DbUrl::parse(text, voucher_postgres::env_password()).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -241,6 +256,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 tables_dir: args.tables,
                 output: args.output,
                 now: args.now.unwrap_or_else(chrono::Utc::now),
+                customer_store: args.customers_db.map(|url| CustomerSource {
+                    url,
+                    table: args.customers_table,
+                    options: ConnectOptions {
+                        application_name: "voucher-etl score".into(),
+                        ..ConnectOptions::default()
+                    },
+                }),
             })?;
             print!("{summary}");
         }

@@ -6,16 +6,27 @@
 //! JSON kinds (an integer, a string...); a CSV cell is a JSON scalar written without quotes
 //! (`14` is a number, `Peru` a string). A null cell, or a column that is not there, is a field
 //! left out. Rows go through in slices, so memory follows the slice, not the list.
+//!
+//! With a customer store ([`CustomerSource`], `--customers-db`), a row with only `customer_id`
+//! and `segment_name` is a request by id, scored with the customer's stored profile exactly as
+//! the API scores it: one query per slice (`WHERE customer_id = ANY($1)`). A campaign is
+//! offline, so a store that cannot answer fails the run rather than its rows.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use serde::Serialize;
+use voucher_postgres::customers::CustomerLookup;
+use voucher_postgres::{ConnectOptions, DbUrl, PgError, Session};
 use voucher_shared::publish::{PublishError, TablesDir};
-use voucher_shared::score::{self, Json, Refusal, Snapshot, ValidationError, VoucherRequest};
+use voucher_shared::score::{
+    self, Json, Profiles, Refusal, Snapshot, ValidationError, VoucherRequest,
+};
 use voucher_shared::table::{TableError, VoucherTable};
 use voucher_shared::time::SECONDS_PER_DAY;
 
@@ -84,6 +95,19 @@ pub enum ScoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot look customers up in table {table} of the customer store")]
+    Customers { table: String, source: PgError },
+    #[error("cannot start the customer store's connection")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Where the profiles of requests by id come from.
+#[derive(Debug, Clone)]
+pub struct CustomerSource {
+    pub url: DbUrl,
+    /// `NAME` or `SCHEMA.NAME`.
+    pub table: String,
+    pub options: ConnectOptions,
 }
 
 /// What to score.
@@ -94,6 +118,8 @@ pub struct ScoreOptions {
     pub output: PathBuf,
     /// The time that recency is measured from and future times are refused after.
     pub now: DateTime<Utc>,
+    /// The customer store for rows by id; without it such rows miss their fields (422).
+    pub customer_store: Option<CustomerSource>,
 }
 
 /// How a campaign came out.
@@ -104,14 +130,16 @@ pub struct ScoreSummary {
     pub ok: u64,
     pub invalid: u64,
     pub no_segment: u64,
+    /// Rows by id for a customer the customer store does not hold (404).
+    pub unknown_customer: u64,
 }
 
 impl std::fmt::Display for ScoreSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment",
-            self.rows, self.version, self.ok, self.invalid, self.no_segment
+            "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment, {} unknown customers",
+            self.rows, self.version, self.ok, self.invalid, self.no_segment, self.unknown_customer
         )
     }
 }
@@ -125,28 +153,24 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         rows: customers.height() as u64,
         ..ScoreSummary::default()
     };
+    let store = opts
+        .customer_store
+        .as_ref()
+        .map(StoreLookup::open)
+        .transpose()?;
     let progress = Progress::rows("scoring customers", summary.rows);
     let mut results = Results::with_capacity(customers.height());
     let now = opts.now.timestamp();
     for offset in (0..customers.height()).step_by(SLICE_ROWS) {
         let slice = customers.slice(offset as i64, SLICE_ROWS);
-        let mut fields = FIELDS
-            .iter()
-            .map(|name| request_values(&slice, name, from_text, &opts.customers))
-            .map(|values| values.map(Vec::into_iter))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Every field has one value per row, so `next` never runs dry within the slice.
-        let mut next = |field: usize| fields[field].next().unwrap_or_default();
-        for _ in 0..slice.height() {
-            let request = VoucherRequest {
-                customer_id: next(0),
-                country_code: next(1),
-                last_order_ts: next(2),
-                first_order_ts: next(3),
-                total_orders: next(4),
-                segment_name: next(5),
-            };
-            results.push(score::score(&request, &snapshot, now), &mut summary);
+        let requests = slice_requests(&slice, from_text, &opts.customers)?;
+        let profiles = match &store {
+            Some(store) => store.profiles(&requests)?,
+            None => Profiles::no_store(),
+        };
+        for request in &requests {
+            let scored = score::score_with(request, &profiles, &snapshot, now);
+            results.push(scored, &mut summary);
         }
         progress.set((offset + slice.height()) as u64);
     }
@@ -154,16 +178,96 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
     let mut out = results.into_frame(customers, snapshot.version_name(), &opts.customers)?;
     write_parquet(&mut out, &opts.output)?;
     log::info!(
-        "scored {} customers from {} with table {} into {}: {} vouchers, {} invalid, {} without a segment",
-        summary.rows,
+        "scored customers from {} into {}: {}",
         opts.customers.display(),
-        summary.version,
         opts.output.display(),
-        summary.ok,
-        summary.invalid,
-        summary.no_segment
+        summary.to_string().trim_end()
     );
     Ok(summary)
+}
+
+/// The requests of the rows of `slice`.
+fn slice_requests<'a>(
+    slice: &'a DataFrame,
+    from_text: bool,
+    path: &Path,
+) -> Result<Vec<VoucherRequest<'a>>, ScoreError> {
+    let mut fields = FIELDS
+        .iter()
+        .map(|name| request_values(slice, name, from_text, path))
+        .map(|values| values.map(Vec::into_iter))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Every field has one value per row, so `next` never runs dry within the slice.
+    let mut next = |field: usize| fields[field].next().unwrap_or_default();
+    Ok((0..slice.height())
+        .map(|_| VoucherRequest {
+            customer_id: next(0),
+            country_code: next(1),
+            last_order_ts: next(2),
+            first_order_ts: next(3),
+            total_orders: next(4),
+            segment_name: next(5),
+        })
+        .collect())
+}
+
+/// The customer store's table, prepared on one connection.
+struct StoreLookup {
+    runtime: tokio::runtime::Runtime,
+    session: Session,
+    lookup: CustomerLookup,
+    table: String,
+}
+
+impl StoreLookup {
+    fn open(source: &CustomerSource) -> Result<StoreLookup, ScoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ScoreError::Runtime)?;
+        let (session, lookup) = runtime
+            .block_on(async {
+                let session = Session::connect(&source.url, &source.options).await?;
+                let lookup = CustomerLookup::prepare(&session, &source.table).await?;
+                Ok::<_, PgError>((session, lookup))
+            })
+            .map_err(|e| ScoreError::Customers {
+                table: source.table.clone(),
+                source: e,
+            })?;
+        Ok(StoreLookup {
+            runtime,
+            session,
+            lookup,
+            table: source.table.clone(),
+        })
+    }
+
+    /// The profiles of the requests by id among `requests`, in one query.
+    fn profiles(&self, requests: &[VoucherRequest<'_>]) -> Result<Profiles, ScoreError> {
+        let mut ids: Vec<i64> = requests
+            .iter()
+            .filter_map(VoucherRequest::lookup_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut profiles = Profiles::with_store(ids.len());
+        if ids.is_empty() {
+            return Ok(profiles);
+        }
+        let found = self
+            .runtime
+            .block_on(self.lookup.fetch(&self.session, &ids))
+            .map_err(|source| ScoreError::Customers {
+                table: self.table.clone(),
+                source,
+            })?;
+        let mut found: HashMap<i64, _> = found.into_iter().collect();
+        for id in ids {
+            profiles.insert(id, found.remove(&id).map(Arc::new));
+        }
+        Ok(profiles)
+    }
 }
 
 /// The live version of a tables directory, as the API would load it.
@@ -424,6 +528,12 @@ impl Results {
                         summary.no_segment += 1;
                         (404, no_segment.message.clone())
                     }
+                    Refusal::UnknownCustomer(_) => {
+                        summary.unknown_customer += 1;
+                        (404, refusal.message())
+                    }
+                    // Never from a store that answered; a failed lookup fails the run.
+                    Refusal::CustomersUnavailable(_) => (503, refusal.message()),
                 };
                 self.status.push(status);
                 self.voucher.push(None);
