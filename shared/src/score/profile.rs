@@ -383,7 +383,9 @@ mod tests {
     fn unknown_unavailable_and_bad_ids_are_refused_for_what_they_are() {
         let snapshot = contract_snapshot();
         let by_id = parse(r#"{"customer_id": 8, "segment_name": "frequent_segment"}"#);
-        let profiles = found(7, profile());
+        // The store answered for 8: it holds no such customer.
+        let mut profiles = found(7, profile());
+        profiles.insert(8, None);
         assert_eq!(
             score_with(&by_id, &profiles, &snapshot, NOW),
             Err(Refusal::UnknownCustomer(8))
