@@ -12,7 +12,7 @@ use tokio_postgres::types::{FromSql, Type};
 use voucher_shared::score::{Profile, Stored};
 
 use crate::copy::{Family, Value, decode_value, type_list};
-use crate::error::{Failure, PgError, Step};
+use crate::error::{ColumnType, Failure, PgError, Step};
 use crate::session::{Session, quote_identifier};
 
 /// The table's name unless told otherwise.
@@ -70,15 +70,13 @@ impl CustomerLookup {
             match found.family {
                 Some(family) if accepted.contains(&family) => *slot = family,
                 _ => {
-                    return Err(session.fail(
-                        Failure::ColumnType {
-                            table: table.to_owned(),
-                            column: name,
-                            found: found.type_name.clone(),
-                            accepted: type_list(accepted.iter().copied()),
-                        },
-                        None,
-                    ));
+                    let column = ColumnType {
+                        table: table.to_owned(),
+                        column: name,
+                        found: found.type_name.clone(),
+                        accepted: type_list(accepted.iter().copied()),
+                    };
+                    return Err(session.fail(Failure::ColumnType(Box::new(column)), None));
                 }
             }
         }

@@ -21,7 +21,7 @@ pub mod url;
 
 pub use copy::{CopyDecoder, DecodeError, Family, RowSink, Value, type_list};
 pub use customers::CustomerLookup;
-pub use error::{Failure, PgError};
+pub use error::{ColumnType, Failure, PgError};
 pub use session::{
     ColumnInfo, ConnectOptions, CopyRows, Session, copy_statement, quote_identifier,
 };

@@ -354,6 +354,33 @@ fn storable_requests(now: DateTime<Utc>) -> Vec<Value> {
     full
 }
 
+/// Creates `table` holding the profile of each of `requests`, in text columns and an integer
+/// order count.
+fn store_customers(db: &crate::postgres::Db, table: &str, requests: &[Value]) {
+    let text =
+        |r: &Value, f: &str| format!("'{}'", r[f].as_str().expect("text").replace('\'', "''"));
+    let rows: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            format!(
+                "({}, {}, {}, {}, {})",
+                r["customer_id"],
+                text(r, "country_code"),
+                text(r, "last_order_ts"),
+                text(r, "first_order_ts"),
+                r["total_orders"]
+            )
+        })
+        .collect();
+    db.execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} \
+         (customer_id bigint PRIMARY KEY, country_code text, last_order_ts text, \
+         first_order_ts text, total_orders bigint); \
+         INSERT INTO {table} VALUES {}",
+        rows.join(", ")
+    ));
+}
+
 #[test]
 fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() {
     let Some(db) = crate::postgres::db() else {
@@ -371,28 +398,7 @@ fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() 
         [200, 404, 422].into(),
         "the set covers every outcome"
     );
-    let text =
-        |r: &Value, f: &str| format!("'{}'", r[f].as_str().expect("text").replace('\'', "''"));
-    let rows: Vec<String> = full
-        .iter()
-        .map(|r| {
-            format!(
-                "({}, {}, {}, {}, {})",
-                r["customer_id"],
-                text(r, "country_code"),
-                text(r, "last_order_ts"),
-                text(r, "first_order_ts"),
-                r["total_orders"]
-            )
-        })
-        .collect();
-    db.execute(&format!(
-        "DROP TABLE IF EXISTS score_customers; CREATE TABLE score_customers \
-         (customer_id bigint PRIMARY KEY, country_code text, last_order_ts text, \
-         first_order_ts text, total_orders bigint); \
-         INSERT INTO score_customers VALUES {}",
-        rows.join(", ")
-    ));
+    store_customers(&db, "score_customers", &full);
     let unknown = [1, 2, 999_999];
     let by_id: Vec<Value> = full
         .iter()
