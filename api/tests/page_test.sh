@@ -43,7 +43,10 @@ ETL=$VOUCHER_ETL_BIN API=$VOUCHER_API_BIN
 "$ETL" generate --rows 20000 --seed 3 --countries Peru,Chile --output "$WORK/history-a.parquet" >/dev/null
 "$ETL" generate --rows 20000 --seed 4 --countries Peru,Chile --output "$WORK/history-b.parquet" >/dev/null
 "$ETL" run --input "$WORK/history-a.parquet" --output "$WORK/tables" --countries all >/dev/null 2>&1
+"$ETL" generate --rows 20000 --seed 5 --countries Peru --output "$WORK/history-peru.parquet" >/dev/null
 export PAGE_REPUBLISH="'$ETL' run --input '$WORK/history-b.parquet' --output '$WORK/tables' --countries all >/dev/null 2>&1"
+# Chile's segments disappear: the gate holds the version (exit 3) and the page lists it.
+export PAGE_HOLD="'$ETL' run --input '$WORK/history-peru.parquet' --output '$WORK/tables' --countries all >/dev/null 2>&1; test \$? -eq 3"
 
 API_FLAGS=(--tables-dir "$WORK/tables" --host 127.0.0.1 --port 0 --grpc-port 0 --reload-interval 200ms)
 serve_start PAGE "$API" "${API_FLAGS[@]}"

@@ -71,6 +71,8 @@ pub struct SegmentTally {
 pub struct Tally {
     pub dropped: DropCounts,
     pub rows_kept: u64,
+    /// `rows_kept` per country.
+    pub rows_kept_by_country: BTreeMap<String, u64>,
     pub segments: BTreeMap<SegmentKey, SegmentTally>,
 }
 
@@ -402,9 +404,16 @@ impl Counter {
         let mut tally = Tally {
             dropped: self.dropped,
             rows_kept: self.rows_kept,
+            rows_kept_by_country: BTreeMap::new(),
             segments: BTreeMap::new(),
         };
         for (country_id, country) in self.countries.iter().enumerate() {
+            let per_country = self.groups_per_country();
+            let kept = self.groups[country_id * per_country..(country_id + 1) * per_country]
+                .iter()
+                .flat_map(|amounts| amounts.values())
+                .sum();
+            tally.rows_kept_by_country.insert(country.clone(), kept);
             for (frequent, recency) in (0..=self.frequent.len())
                 .flat_map(|f| (0..=self.recency.len()).map(move |r| (f, r)))
             {
@@ -499,6 +508,9 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.dropped += other.dropped;
         self.rows_kept += other.rows_kept;
+        for (country, n) in other.rows_kept_by_country {
+            *self.rows_kept_by_country.entry(country).or_default() += n;
+        }
         for (key, part) in other.segments {
             match self.segments.entry(key) {
                 std::collections::btree_map::Entry::Vacant(slot) => {

@@ -56,31 +56,19 @@ pub struct Column {
     pub accepts: Accepts,
 }
 
+impl Column {
+    const fn new(name: &'static str, accepts: Accepts) -> Column {
+        Column { name, accepts }
+    }
+}
+
 /// When the voucher was sent.
-pub const TIMESTAMP: Column = Column {
-    name: "timestamp",
-    accepts: Accepts::Time,
-};
-pub const COUNTRY_CODE: Column = Column {
-    name: "country_code",
-    accepts: Accepts::Text,
-};
-pub const LAST_ORDER_TS: Column = Column {
-    name: "last_order_ts",
-    accepts: Accepts::Time,
-};
-pub const FIRST_ORDER_TS: Column = Column {
-    name: "first_order_ts",
-    accepts: Accepts::Time,
-};
-pub const TOTAL_ORDERS: Column = Column {
-    name: "total_orders",
-    accepts: Accepts::TextOrNumber,
-};
-pub const VOUCHER_AMOUNT: Column = Column {
-    name: "voucher_amount",
-    accepts: Accepts::Number,
-};
+pub const TIMESTAMP: Column = Column::new("timestamp", Accepts::Time);
+pub const COUNTRY_CODE: Column = Column::new("country_code", Accepts::Text);
+pub const LAST_ORDER_TS: Column = Column::new("last_order_ts", Accepts::Time);
+pub const FIRST_ORDER_TS: Column = Column::new("first_order_ts", Accepts::Time);
+pub const TOTAL_ORDERS: Column = Column::new("total_orders", Accepts::TextOrNumber);
+pub const VOUCHER_AMOUNT: Column = Column::new("voucher_amount", Accepts::Number);
 
 /// Every column the ETL needs, in the order of the source files.
 pub const COLUMNS: [Column; 6] = [

@@ -7,7 +7,11 @@
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
 //! - [`tally`]: per-file and per-shard tallies, which add up; merging them;
-//! - [`run`]: one complete run, from input (history or tallies) to a published version;
+//! - [`run`]: one complete run, from input (history or tallies) to a published or held version;
+//! - [`profile`]: what a new version's table holds, for the gate and diffs;
+//! - [`metrics`]: the gate's outcomes as a Prometheus textfile;
+//! - [`versions`]: the `versions`, `diff` and `promote` commands;
+//! - [`exit`]: the exit codes of the binary;
 //! - [`generate`]: realistic synthetic history of any size;
 //! - [`schedule`]: runs on a cron schedule;
 //! - [`score`]: offline campaign scoring of a customer list with the API's rules;
@@ -15,10 +19,13 @@
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 
 pub mod clean;
+pub mod exit;
 pub mod generate;
 pub mod history;
+pub mod metrics;
 pub mod output;
 pub mod postgres;
+pub mod profile;
 pub mod progress;
 pub mod run;
 pub mod s3;
@@ -26,11 +33,13 @@ pub mod schedule;
 pub mod score;
 pub mod source;
 pub mod tally;
+pub mod versions;
 pub mod vouchers;
 
 use voucher_shared::publish::PublishError;
 use voucher_shared::segments::SegmentsError;
 use voucher_shared::table::TableError;
+use voucher_shared::versions::VersionError;
 
 /// Polars settings that keep a run's memory bounded, applied unless the user set them.
 ///
@@ -177,6 +186,10 @@ pub enum EtlError {
     Manifest(#[from] serde_json::Error),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(
+        "cannot read the live version to compare the new one with; fix or promote another version, or publish with --no-gate"
+    )]
+    Baseline(#[source] VersionError),
     #[error("the computed table is invalid")]
     Table(#[from] TableError),
 }

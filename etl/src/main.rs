@@ -7,13 +7,18 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use voucher_etl::clean::{self, Countries};
+use voucher_etl::exit::Exit;
 use voucher_etl::generate::{self, GenerateOptions};
 use voucher_etl::postgres::PostgresRead;
-use voucher_etl::run::{RunOptions, Source, run};
+use voucher_etl::run::{GateOptions, RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
 use voucher_etl::score::{CustomerSource, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
+use voucher_etl::versions::{self, Canary};
 use voucher_postgres::{ConnectOptions, DbUrl};
+use voucher_shared::canary::Percent;
+use voucher_shared::gate::Bounds;
+use voucher_shared::publish::{Because, Version};
 use voucher_shared::segments::SegmentSet;
 
 /// Builds the voucher table from raw voucher history and publishes it atomically.
@@ -45,6 +50,86 @@ enum Command {
     Score(ScoreArgs),
     /// Clean one part (shard) of the history and write its tally, for `run --from-tallies`.
     Tally(TallyArgs),
+    /// List the versions, newest first, with their state and gate outcome, and the publish log.
+    Versions(VersionsArgs),
+    /// What changes between two versions, per segment [default: from the live version to the
+    /// newest].
+    Diff(DiffArgs),
+    /// Make a complete version live: approve a held one, or roll back to an earlier one.
+    Promote(PromoteArgs),
+    /// Try a complete version (not the live one) on a share of customers beside the live one,
+    /// or end the canary with --off.
+    Canary(CanaryArgs),
+}
+
+#[derive(Args)]
+struct VersionsArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// Print a JSON array instead of a table.
+    #[arg(long, env = "VOUCHER_JSON")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to compare from [default: the live one].
+    from: Option<Version>,
+    /// The version to compare to [default: the newest].
+    to: Option<Version>,
+    /// Print a JSON object instead of a table.
+    #[arg(long, env = "VOUCHER_JSON")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to make live.
+    version: Version,
+    /// Why, for the publish log.
+    #[arg(long, env = "VOUCHER_PROMOTE_REASON")]
+    reason: String,
+    /// Who, for the publish log; $USER when not given.
+    #[arg(long, env = "USER")]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+struct CanaryArgs {
+    #[command(flatten)]
+    tables: TablesArg,
+    /// The version to try (with --percent): held or published, not the live one.
+    #[arg(required_unless_present = "off", conflicts_with = "off")]
+    version: Option<Version>,
+    /// The share of customers it answers, by the bucket of their customer_id: above 0 and
+    /// below 100, at most two decimals (e.g. 20 or 0.5).
+    #[arg(
+        long,
+        env = "VOUCHER_CANARY_PERCENT",
+        required_unless_present = "off",
+        conflicts_with = "off"
+    )]
+    percent: Option<Percent>,
+    /// End the canary: the live version answers everyone again.
+    #[arg(long, env = "VOUCHER_CANARY_OFF")]
+    off: bool,
+    /// Why, for the publish log.
+    #[arg(long, env = "VOUCHER_CANARY_REASON", default_value = "canary")]
+    reason: String,
+    /// Who, for the publish log; $USER when not given.
+    #[arg(long, env = "USER")]
+    by: Option<String>,
+}
+
+#[derive(Args)]
+struct TablesArg {
+    /// The tables directory.
+    #[arg(long, env = "VOUCHER_TABLES_DIR")]
+    tables_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -162,9 +247,20 @@ struct RunArgs {
     /// Segment definitions (TOML) to use instead of the built-in Peru segments.
     #[arg(long, env = "VOUCHER_SEGMENTS")]
     segments: Option<PathBuf>,
-    /// Versions to keep; older ones are deleted, never the live one.
+    /// Versions to keep; older ones are deleted, never the live one, a held one newer than
+    /// it, or the one a roll-back would return to.
     #[arg(long, env = "VOUCHER_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     keep: u64,
+    /// Gate bounds (TOML) instead of the built-in ones (docs/voucher-tables.md).
+    #[arg(long, env = "VOUCHER_GATE")]
+    gate: Option<PathBuf>,
+    /// Publish even if the gate would hold the version (the manifest records it).
+    #[arg(long, env = "VOUCHER_NO_GATE")]
+    no_gate: bool,
+    /// A Prometheus textfile to rewrite after each run with the gate's outcomes, e.g. in
+    /// node-exporter's textfile directory.
+    #[arg(long, env = "VOUCHER_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
 }
@@ -191,9 +287,11 @@ struct GenerateArgs {
     row_group_size: Option<u64>,
 }
 
-impl From<RunArgs> for RunOptions {
-    fn from(a: RunArgs) -> Self {
-        RunOptions {
+impl TryFrom<RunArgs> for RunOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: RunArgs) -> anyhow::Result<Self> {
+        Ok(RunOptions {
             source: match (a.input, a.from_tallies) {
                 (_, Some(dir)) => Source::Tallies(dir),
                 (input, None) => Source::History(input.unwrap_or_default()),
@@ -203,7 +301,12 @@ impl From<RunArgs> for RunOptions {
             segments: a.segments,
             keep: usize::try_from(a.keep).unwrap_or(usize::MAX),
             read: a.read.into(),
-        }
+            gate: GateOptions {
+                bounds: Bounds::load(a.gate.as_deref())?,
+                enforce: !a.no_gate,
+                metrics_file: a.metrics_file,
+            },
+        })
     }
 }
 
@@ -211,21 +314,48 @@ fn main() -> ExitCode {
     voucher_etl::bound_polars_memory();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match execute(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(exit) => exit.into(),
         Err(e) => {
             log::error!("{e:#}");
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            Exit::Failed.into()
         }
     }
 }
 
-fn execute(cli: Cli) -> anyhow::Result<()> {
+/// `run`: exit 0 when published, 3 when the gate held the version.
+fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
+    let report = run(&args.try_into()?)?;
+    print!("{report}");
+    Ok(if report.held() {
+        Exit::Held
+    } else {
+        Exit::Success
+    })
+}
+
+fn canary_command(a: CanaryArgs) -> anyhow::Result<String> {
+    let because = Because::new(a.reason, who(a.by));
+    let change = match (a.version, a.percent) {
+        (Some(version), Some(percent)) if !a.off => Canary::Start { version, percent },
+        _ => Canary::Off,
+    };
+    Ok(versions::canary_command(
+        &a.tables.tables_dir,
+        change,
+        &because,
+    )?)
+}
+
+/// Who, for the publish log: `--by`, else `$USER`, else "unknown".
+fn who(by: Option<String>) -> String {
+    by.filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn execute(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => {
-            let report = run(&args.into())?;
-            print!("{report}");
-        }
+        Command::Run(args) => return run_command(args),
         Command::Schedule {
             cron,
             run_at_start,
@@ -233,8 +363,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         } => {
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
-                .block_on(schedule(&cron, run.into(), run_at_start))?;
+                .block_on(schedule(&cron, run.try_into()?, run_at_start))?;
         }
+        Command::Versions(a) => print!("{}", versions::list_command(&a.tables.tables_dir, a.json)?),
+        Command::Diff(a) => print!(
+            "{}",
+            versions::diff_command(&a.tables.tables_dir, a.from, a.to, a.json)?
+        ),
+        Command::Promote(a) => {
+            let because = Because::new(a.reason, who(a.by));
+            print!(
+                "{}",
+                versions::promote_command(&a.tables.tables_dir, a.version, &because)?
+            );
+        }
+        Command::Canary(a) => print!("{}", canary_command(a)?),
         Command::Tally(args) => {
             let segments = SegmentSet::load(args.segments.as_deref())?;
             let tallied =
@@ -295,5 +438,5 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(Exit::Success)
 }

@@ -1,20 +1,23 @@
-//! One run: history in, a new published table version out.
+//! One run: history in, a new table version out, published if the gate passes it and held
+//! (written complete, not made live) if it does not.
 
 use std::fmt;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
-use voucher_shared::manifest::{Manifest, Producer};
-use voucher_shared::publish::{MANIFEST_FILE, Published, Staged, TABLE_FILE, TablesDir};
+use voucher_shared::errors::Chain;
+use voucher_shared::gate::{Baseline, Bounds, GATE_FILE, GateReport};
+use voucher_shared::manifest::{GateOutcome, Manifest, Producer};
+use voucher_shared::publish::{
+    Because, MANIFEST_FILE, Published, Staged, TABLE_FILE, TablesDir, Version,
+};
 use voucher_shared::segments::SegmentSet;
 use voucher_shared::table::VoucherTable;
 
 use crate::clean::Countries;
 use crate::tally::{self, ReadOptions, Tallied};
-use crate::{EtlError, vouchers};
+use crate::{EtlError, metrics, profile, vouchers};
 
 /// Where a run's counts come from.
 #[derive(Debug, Clone)]
@@ -44,18 +47,66 @@ pub struct RunOptions {
     pub countries: Countries,
     /// A segments file; the built-in segments when `None` (tallies carry their own).
     pub segments: Option<PathBuf>,
-    /// Versions to keep (the live one is always kept).
+    /// Versions to keep (beyond it, the live one, a newer held one and the roll-back target
+    /// are kept too).
     pub keep: usize,
     pub read: ReadOptions,
+    pub gate: GateOptions,
+}
+
+/// How the gate treats a run's version.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub bounds: Bounds,
+    /// False for `--no-gate`: the checks are reported, the version published whatever they say.
+    pub enforce: bool,
+    /// A Prometheus textfile to rewrite after each run with the gate's outcomes (see
+    /// [`crate::metrics`]).
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl Default for GateOptions {
+    /// The built-in bounds, enforced; no metrics file.
+    fn default() -> Self {
+        GateOptions {
+            bounds: Bounds::default(),
+            enforce: true,
+            metrics_file: None,
+        }
+    }
+}
+
+/// What became of a run's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Published(Published),
+    /// Written complete; `CURRENT` left where it was.
+    Held(Version),
 }
 
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunReport {
-    pub published: Published,
+    pub tables_dir: PathBuf,
+    pub outcome: Outcome,
     pub manifest: Manifest,
+    pub gate: GateReport,
     pub table: VoucherTable,
     pub pruned: usize,
+}
+
+impl RunReport {
+    pub fn held(&self) -> bool {
+        matches!(self.outcome, Outcome::Held(_))
+    }
+}
+
+/// Who a run acts for in the publish log: `$USER`, or the program.
+pub fn run_by() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned())
 }
 
 /// Runs the whole job. On any error nothing is published and the live version is untouched.
@@ -93,8 +144,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         });
     }
     let table = VoucherTable::new(rows)?;
+    let table_bytes = encode(&table, &staged)?;
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: staged.version().to_string(),
         created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         input: opts.source.to_string(),
@@ -105,33 +157,93 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         countries,
         segments,
         table_rows: table.rows().len() as u64,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: 0,
         producer: Producer {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
+        profile: profile::profile(&tally, &table, &table_bytes),
+        gate: None,
     };
-    write_version(&staged, &table, &manifest)?;
+    let gate = check(&tables, &opts.gate, &manifest, staged.version())?;
+    manifest.gate = Some(gate.record());
+    manifest.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    write_version(&staged, &table_bytes, &manifest, &gate)?;
+    let outcome = publish_or_hold(staged, &gate)?;
+    metrics::record(&gate, opts.gate.metrics_file.as_deref());
 
-    let published = staged.commit()?;
+    let pruned = tables.prune(opts.keep)?;
+    for version in &pruned {
+        log::info!("deleted old version {version} (keeping {})", opts.keep);
+    }
+    Ok(RunReport {
+        tables_dir: opts.tables_dir.clone(),
+        outcome,
+        manifest,
+        gate,
+        table,
+        pruned: pruned.len(),
+    })
+}
+
+/// The gate's report on the new version against the live one. With `--no-gate`, a live
+/// version that cannot be read is no reason to fail: the report says it was not compared.
+fn check(
+    tables: &TablesDir,
+    gate: &GateOptions,
+    manifest: &Manifest,
+    version: Version,
+) -> Result<GateReport, EtlError> {
+    let (baseline, unreadable) = match Baseline::live(tables) {
+        Ok(baseline) => (baseline, None),
+        Err(e) if !gate.enforce => (None, Some(Chain(&e).to_string())),
+        Err(e) => return Err(EtlError::Baseline(e)),
+    };
+    let mut report = GateReport::evaluate(
+        &gate.bounds,
+        manifest,
+        version,
+        baseline.as_ref(),
+        gate.enforce,
+    );
+    if let Some(why) = unreadable {
+        report.notes = vec![format!(
+            "not compared: the live version cannot be read: {why}"
+        )];
+    }
+    Ok(report)
+}
+
+/// Makes the version live if the gate let it through, else holds it.
+fn publish_or_hold(staged: Staged, gate: &GateReport) -> Result<Outcome, EtlError> {
+    let because = Because::new(gate.summary(), run_by());
+    if gate.outcome == GateOutcome::Held {
+        let version = staged.hold(&because)?;
+        log::warn!(
+            "version {version} HELD by the gate; {} stays live: {}",
+            gate.baseline.map(|v| v.to_string()).unwrap_or_default(),
+            gate.summary()
+        );
+        return Ok(Outcome::Held(version));
+    }
+    let published = staged.publish(&because)?;
+    log_published(&published, gate);
+    Ok(Outcome::Published(published))
+}
+
+fn log_published(published: &Published, gate: &GateReport) {
     if published.live {
-        log::info!("published {} as the live version", published.version);
+        log::info!(
+            "published {} as the live version ({})",
+            published.version,
+            gate.summary()
+        );
     } else {
         log::warn!(
             "published {}, but a newer version is already live; CURRENT left as it was",
             published.version
         );
     }
-    let pruned = tables.prune(opts.keep)?;
-    for version in &pruned {
-        log::info!("deleted old version {version} (keeping {})", opts.keep);
-    }
-    Ok(RunReport {
-        published,
-        manifest,
-        table,
-        pruned: pruned.len(),
-    })
 }
 
 /// The counts of the run's source, with the countries and segments they were made with.
@@ -150,30 +262,32 @@ fn gather(opts: &RunOptions) -> Result<(Tallied, Vec<String>, serde_json::Value)
     })
 }
 
+/// The table as Parquet bytes (a few KiB: written whole, and hashed for the manifest).
+fn encode(table: &VoucherTable, staged: &Staged) -> Result<Vec<u8>, EtlError> {
+    let mut bytes = Vec::new();
+    table
+        .write(&mut bytes)
+        .map_err(|source| EtlError::WriteTable {
+            path: staged.path(TABLE_FILE),
+            source,
+        })?;
+    Ok(bytes)
+}
+
 /// Writes the version's files into its staging directory.
 fn write_version(
     staged: &Staged,
-    table: &VoucherTable,
+    table_bytes: &[u8],
     manifest: &Manifest,
+    gate: &GateReport,
 ) -> Result<(), EtlError> {
-    let table_path = staged.path(TABLE_FILE);
-    let file = File::create(&table_path).map_err(|source| EtlError::Write {
-        path: table_path.clone(),
-        source,
-    })?;
-    table
-        .write(BufWriter::new(file))
-        .map_err(|source| EtlError::WriteTable {
-            path: table_path,
-            source,
-        })?;
-
-    let manifest_path = staged.path(MANIFEST_FILE);
-    let json = serde_json::to_vec_pretty(manifest)?;
-    std::fs::write(&manifest_path, json).map_err(|source| EtlError::Write {
-        path: manifest_path,
-        source,
-    })?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = staged.path(name);
+        std::fs::write(&path, bytes).map_err(|source| EtlError::Write { path, source })
+    };
+    write(TABLE_FILE, table_bytes)?;
+    write(MANIFEST_FILE, &serde_json::to_vec_pretty(manifest)?)?;
+    write(GATE_FILE, &serde_json::to_vec_pretty(gate)?)?;
     Ok(())
 }
 
@@ -181,15 +295,15 @@ fn write_version(
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = &self.manifest;
+        let (verb, state) = match self.outcome {
+            Outcome::Published(p) if p.live => ("published", "live"),
+            Outcome::Published(_) => ("published", "not live: a newer version is"),
+            Outcome::Held(_) => ("HELD", "not live: the gate held it"),
+        };
         writeln!(
             f,
-            "published version {}{} in {:.2}s",
+            "{verb} version {} ({state}) in {:.2}s",
             m.version,
-            if self.published.live {
-                " (live)"
-            } else {
-                " (not live: a newer version is)"
-            },
             m.duration_ms as f64 / 1000.0
         )?;
         writeln!(f, "input      {}", m.input)?;
@@ -215,6 +329,26 @@ impl fmt::Display for RunReport {
                 r.voucher_amount,
                 r.occurrences,
                 r.segment_rows
+            )?;
+        }
+        writeln!(f)?;
+        write!(f, "{}", self.gate)?;
+        if self.held() {
+            let dir = self.tables_dir.display();
+            let v = &m.version;
+            writeln!(
+                f,
+                "\nthe live version is unchanged (runbook: docs/operations.md)"
+            )?;
+            writeln!(f, "  the report:       {dir}/{v}/{GATE_FILE}")?;
+            writeln!(f, "  what it changes:  voucher-etl diff --tables-dir {dir}")?;
+            writeln!(
+                f,
+                "  to approve it:    voucher-etl promote --tables-dir {dir} {v} --reason TEXT"
+            )?;
+            writeln!(
+                f,
+                "  to leave it held: nothing; the next run is compared with the live version"
             )?;
         }
         if self.pruned > 0 {

@@ -1,11 +1,14 @@
 //! Runs the job on a cron schedule until SIGTERM or Ctrl-C.
 //!
 //! Runs never overlap: a tick that fires while a run is still going is skipped (and logged).
-//! A failed run is logged and the next tick runs as usual. On SIGTERM the scheduler stops
+//! A failed run is logged and the next tick runs as usual; so is a run the gate held (its
+//! version stays held, the live one serves on, and the runs held so far are counted in the log
+//! line and the gate metrics). On SIGTERM the scheduler stops
 //! taking ticks and waits for a run in progress to finish, so a pod shutdown never leaves a
 //! half-published version behind (publishing is atomic anyway; this just avoids wasted work).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -91,6 +94,9 @@ pub async fn schedule(
     Ok(())
 }
 
+/// Runs held by the gate since the schedule started.
+static HELD: AtomicU64 = AtomicU64::new(0);
+
 async fn run_once(busy: &Arc<Mutex<()>>, opts: Arc<RunOptions>) {
     let Ok(guard) = busy.clone().try_lock_owned() else {
         log::warn!("skipping this tick: the previous run is still going");
@@ -102,6 +108,14 @@ async fn run_once(busy: &Arc<Mutex<()>>, opts: Arc<RunOptions>) {
     })
     .await;
     match result {
+        Ok(Ok(report)) if report.held() => {
+            let held = HELD.fetch_add(1, Ordering::Relaxed) + 1;
+            log::warn!(
+                "run held: version {} not made live ({}); {held} run(s) held since the schedule started; the schedule goes on",
+                report.manifest.version,
+                report.gate.summary()
+            );
+        }
         Ok(Ok(report)) => log::info!(
             "run finished: version {} ({} rows read, {} kept, {} table rows)",
             report.manifest.version,

@@ -1,6 +1,8 @@
 //! Offline campaign scoring: a customer list (Parquet or CSV, the request fields as columns)
 //! scored against the live table with the API's own rules ([`voucher_shared::score`]), written
-//! as Parquet with the answer or the errors of each row.
+//! as Parquet with the answer or the errors of each row. While a canary runs, its customers
+//! (by the same bucket rule as the API, [`voucher_shared::canary`]) are scored by the canary's
+//! version, and each row names the version that scored it.
 //!
 //! Each row is read as the API reads a JSON body: a typed Parquet column gives its values'
 //! JSON kinds (an integer, a string...); a CSV cell is a JSON scalar written without quotes
@@ -23,7 +25,8 @@ use polars::prelude::*;
 use serde::Serialize;
 use voucher_postgres::customers::CustomerLookup;
 use voucher_postgres::{ConnectOptions, DbUrl, PgError, Session};
-use voucher_shared::publish::{PublishError, TablesDir};
+use voucher_shared::canary::CanaryRecord;
+use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::score::{
     self, Json, Profiles, Refusal, Snapshot, ValidationError, VoucherRequest,
 };
@@ -126,6 +129,10 @@ pub struct ScoreOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScoreSummary {
     pub version: String,
+    /// The canary's version, when one answered some rows.
+    pub canary: Option<String>,
+    /// Rows the canary's version scored.
+    pub canary_rows: u64,
     pub rows: u64,
     pub ok: u64,
     pub invalid: u64,
@@ -140,16 +147,26 @@ impl std::fmt::Display for ScoreSummary {
             f,
             "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment, {} unknown customers",
             self.rows, self.version, self.ok, self.invalid, self.no_segment, self.unknown_customer
-        )
+        )?;
+        if let Some(canary) = &self.canary {
+            writeln!(
+                f,
+                "the canary {canary} scored {} of them (its customers by customer_id bucket)",
+                self.canary_rows
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// Scores every row of `opts.customers` and writes them, with their results, to `opts.output`.
 pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> {
     let snapshot = live_snapshot(&opts.tables_dir)?;
+    let canary = canary_snapshot(&opts.tables_dir, &snapshot);
     let (customers, from_text) = read_customers(&opts.customers)?;
     let mut summary = ScoreSummary {
         version: snapshot.version_name().to_owned(),
+        canary: canary.as_ref().map(|(_, c)| c.version_name().to_owned()),
         rows: customers.height() as u64,
         ..ScoreSummary::default()
     };
@@ -169,13 +186,18 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
             None => Profiles::no_store(),
         };
         for request in &requests {
-            let scored = score::score_with(request, &profiles, &snapshot, now);
-            results.push(scored, &mut summary);
+            let by_canary = canary
+                .as_ref()
+                .filter(|(record, _)| record.answers(request));
+            let version = by_canary.map_or(&snapshot, |(_, c)| c);
+            summary.canary_rows += u64::from(by_canary.is_some());
+            let scored = score::score_with(request, &profiles, version, now);
+            results.push(scored, version.version_name(), &mut summary);
         }
         progress.set((offset + slice.height()) as u64);
     }
     progress.finish();
-    let mut out = results.into_frame(customers, snapshot.version_name(), &opts.customers)?;
+    let mut out = results.into_frame(customers, &opts.customers)?;
     write_parquet(&mut out, &opts.output)?;
     log::info!(
         "scored customers from {} into {}: {}",
@@ -282,6 +304,39 @@ fn live_snapshot(dir: &Path) -> Result<Snapshot, ScoreError> {
         .ok_or_else(|| ScoreError::NoTable {
             dir: dir.to_owned(),
         })?;
+    snapshot_of(&tables, version)
+}
+
+/// The canary and its version, if one is set. As in the API, a canary that cannot be read
+/// scores nothing: it is logged and the live version scores every row.
+fn canary_snapshot(dir: &Path, live: &Snapshot) -> Option<(CanaryRecord, Snapshot)> {
+    let tables = TablesDir::new(dir);
+    let record = match tables.canary() {
+        Ok(Some(record)) if record.version != live.version() => record,
+        Ok(_) => return None,
+        Err(e) => {
+            log::error!(
+                "cannot read the canary: {}; the live version scores every row",
+                voucher_shared::errors::Chain(&e)
+            );
+            return None;
+        }
+    };
+    match snapshot_of(&tables, record.version) {
+        Ok(snapshot) => Some((record, snapshot)),
+        Err(e) => {
+            log::error!(
+                "canary {} cannot be read: {}; the live version scores every row",
+                record.version,
+                voucher_shared::errors::Chain(&e)
+            );
+            None
+        }
+    }
+}
+
+/// One version of a tables directory, decoded for scoring.
+fn snapshot_of(tables: &TablesDir, version: Version) -> Result<Snapshot, ScoreError> {
     let path = tables.table_path(version);
     let bytes = std::fs::read(&path).map_err(|source| ScoreError::TableRead {
         path: path.clone(),
@@ -491,6 +546,8 @@ fn time_values<'a>(column: &Column, dtype: &DataType) -> PolarsResult<Vec<Json<'
 
 /// The result columns, built row by row.
 struct Results {
+    /// The version that scored each row.
+    version: Vec<String>,
     status: Vec<i32>,
     voucher: Vec<Option<i64>>,
     segment: Vec<Option<String>>,
@@ -500,6 +557,7 @@ struct Results {
 impl Results {
     fn with_capacity(rows: usize) -> Self {
         Results {
+            version: Vec::with_capacity(rows),
             status: Vec::with_capacity(rows),
             voucher: Vec::with_capacity(rows),
             segment: Vec::with_capacity(rows),
@@ -509,7 +567,8 @@ impl Results {
 
     /// Records one row as the HTTP API answers it: 200 with the voucher, 422 with the
     /// `detail` list of bad fields (as JSON), or 404 with the message.
-    fn push(&mut self, scored: score::Scored<'_>, summary: &mut ScoreSummary) {
+    fn push(&mut self, scored: score::Scored<'_>, version: &str, summary: &mut ScoreSummary) {
+        self.version.push(version.to_owned());
         match scored {
             Ok(answer) => {
                 summary.ok += 1;
@@ -543,19 +602,13 @@ impl Results {
         }
     }
 
-    fn into_frame(
-        self,
-        customers: DataFrame,
-        version: &str,
-        path: &Path,
-    ) -> Result<DataFrame, ScoreError> {
-        let rows = self.status.len();
+    fn into_frame(self, customers: DataFrame, path: &Path) -> Result<DataFrame, ScoreError> {
         let results = [
             Column::new(STATUS.into(), self.status),
             Column::new(VOUCHER.into(), self.voucher),
             Column::new(SEGMENT.into(), self.segment),
             Column::new(DETAIL.into(), self.detail),
-            Column::new(TABLE_VERSION.into(), vec![version; rows]),
+            Column::new(TABLE_VERSION.into(), self.version),
         ];
         customers
             .hstack(&results)

@@ -129,6 +129,10 @@ struct TallyFile {
     segments: serde_json::Value,
     rows_read: u64,
     rows_kept: u64,
+    /// `rows_kept` per country (absent in tallies written before it existed: see
+    /// [`crate::profile`]).
+    #[serde(default)]
+    rows_kept_by_country: BTreeMap<String, u64>,
     dropped: DropCounts,
     inputs: Vec<InputFile>,
     groups: Vec<Group>,
@@ -159,6 +163,7 @@ pub fn write(
         segments: serde_json::to_value(segments)?,
         rows_read: tallied.rows_read,
         rows_kept: tallied.tally.rows_kept,
+        rows_kept_by_country: tallied.tally.rows_kept_by_country.clone(),
         dropped: tallied.tally.dropped,
         inputs: tallied.inputs.clone(),
         groups: tallied
@@ -275,6 +280,7 @@ fn to_tally(file: &TallyFile) -> Tally {
     Tally {
         dropped: file.dropped,
         rows_kept: file.rows_kept,
+        rows_kept_by_country: file.rows_kept_by_country.clone(),
         segments,
     }
 }
@@ -321,6 +327,7 @@ mod tests {
             segments: serde_json::Value::Null,
             rows_read: 0,
             rows_kept: 0,
+            rows_kept_by_country: BTreeMap::new(),
             dropped: DropCounts::default(),
             inputs: Vec::new(),
             groups: Vec::new(),

@@ -6,6 +6,7 @@
 //!   publication of each change to whoever subscribes;
 //! - [`live`]: a loaded version, and [`live::Served`], the one seam through which every door
 //!   scores a request against what is served;
+//! - [`canary`]: a second version answering a share of customers, and the shadow comparison;
 //! - [`customers`]: the customer store that id-only requests are scored with (PostgreSQL, a
 //!   pool, one query per batch, a cache), and its readiness check;
 //! - [`metrics`]: the registry, the scoring counters of every door, the table gauges;
@@ -14,6 +15,7 @@
 //! - [`signals`]: SIGTERM and SIGINT;
 //! - [`ServeError`]: what can stop a serving process.
 
+pub mod canary;
 pub mod customers;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

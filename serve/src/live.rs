@@ -8,7 +8,9 @@
 //! [`crate::tables::Tables::served`] per request (or per batch, stream or batch of events) and
 //! scores every item through [`Served::score`] (or, with the customer store's answer for the
 //! item's batch, [`Served::score_with`]). Which version answers an item is decided there and
-//! nowhere else.
+//! nowhere else: the live one, or the canary's for the customers of its buckets
+//! ([`crate::canary`]), each request then also scored against the other for the shadow
+//! comparison.
 
 use std::sync::Arc;
 
@@ -16,6 +18,9 @@ use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::Version;
 use voucher_shared::score::{self, Profiles, Scored, Snapshot, VoucherRequest};
 use voucher_shared::table::VoucherTable;
+
+use crate::canary::Canary;
+use crate::metrics::Arm;
 
 /// A loaded table version, ready to answer requests.
 #[derive(Debug)]
@@ -70,6 +75,7 @@ impl LiveTable {
 #[derive(Debug, Clone)]
 pub struct Served {
     live: Arc<LiveTable>,
+    canary: Option<Arc<Canary>>,
 }
 
 /// The core's answer to one item, and the version that gave it.
@@ -82,7 +88,12 @@ pub struct Answer<'s> {
 
 impl Served {
     pub fn new(live: Arc<LiveTable>) -> Self {
-        Served { live }
+        Served { live, canary: None }
+    }
+
+    /// The live version and a canary beside it.
+    pub fn with_canary(live: Arc<LiveTable>, canary: Option<Arc<Canary>>) -> Self {
+        Served { live, canary }
     }
 
     /// Scores one request at time `now` (seconds since the epoch, UTC), without a customer
@@ -91,23 +102,51 @@ impl Served {
         self.score_with(request, &Profiles::no_store(), now)
     }
 
-    /// Scores one request of any form at time `now`: an id-only one with its customer's
-    /// profile from `profiles`, what the customer store answered for the request's batch.
+    /// Scores one request of any form at time `now` (an id-only one with its customer's
+    /// profile from `profiles`, what the customer store answered for the request's batch),
+    /// from the version the customer's bucket picks; with a canary, also against the other
+    /// version (shadow).
     pub fn score_with<'s>(
         &'s self,
         request: &VoucherRequest<'_>,
         profiles: &Profiles,
         now: i64,
     ) -> Answer<'s> {
-        let snapshot = self.live.snapshot();
-        Answer {
-            scored: score::score_with(request, profiles, snapshot, now),
-            version: snapshot.version_name(),
-        }
+        let Some(canary) = &self.canary else {
+            return answer(&self.live, request, profiles, now);
+        };
+        let (arm, chosen, other) = if canary.answers(request) {
+            (Arm::Canary, canary.table(), &self.live)
+        } else {
+            (Arm::Live, &self.live, canary.table())
+        };
+        let answered = answer(chosen, request, profiles, now);
+        let shadow = score::score_with(request, profiles, other.snapshot(), now);
+        canary.observe(arm, request, &answered.scored, &shadow);
+        answered
     }
 
-    /// The live version: what a door names as having answered a whole batch or stream.
+    /// The canary served beside the live version, if any.
+    pub fn canary(&self) -> Option<&Canary> {
+        self.canary.as_deref()
+    }
+
+    /// The live version: what a door names as having answered a whole batch or stream (each
+    /// item names the version that answered it, which is the canary's for some customers).
     pub fn live(&self) -> &LiveTable {
         &self.live
+    }
+}
+
+fn answer<'s>(
+    table: &'s LiveTable,
+    request: &VoucherRequest<'_>,
+    profiles: &Profiles,
+    now: i64,
+) -> Answer<'s> {
+    let snapshot = table.snapshot();
+    Answer {
+        scored: score::score_with(request, profiles, snapshot, now),
+        version: snapshot.version_name(),
     }
 }

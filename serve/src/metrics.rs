@@ -82,6 +82,98 @@ impl DoorCounters {
     }
 }
 
+/// Which version answered a request while a canary is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    Live = 0,
+    Canary = 1,
+}
+
+impl Arm {
+    pub fn label(self) -> &'static str {
+        match self {
+            Arm::Live => "live",
+            Arm::Canary => "canary",
+        }
+    }
+}
+
+/// The canary's metrics: answers by version, the shadow comparison, the canary's share, and
+/// canaries that could not be served.
+#[derive(Debug, Clone)]
+pub struct CanaryMetrics {
+    answers: [IntCounter; 2],
+    shadow: IntCounterVec,
+    percent: IntGaugeVec,
+    failures: IntCounter,
+}
+
+impl CanaryMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let answers = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "canary_answers_total",
+                    "Requests answered while a canary is set, by the version that answered (arm: live, canary).",
+                ),
+                &["arm"],
+            )?,
+        )?;
+        let shadow = IntCounterVec::new(
+            Opts::new(
+                "shadow_total",
+                "Requests scored by both the live and the canary version, by country and segment type of the answer and outcome (same, different).",
+            ),
+            &["country", "segment_name", "outcome"],
+        )?;
+        let percent = IntGaugeVec::new(
+            Opts::new(
+                "canary_percent_hundredths",
+                "The canary's share of customers in hundredths of a percent (2000 = 20%), labelled with its version; absent without a canary.",
+            ),
+            &["version"],
+        )?;
+        let failures = IntCounter::new(
+            "canary_failures_total",
+            "Canaries that could not be served (a missing or unreadable version or record); the live version answers everyone meanwhile.",
+        )?;
+        Ok(CanaryMetrics {
+            answers: [Arm::Live, Arm::Canary].map(|arm| answers.with_label_values(&[arm.label()])),
+            shadow: register(registry, shadow)?,
+            percent: register(registry, percent)?,
+            failures: register(registry, failures)?,
+        })
+    }
+
+    pub(crate) fn answered(&self, arm: Arm) {
+        self.answers[arm as usize].inc();
+    }
+
+    /// Counts one shadow comparison. `country` is the table's spelling (from an answer), so
+    /// the label's values are bounded by the tables' countries.
+    pub(crate) fn compared(&self, country: &str, segment_name: &str, same: bool) {
+        let outcome = if same { "same" } else { "different" };
+        self.shadow
+            .with_label_values(&[country, segment_name, outcome])
+            .inc();
+    }
+
+    /// Records the canary now served, or that there is none.
+    pub(crate) fn set(&self, canary: Option<&voucher_shared::canary::CanaryRecord>) {
+        self.percent.reset();
+        if let Some(c) = canary {
+            self.percent
+                .with_label_values(&[&c.version.to_string()])
+                .set(i64::from(c.percent.buckets()));
+        }
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.inc();
+    }
+}
+
 /// What a reload attempt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadResult {
@@ -107,6 +199,7 @@ pub struct Metrics {
     table: TableGauges,
     reloads: IntCounterVec,
     checks: IntCounter,
+    canary: CanaryMetrics,
 }
 
 /// The gauges that describe the live table: version, age, rows and rows dropped per rule.
@@ -156,6 +249,7 @@ impl Metrics {
             table: TableGauges::register(&registry)?,
             reloads,
             checks,
+            canary: CanaryMetrics::register(&registry)?,
             registry,
         })
     }
@@ -168,6 +262,11 @@ impl Metrics {
     /// The scoring counters of `door`.
     pub fn door(&self, door: Door) -> &DoorCounters {
         &self.doors[door as usize]
+    }
+
+    /// The canary's metrics.
+    pub fn canary(&self) -> &CanaryMetrics {
+        &self.canary
     }
 
     pub fn reload(&self, result: ReloadResult) {
@@ -344,6 +443,7 @@ mod tests {
                 name: "voucher-etl".into(),
                 version: "0.1.0".into(),
             },
+            ..Manifest::default()
         };
         let version = voucher_shared::publish::Version::parse("20261123T101000Z").expect("v");
         let live = LiveTable::new(

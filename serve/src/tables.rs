@@ -7,6 +7,11 @@
 //! which wait for it instead of polling. A version that fails to load is logged and counted
 //! once, and the old version stays live. Published versions never change, so a version refused
 //! for its contents is not retried; a later version still loads.
+//!
+//! The same poll reads `<tables-dir>/CANARY` and loads the version it names beside the live one
+//! ([`crate::canary`]). A canary that cannot be served (its record unreadable, its version
+//! missing, deleted or invalid) is logged and counted once and serves nothing: the live version
+//! answers everyone, and no request fails because of it.
 
 use std::fs::File;
 use std::io;
@@ -24,14 +29,18 @@ use voucher_shared::errors::Chain;
 use voucher_shared::publish::{PublishError, TablesDir, Version};
 use voucher_shared::table::{TableError, VoucherTable};
 
+use crate::canary::Canary;
 use crate::live::{LiveTable, Served};
 use crate::metrics::{Metrics, ReloadResult};
+use voucher_shared::canary::CanaryRecord;
 
 /// Why a version could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot find the live version")]
     Current(#[from] PublishError),
+    #[error("cannot read the canary record")]
+    Canary(#[source] PublishError),
     #[error("cannot open {}", path.display())]
     Open { path: PathBuf, source: io::Error },
     #[error("cannot map {}", path.display())]
@@ -50,7 +59,10 @@ impl LoadError {
     fn is_transient(&self) -> bool {
         matches!(
             self,
-            LoadError::Current(_) | LoadError::Open { .. } | LoadError::Map { .. }
+            LoadError::Current(_)
+                | LoadError::Canary(_)
+                | LoadError::Open { .. }
+                | LoadError::Map { .. }
         )
     }
 }
@@ -61,6 +73,8 @@ pub struct Tables {
     dir: TablesDir,
     /// Read by every request: a lock-free load.
     live: ArcSwapOption<LiveTable>,
+    /// The canary served beside the live version, if any.
+    canary: ArcSwapOption<Canary>,
     /// The live version, published after each change to those who wait for one.
     changes: watch::Sender<Option<Version>>,
 }
@@ -74,6 +88,10 @@ pub struct PollState {
     last_error: Option<String>,
     /// Whether "waiting for the first version" was logged.
     waiting_logged: bool,
+    /// The last canary refused for its contents: not retried until `CANARY` changes.
+    canary_refused: Option<CanaryRecord>,
+    /// The last error about the canary, so that a lasting one is logged and counted once.
+    canary_error: Option<String>,
 }
 
 impl Tables {
@@ -81,6 +99,7 @@ impl Tables {
         Tables {
             dir: TablesDir::new(dir),
             live: ArcSwapOption::empty(),
+            canary: ArcSwapOption::empty(),
             changes: watch::Sender::new(None),
         }
     }
@@ -91,7 +110,13 @@ impl Tables {
 
     /// What is served, for scoring one request, batch or stream; `None` before a table loads.
     pub fn served(&self) -> Option<Served> {
-        self.live.load_full().map(Served::new)
+        let live = self.live.load_full()?;
+        Some(Served::with_canary(live, self.canary.load_full()))
+    }
+
+    /// The canary served beside the live version, if any (to describe it).
+    pub fn canary(&self) -> Option<Arc<Canary>> {
+        self.canary.load_full()
     }
 
     /// The live table, to describe it (not to score: see [`Tables::served`]). Hold the guard
@@ -131,9 +156,15 @@ impl Tables {
         Ok(LiveTable::new(version, table, self.dir.manifest(version)))
     }
 
-    /// Checks `CURRENT` once and loads the version it names if it is new. Returns whether the
-    /// live table changed.
+    /// Checks `CURRENT` and `CANARY` once and loads the versions they name if they are new.
+    /// Returns whether the live table changed.
     pub fn poll(&self, state: &mut PollState, metrics: &Metrics) -> bool {
+        let changed = self.poll_live(state, metrics);
+        self.poll_canary(state, metrics);
+        changed
+    }
+
+    fn poll_live(&self, state: &mut PollState, metrics: &Metrics) -> bool {
         metrics.checked();
         let live = self.live.load_full();
         let live_version = live.as_ref().map(|t| t.version());
@@ -179,10 +210,9 @@ impl Tables {
                 metrics.reload(ReloadResult::Success);
                 self.live.store(Some(Arc::new(table)));
                 self.changes.send_replace(Some(wanted));
-                *state = PollState {
-                    waiting_logged: true,
-                    ..PollState::default()
-                };
+                state.refused = None;
+                state.last_error = None;
+                state.waiting_logged = true;
                 true
             }
             Err(e) => {
@@ -213,6 +243,109 @@ impl Tables {
         let version = version.map_or_else(|| "?".to_owned(), |v| v.to_string());
         log::error!(
             "table version {version} in {} refused: {message}; still serving {}",
+            self.dir.root().display(),
+            describe(live)
+        );
+    }
+}
+
+impl Tables {
+    /// Follows `CANARY`: loads a new canary, changes its share, or drops one that ended or can
+    /// no longer be served.
+    fn poll_canary(&self, state: &mut PollState, metrics: &Metrics) {
+        let live = self.live.load_full().map(|t| t.version());
+        let current = self.canary.load_full();
+        let record = match self.dir.canary() {
+            Ok(Some(record)) if Some(record.version) != live => record,
+            Ok(_) => {
+                // None, or the live version's (promoted): the live version answers everyone.
+                state.canary_refused = None;
+                if let Some(old) = current {
+                    log::info!(
+                        "canary {} ended: {} answers every customer",
+                        old.record().version,
+                        describe(live)
+                    );
+                    self.set_canary(None, metrics);
+                }
+                return;
+            }
+            Err(e) => {
+                let e = LoadError::Canary(e);
+                self.refuse_canary(state, metrics, None, live, &e);
+                return;
+            }
+        };
+        if let Some(canary) = current.filter(|c| c.record().version == record.version)
+            && self.dir.table_path(record.version).exists()
+        {
+            if *canary.record() != record {
+                log::info!(
+                    "canary {}: now {} of customers (was {}), by {}: {}",
+                    record.version,
+                    record.percent,
+                    canary.record().percent,
+                    record.by,
+                    record.reason
+                );
+                let table = Arc::clone(canary.table());
+                self.set_canary(
+                    Some(Canary::new(table, record, metrics.canary().clone())),
+                    metrics,
+                );
+            }
+            return;
+        }
+        if state.canary_refused.as_ref() == Some(&record) {
+            return;
+        }
+        match self.load(record.version) {
+            Ok(table) => {
+                log::info!(
+                    "canary {} loaded: it answers {} of customers (by customer_id bucket) beside {}, since {} by {}: {}",
+                    record.version,
+                    record.percent,
+                    describe(live),
+                    record.since,
+                    record.by,
+                    record.reason
+                );
+                state.canary_error = None;
+                let canary = Canary::new(Arc::new(table), record, metrics.canary().clone());
+                self.set_canary(Some(canary), metrics);
+            }
+            Err(e) => self.refuse_canary(state, metrics, Some(record), live, &e),
+        }
+    }
+
+    fn set_canary(&self, canary: Option<Canary>, metrics: &Metrics) {
+        metrics.canary().set(canary.as_ref().map(Canary::record));
+        self.canary.store(canary.map(Arc::new));
+    }
+
+    /// Serves no canary, and logs and counts why (once for a lasting error).
+    fn refuse_canary(
+        &self,
+        state: &mut PollState,
+        metrics: &Metrics,
+        record: Option<CanaryRecord>,
+        live: Option<Version>,
+        error: &LoadError,
+    ) {
+        self.set_canary(None, metrics);
+        let message = Chain(error).to_string();
+        if error.is_transient() {
+            if state.canary_error.as_deref() == Some(message.as_str()) {
+                return;
+            }
+            state.canary_error = Some(message.clone());
+        } else {
+            state.canary_refused = record.clone();
+        }
+        metrics.canary().failed();
+        let version = record.map_or_else(|| "?".to_owned(), |r| r.version.to_string());
+        log::error!(
+            "canary {version} in {} cannot be served: {message}; {} answers every customer",
             self.dir.root().display(),
             describe(live)
         );
@@ -380,5 +513,215 @@ mod tests {
             assert_eq!(tables.served().map(|s| s.live().version()), Some(version));
         }
         reloader.stop();
+    }
+}
+
+#[cfg(test)]
+mod canary_tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use voucher_shared::canary::Percent;
+    use voucher_shared::fixtures::{contract_rows, write_version};
+    use voucher_shared::manifest::GateOutcome;
+    use voucher_shared::publish::Because;
+    use voucher_shared::score::{Json, VoucherRequest};
+
+    /// 2026-11-23T12:00:00Z.
+    const NOW: i64 = 1_795_435_200;
+
+    fn version(dir: &TablesDir, minute: u32, base: i64, outcome: GateOutcome) -> Version {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 23, 10, minute, 0)
+            .single()
+            .expect("time");
+        write_version(dir.stage(now).expect("stage"), contract_rows(base), outcome)
+    }
+
+    /// Customer `id`: Latvia's `0-4` pays 1000 in every contract table, Peru's `14-37` pays
+    /// the table's base; so the live (2640) and canary (3000) answers differ exactly for Peru.
+    fn request(id: i64, peru: bool) -> VoucherRequest<'static> {
+        let text = |s: &'static str| Json::Str(Cow::Borrowed(s));
+        VoucherRequest {
+            customer_id: Json::Int(id),
+            country_code: text(if peru { "Peru" } else { "Latvia" }),
+            last_order_ts: text("2026-10-01"),
+            first_order_ts: text("2021-10-26 00:00:00"),
+            total_orders: Json::Int(if peru { 14 } else { 2 }),
+            segment_name: text("frequent_segment"),
+        }
+    }
+
+    fn metrics_text(metrics: &Metrics) -> String {
+        String::from_utf8(metrics.render(None, 0).expect("render")).expect("utf-8")
+    }
+
+    /// The value of the one series of `name` whose labels include every pair of `labels`.
+    fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .find(|l| labels.iter().all(|pair| l.contains(pair)))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// A tables directory with a live version (2640) and a held one (3000), nothing loaded yet.
+    fn setup() -> (
+        tempfile::TempDir,
+        Tables,
+        Metrics,
+        PollState,
+        Version,
+        Version,
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tables = Tables::new(tmp.path());
+        let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
+        let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
+        let metrics = Metrics::new().expect("metrics");
+        (tmp, tables, metrics, PollState::default(), live, candidate)
+    }
+
+    fn start(dir: &TablesDir, version: Version, percent: &str) {
+        let percent: Percent = percent.parse().expect("percent");
+        dir.start_canary(version, percent, &Because::new("test", "tester"))
+            .expect("start the canary");
+    }
+
+    #[test]
+    fn a_canary_answers_its_share_by_bucket_and_counts_what_its_shadow_changes() {
+        let (_tmp, tables, metrics, mut state, live, candidate) = setup();
+        tables.poll(&mut state, &metrics);
+        start(tables.dir(), candidate, "20");
+        tables.poll(&mut state, &metrics);
+        let served = tables.served().expect("served");
+        assert_eq!(
+            served.canary().map(|c| c.table().version()),
+            Some(candidate)
+        );
+
+        let (mut from_candidate, mut peru) = (0, 0);
+        for id in 0..100_000 {
+            let is_peru = id % 3 != 0;
+            peru += u64::from(is_peru);
+            let answer = served.score(&request(id, is_peru), NOW);
+            let voucher = answer.scored.as_ref().expect("answered").voucher;
+            if answer.version == candidate.to_string() {
+                from_candidate += 1;
+                assert_eq!(voucher, if is_peru { 3000 } else { 1000 });
+            } else {
+                assert_eq!(answer.version, live.to_string());
+                assert_eq!(voucher, if is_peru { 2640 } else { 1000 });
+            }
+        }
+        assert!(
+            (19_000..=21_000).contains(&from_candidate),
+            "{from_candidate}"
+        );
+
+        let counts = served.canary().expect("canary").counts();
+        assert_eq!(
+            (counts.canary_answers, counts.live_answers),
+            (from_candidate, 100_000 - from_candidate)
+        );
+        let frequent = &counts.by_segment_type[0];
+        assert_eq!((frequent.compared, frequent.different), (100_000, peru));
+        let text = metrics_text(&metrics);
+        let shadow = |country: &str, outcome: &str| {
+            series(
+                &text,
+                "voucher_api_shadow_total",
+                &[
+                    &format!("country=\"{country}\""),
+                    &format!("outcome=\"{outcome}\""),
+                ],
+            )
+        };
+        assert_eq!(shadow("Peru", "different"), Some(peru as f64));
+        assert_eq!(shadow("Latvia", "same"), Some((100_000 - peru) as f64));
+        assert_eq!(shadow("Latvia", "different"), None);
+        assert_eq!(
+            series(
+                &text,
+                "voucher_api_canary_percent_hundredths",
+                &[&candidate.to_string()]
+            ),
+            Some(2000.0)
+        );
+
+        // Sticky: another hold of what is served (as another door takes) answers alike.
+        let again = tables.served().expect("served");
+        for id in (0..100_000).step_by(997) {
+            let r = request(id, true);
+            assert_eq!(served.score(&r, NOW).version, again.score(&r, NOW).version);
+        }
+    }
+
+    #[test]
+    fn ending_or_promoting_the_canary_moves_everyone_at_the_next_poll() {
+        let (_tmp, tables, metrics, mut state, live, candidate) = setup();
+        let versions_of = |tables: &Tables| {
+            let served = tables.served().expect("served");
+            (0..2000)
+                .map(|id| served.score(&request(id, true), NOW).version.to_owned())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        start(tables.dir(), candidate, "50");
+        tables.poll(&mut state, &metrics);
+        assert_eq!(versions_of(&tables).len(), 2);
+
+        tables
+            .dir()
+            .end_canary(&Because::new("done", "tester"))
+            .expect("end");
+        tables.poll(&mut state, &metrics);
+        assert_eq!(versions_of(&tables), [live.to_string()].into());
+
+        start(tables.dir(), candidate, "50");
+        tables.poll(&mut state, &metrics);
+        tables
+            .dir()
+            .promote(candidate, &Because::new("good", "tester"))
+            .expect("promote");
+        tables.poll(&mut state, &metrics);
+        assert_eq!(versions_of(&tables), [candidate.to_string()].into());
+        assert!(tables.canary().is_none());
+    }
+
+    #[test]
+    fn a_canary_that_cannot_be_served_is_counted_once_and_nothing_fails() {
+        let (tmp, tables, metrics, mut state, live, candidate) = setup();
+        start(tables.dir(), candidate, "99");
+        tables.poll(&mut state, &metrics);
+        assert!(tables.canary().is_some());
+
+        // Deleted under it: dropped at the next poll, counted once however long it lasts.
+        std::fs::remove_dir_all(tables.dir().version_dir(candidate)).expect("delete");
+        for _ in 0..3 {
+            tables.poll(&mut state, &metrics);
+            assert!(tables.canary().is_none());
+        }
+        let text = metrics_text(&metrics);
+        let count = text
+            .lines()
+            .find(|l| l.starts_with("voucher_api_canary_failures_total "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert_eq!(count, Some(1.0), "{text}");
+        let served = tables.served().expect("served");
+        for id in 0..1000 {
+            let answer = served.score(&request(id, true), NOW);
+            assert_eq!(answer.version, live.to_string());
+            assert!(answer.scored.is_ok());
+        }
+
+        // An unreadable record serves no canary either.
+        std::fs::write(
+            tmp.path().join(voucher_shared::canary::CANARY),
+            b"{not json",
+        )
+        .expect("write");
+        tables.poll(&mut state, &metrics);
+        assert!(tables.canary().is_none());
+        assert!(tables.served().is_some());
     }
 }

@@ -152,3 +152,40 @@ pub fn door_requests(count: usize, seed: u64, json_only: bool, now: DateTime<Utc
         })
         .collect()
 }
+
+/// Writes a staged version complete, as a run does (the table, a manifest with its content hash
+/// and the gate's outcome), then publishes it (`Passed`) or holds it (`Held`).
+pub fn write_version(
+    staged: crate::publish::Staged,
+    rows: Vec<VoucherRow>,
+    outcome: crate::manifest::GateOutcome,
+) -> Version {
+    use crate::manifest::{GateOutcome, GateRecord, Manifest, Profile};
+    use crate::publish::{Because, MANIFEST_FILE, TABLE_FILE};
+    let table = VoucherTable::new(rows).expect("valid rows");
+    let mut bytes = Vec::new();
+    table.write(&mut bytes).expect("encode the table");
+    let manifest = Manifest {
+        version: staged.version().to_string(),
+        table_rows: table.rows().len() as u64,
+        profile: Profile {
+            table_sha256: Some(crate::versions::sha256_hex(&bytes)),
+            ..Profile::default()
+        },
+        gate: Some(GateRecord {
+            outcome,
+            baseline: None,
+            failed: usize::from(outcome == GateOutcome::Held),
+        }),
+        ..Manifest::default()
+    };
+    std::fs::write(staged.path(TABLE_FILE), &bytes).expect("write the table");
+    let json = serde_json::to_vec(&manifest).expect("encode the manifest");
+    std::fs::write(staged.path(MANIFEST_FILE), json).expect("write the manifest");
+    let because = Because::new("written by a test", "tester");
+    if outcome == GateOutcome::Held {
+        staged.hold(&because).expect("hold")
+    } else {
+        staged.publish(&because).expect("publish").version
+    }
+}

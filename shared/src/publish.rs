@@ -13,7 +13,10 @@
 //! version in `CURRENT` therefore always finds it complete, and a crash at any moment leaves the
 //! previous version live. Writers take an exclusive lock on `<tables-dir>/.lock` while they
 //! reserve a version name and while they move `CURRENT`, so concurrent runs never share a
-//! directory and `CURRENT` only ever moves forward.
+//! directory and a publish only ever moves `CURRENT` forward; only a promotion
+//! ([`crate::versions`]) may move it back. A version the gate held is renamed into place the
+//! same way but `CURRENT` stays. Each move of `CURRENT`, and each hold, is appended to the
+//! publish log ([`crate::publish_log`]) under the same lock.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -21,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::publish_log::{self, Action, LogEntry};
 
 pub const CURRENT: &str = "CURRENT";
 pub const TABLE_FILE: &str = "vouchers.parquet";
@@ -66,9 +72,40 @@ impl Version {
     }
 }
 
+impl std::str::FromStr for Version {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Version::parse(name).ok_or_else(|| {
+            format!(
+                "{:?} is not a version name: expected YYYYMMDDTHHMMSSZ, e.g. 20261123T101000Z",
+                name.chars().take(64).collect::<String>()
+            )
+        })
+    }
+}
+
 impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0.format(VERSION_FORMAT))
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Version::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{:?} is not a version name (YYYYMMDDTHHMMSSZ)",
+                name.chars().take(64).collect::<String>()
+            ))
+        })
     }
 }
 
@@ -83,6 +120,11 @@ pub enum PublishError {
     },
     #[error("{path} holds {found:?}, which is not a version name (YYYYMMDDTHHMMSSZ)")]
     BadCurrent { path: PathBuf, found: String },
+    #[error("{} is not a valid canary record", path.display())]
+    BadCanary {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PublishError + 'a {
@@ -99,12 +141,46 @@ pub struct TablesDir {
     root: PathBuf,
 }
 
-/// What [`Staged::commit`] did.
+/// What [`Staged::publish`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
     pub version: Version,
     /// False when a newer version was already live (a concurrent run finished first).
     pub live: bool,
+}
+
+/// Why a version was published or held, and by whom, for the publish log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Because {
+    pub reason: String,
+    pub by: String,
+}
+
+impl Because {
+    pub fn new(reason: impl Into<String>, by: impl Into<String>) -> Because {
+        Because {
+            reason: reason.into(),
+            by: by.into(),
+        }
+    }
+}
+
+/// What [`TablesDir::move_current`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moved {
+    /// `CURRENT` names the version now; `from` was live before.
+    To { from: Option<Version> },
+    /// A publish found this newer version live and left it.
+    NewerLive(Version),
+}
+
+/// How `CURRENT` may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// A publish: never to a version older than the live one.
+    Forward,
+    /// A promotion: to any complete version.
+    Any,
 }
 
 impl TablesDir {
@@ -189,7 +265,7 @@ impl TablesDir {
 
     /// Takes the directory's writer lock; it is released when the returned file is dropped
     /// (or the process dies).
-    fn lock(&self) -> Result<File, PublishError> {
+    pub(crate) fn lock(&self) -> Result<File, PublishError> {
         let path = self.root.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -270,16 +346,19 @@ impl TablesDir {
         Ok(())
     }
 
-    /// Deletes the oldest versions so that at most `keep` remain, never the live one, and
-    /// staging directories that crashed runs left behind. Returns the versions deleted.
+    /// Deletes the oldest versions so that at most `keep` remain, and staging directories
+    /// that crashed runs left behind. Never deleted, even beyond `keep` (each is logged): the
+    /// live version, the canary's, a held version newer than the live one, and the version a
+    /// roll-back would return to (see [`crate::versions::Protected`]). Returns the versions deleted.
     pub fn prune(&self, keep: usize) -> Result<Vec<Version>, PublishError> {
         let _lock = self.lock()?;
-        let live = self.current()?;
         let versions = self.versions()?;
+        let protected = crate::versions::Protected::find(self)?;
         let excess = versions.len().saturating_sub(keep.max(1));
         let mut removed = Vec::new();
         for version in versions.into_iter().take(excess) {
-            if Some(version) == live {
+            if let Some(why) = protected.why(version) {
+                log::info!("keeping version {version} beyond --keep {keep}: {why}");
                 continue;
             }
             let dir = self.version_dir(version);
@@ -290,10 +369,21 @@ impl TablesDir {
         Ok(removed)
     }
 
-    fn point_current_at(&self, version: Version) -> Result<bool, PublishError> {
-        let _lock = self.lock()?;
-        if self.current()?.is_some_and(|live| live > version) {
-            return Ok(false);
+    /// Points `CURRENT` at `version` and logs the move; the caller holds the writer lock.
+    /// With [`Direction::Forward`], a newer live version stays.
+    pub(crate) fn move_current(
+        &self,
+        version: Version,
+        direction: Direction,
+        action: Action,
+        because: &Because,
+    ) -> Result<Moved, PublishError> {
+        let live = self.current()?;
+        if let Some(live) = live
+            && direction == Direction::Forward
+            && live > version
+        {
+            return Ok(Moved::NewerLive(live));
         }
         let tmp = self.root.join(CURRENT_TMP);
         let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
@@ -302,7 +392,44 @@ impl TablesDir {
         let current = self.root.join(CURRENT);
         fs::rename(&tmp, &current).map_err(io_err("cannot rename into place", &current))?;
         sync_dir(&self.root)?;
-        Ok(true)
+        let entry = LogEntry::new(
+            Utc::now(),
+            action,
+            live,
+            version,
+            &because.reason,
+            &because.by,
+        );
+        self.record(&entry);
+        Ok(Moved::To { from: live })
+    }
+
+    /// Appends to the publish log. `CURRENT` has moved (or the version is sealed) by then, so
+    /// a failure is logged rather than returned: the change itself succeeded.
+    pub(crate) fn record(&self, entry: &LogEntry) {
+        if let Err(e) = publish_log::append(&self.root, entry) {
+            log::error!(
+                "{} {}: done, but not recorded in the publish log: {}",
+                entry.action.name(),
+                entry.to,
+                crate::errors::Chain(&e)
+            );
+        }
+    }
+
+    /// Logs that `version` was held: written complete, `CURRENT` left where it is.
+    fn log_hold(&self, version: Version, because: &Because) -> Result<(), PublishError> {
+        let _lock = self.lock()?;
+        let entry = LogEntry::new(
+            Utc::now(),
+            Action::Hold,
+            self.current()?,
+            version,
+            &because.reason,
+            &because.by,
+        );
+        self.record(&entry);
+        Ok(())
     }
 }
 
@@ -327,9 +454,33 @@ impl Staged {
         self.dir.join(file_name)
     }
 
+    /// [`Staged::publish`] for a run with nothing more to say.
+    pub fn commit(self) -> Result<Published, PublishError> {
+        self.publish(&Because::new("published", "voucher-etl"))
+    }
+
     /// Makes the version durable and complete, then points `CURRENT` at it unless a newer
-    /// version is already live.
-    pub fn commit(mut self) -> Result<Published, PublishError> {
+    /// version is already live, and logs the move.
+    pub fn publish(self, because: &Because) -> Result<Published, PublishError> {
+        let (tables, version) = self.seal()?;
+        let _lock = tables.lock()?;
+        let moved = tables.move_current(version, Direction::Forward, Action::Publish, because)?;
+        Ok(Published {
+            version,
+            live: matches!(moved, Moved::To { .. }),
+        })
+    }
+
+    /// Makes the version durable and complete without making it live (the gate held it), and
+    /// logs the hold. A promotion can make it live later.
+    pub fn hold(self, because: &Because) -> Result<Version, PublishError> {
+        let (tables, version) = self.seal()?;
+        tables.log_hold(version, because)?;
+        Ok(version)
+    }
+
+    /// fsyncs every file of the version and renames its directory into place.
+    fn seal(mut self) -> Result<(TablesDir, Version), PublishError> {
         // The owner file is not part of the version. Without it, the directory is only
         // removed by others once it is a day old, and it is renamed well before that.
         let owner_path = self.dir.join(OWNER_FILE);
@@ -347,11 +498,7 @@ impl Staged {
         fs::rename(&self.dir, &target).map_err(io_err("cannot rename into place", &target))?;
         self.committed = true;
         sync_dir(self.tables.root())?;
-        let live = self.tables.point_current_at(self.version)?;
-        Ok(Published {
-            version: self.version,
-            live,
-        })
+        Ok((self.tables.clone(), self.version))
     }
 }
 

@@ -139,34 +139,62 @@ impl std::ops::AddAssign for DropCounts {
 
 impl Serialize for DropCounts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(DropRule::ALL.len()))?;
-        for (rule, count) in self.iter() {
-            map.serialize_entry(rule.name(), &count)?;
-        }
-        map.end()
+        serialize_per_rule(self.iter(), serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for DropCounts {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CountsVisitor;
-        impl<'de> Visitor<'de> for CountsVisitor {
-            type Value = DropCounts;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object from drop rule name to row count")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DropCounts, A::Error> {
-                let mut counts = DropCounts::default();
-                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let rule = DropRule::from_name(&name)
-                        .ok_or_else(|| de::Error::unknown_field(&name, &DropRule::NAMES))?;
-                    counts[rule] = map.next_value()?;
-                }
-                Ok(counts)
-            }
-        }
-        deserializer.deserialize_map(CountsVisitor)
+        deserialize_per_rule(deserializer, "row count").map(DropCounts)
     }
+}
+
+/// Serializes a value per rule as an object from rule name to value, in rule order (drop
+/// counts, and the drop shares of a manifest's profile).
+pub(crate) fn serialize_per_rule<S: Serializer, T: Serialize>(
+    values: impl Iterator<Item = (DropRule, T)>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(DropRule::ALL.len()))?;
+    for (rule, value) in values {
+        map.serialize_entry(rule.name(), &value)?;
+    }
+    map.end()
+}
+
+/// Reads what [`serialize_per_rule`] writes; a rule left out is `T::default()`, an unknown
+/// rule name is an error naming the known ones.
+pub(crate) fn deserialize_per_rule<'de, D, T>(
+    deserializer: D,
+    what: &'static str,
+) -> Result<[T; DropRule::ALL.len()], D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default + Copy,
+{
+    struct PerRuleVisitor<T> {
+        what: &'static str,
+        marker: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de> + Default + Copy> Visitor<'de> for PerRuleVisitor<T> {
+        type Value = [T; DropRule::ALL.len()];
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "an object from drop rule name to {}", self.what)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut values = [T::default(); DropRule::ALL.len()];
+            while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let rule = DropRule::from_name(&name)
+                    .ok_or_else(|| de::Error::unknown_field(&name, &DropRule::NAMES))?;
+                values[rule.index()] = map.next_value()?;
+            }
+            Ok(values)
+        }
+    }
+    deserializer.deserialize_map(PerRuleVisitor {
+        what,
+        marker: std::marker::PhantomData,
+    })
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ pub fn lookup_ids<'i, 'b: 'i>(items: impl IntoIterator<Item = &'i Parsed<'b>>) -
 /// Scores one read item as the single route would, with the customer store's answer for the
 /// item's batch or stream window.
 ///
-/// `line` is set for stream lines, which carry the version in their answer (batch items share
-/// the batch's).
+/// `line` is set for stream lines. Every answer names the version that gave it (a batch or
+/// stream may hold answers of the live version and of the canary's).
 pub fn score_item<'a>(
     item: Parsed<'_>,
     served: &'a Served,
@@ -59,7 +59,7 @@ pub fn score_item<'a>(
                     country_code: answer.country_code,
                     segment_name: answer.segment_name,
                     segment: answer.segment,
-                    version: line.map(|_| answer.version),
+                    version: answer.version,
                 }),
             ),
             Err(Refusal::Invalid(detail)) => invalid(line, detail),
@@ -111,7 +111,7 @@ fn failed<'a>(line: Option<u64>, outcome: Outcome, detail: String) -> (Outcome, 
                 (ItemResult<'_> = "application/x-ndjson"),
             ),
             headers(
-                ("x-voucher-version" = String, description = "The table version that answered"),
+                ("x-voucher-version" = String, description = "The live table version (each answer names the version that gave it)"),
                 ("Retry-After" = u64, description = "JSON batches with an item refused because the customer store could not answer (status 503): seconds to wait before sending those items again"),
             )),
         (status = 400, description = "The body is not JSON", body = crate::http::model::ErrorDetail),

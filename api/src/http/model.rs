@@ -54,11 +54,12 @@ pub struct SegmentEntry {
 /// The answer to a batch of requests (`POST /api/v1/vouchers` with a JSON array).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"version": "20261123T101000Z", "results": [
-    {"status": 200, "voucher": 2640, "country_code": "Peru", "segment_name": "frequent_segment", "segment": "14-37"},
+    {"status": 200, "voucher": 2640, "country_code": "Peru", "segment_name": "frequent_segment", "segment": "14-37", "version": "20261123T101000Z"},
     {"status": 422, "detail": [{"loc": ["body", "total_orders"], "msg": "Field required", "type": "missing"}]}
 ]}))]
 pub struct BatchResponse<'a> {
-    /// The table version that answered every item.
+    /// The live table version. Each answer names the version that gave it: the live one, or
+    /// the canary's for the customers of its buckets while a canary runs.
     pub version: &'a str,
     /// One result per request, in order.
     pub results: Vec<ItemResult<'a>>,
@@ -74,8 +75,7 @@ pub enum ItemResult<'a> {
     Error(ItemError),
 }
 
-/// A voucher: `status` 200 and the single route's answer. Batch items leave out the version
-/// (the batch gives it once); stream lines carry it.
+/// A voucher: `status` 200 and the single route's answer, with the version that gave it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemAnswer<'a> {
     /// The line of the request, in an NDJSON stream (counted from 1).
@@ -87,8 +87,8 @@ pub struct ItemAnswer<'a> {
     pub country_code: &'a str,
     pub segment_name: &'a str,
     pub segment: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<&'a str>,
+    /// The table version that answered: the live one, or the canary's for its customers.
+    pub version: &'a str,
 }
 
 /// Invalid fields: `status` 422 and the single route's 422 `detail`.
@@ -158,4 +158,130 @@ pub struct DropRuleCount {
     pub description: &'static str,
     /// Rows it dropped; null without a manifest.
     pub dropped: Option<u64>,
+}
+
+/// The versions of the tables directory (`GET /api/v1/versions`): what is live, what the live
+/// version changed, and what the gate held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionsResponse {
+    /// The version every door serves; null before one is published.
+    pub live: Option<String>,
+    /// Every version, newest first.
+    pub versions: Vec<VersionEntry>,
+    /// The live version against the one it replaced (the roll-back target); null when there
+    /// is none.
+    pub changes: Option<VersionChanges>,
+    /// Held versions newer than the live one (the newest few), each with the checks it failed.
+    pub held: Vec<HeldVersion>,
+    /// The canary: a version answering a share of customers beside the live one; null when
+    /// none is set.
+    pub canary: Option<CanaryView>,
+    /// What could not be read (a manifest, a table, a gate report), in words.
+    pub problems: Vec<String>,
+}
+
+/// One version and its place in the publishing history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionEntry {
+    pub version: String,
+    /// `live`, `canary` (answers a share of customers), `held` (never made live), `previous`
+    /// (was live before) or `unpublished`.
+    pub state: &'static str,
+    /// When the run made it (RFC 3339); null when its manifest cannot be read.
+    pub created_at: Option<String>,
+    pub rows_kept: Option<u64>,
+    /// Segments in its table.
+    pub table_rows: Option<u64>,
+    /// The gate's decision: `passed`, `held` or `skipped` (`--no-gate`); null for versions
+    /// written before the gate.
+    pub gate: Option<&'static str>,
+    /// Checks the gate found failed (with `skipped`: those that would have held it).
+    pub gate_failed: Option<usize>,
+    /// Whether a roll-back from the live version returns to this one.
+    pub rollback_target: bool,
+}
+
+/// What changed between two versions, as `voucher-etl diff` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionChanges {
+    pub from: String,
+    pub to: String,
+    /// Segments added, removed or with another amount.
+    pub segments_changed: usize,
+    /// The share of the history's kept rows (customers like those) whose answer changes.
+    pub changed_share: f64,
+    /// Per segment type, that share.
+    pub changed_share_by_segment_type: BTreeMap<String, f64>,
+    /// The segments that changed (unchanged ones are left out).
+    pub segments: Vec<SegmentChange>,
+}
+
+/// One (country, segment type, segment) whose answer changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentChange {
+    pub country_code: String,
+    pub segment_name: &'static str,
+    pub segment: String,
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    pub from_amount: Option<i64>,
+    pub to_amount: Option<i64>,
+}
+
+/// The canary as the tables directory records it and as this replica serves it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CanaryView {
+    pub version: String,
+    /// The share of customers it answers (by the bucket of their `customer_id`), in percent.
+    pub percent: f64,
+    /// When it started or its share last changed (RFC 3339).
+    pub since: String,
+    pub reason: String,
+    pub by: String,
+    /// Whether this replica serves it; false when its version cannot be loaded (the live
+    /// version then answers everyone; the logs and `voucher_api_canary_failures_total` say why).
+    pub served: bool,
+    /// Answers this replica gave since it loaded the canary, by version name.
+    pub answers: BTreeMap<String, u64>,
+    /// Per segment type: the share of answers the canary changes, predicted from the history
+    /// and measured on this replica's requests.
+    pub changed_share_by_segment_type: BTreeMap<String, ChangedShare>,
+}
+
+/// The share of answers a canary changes, for one segment type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangedShare {
+    /// From the diff of the two versions: the share of the history's kept rows whose answer
+    /// changes; null when the diff cannot be made.
+    pub predicted: Option<f64>,
+    /// `different / compared`; null before any request.
+    pub measured: Option<f64>,
+    /// Requests scored by both versions (the shadow comparison).
+    pub compared: u64,
+    /// Those the two versions answered differently.
+    pub different: u64,
+}
+
+/// A version the gate held, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeldVersion {
+    pub version: String,
+    pub created_at: Option<String>,
+    /// The live version it was compared with.
+    pub baseline: Option<String>,
+    pub failed: Vec<FailedCheck>,
+}
+
+/// A gate check that failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedCheck {
+    /// `drop_share`, `rows_kept`, `missing_segments` or `amount_change`.
+    pub check: &'static str,
+    /// What was checked: a drop rule, a country, or `<country> <segment type> <segment>`.
+    pub subject: String,
+    pub observed: f64,
+    /// The most `observed` may be.
+    pub bound: f64,
+    /// The values behind `observed`, in words.
+    pub detail: String,
 }

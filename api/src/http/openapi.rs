@@ -20,6 +20,7 @@ use crate::page;
         crate::http::batch::vouchers,
         routes::segments,
         routes::table,
+        crate::http::versions::versions,
         voucher_serve::health::healthz,
         voucher_serve::health::readyz,
         voucher_serve::health::metrics_text,

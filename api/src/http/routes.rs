@@ -21,6 +21,7 @@ use crate::http::errors::ApiError;
 use crate::http::listing::{Listing, Listings};
 use crate::http::metrics::{UNMATCHED, UNMATCHED_PATTERN};
 use crate::http::model::{ErrorDetail, VoucherResponse};
+use crate::http::versions::{VERSIONS, versions};
 use crate::http::{batch, ndjson};
 use crate::page;
 
@@ -63,11 +64,12 @@ impl Route {
 }
 
 /// The routes of the API itself; [`routes`] adds the page's files.
-const API_ROUTES: [Route; 10] = [
+const API_ROUTES: [Route; 11] = [
     Route::new(Method::POST, VOUCHER, |r| r.to(voucher)),
     Route::new(Method::POST, VOUCHERS, |r| r.to(batch::vouchers)),
     Route::new(Method::GET, SEGMENTS, |r| r.to(segments)),
     Route::new(Method::GET, TABLE, |r| r.to(table)),
+    Route::new(Method::GET, VERSIONS, |r| r.to(versions)),
     Route::new(Method::GET, health::HEALTHZ, |r| r.to(health::healthz)),
     Route::new(Method::GET, health::READYZ, |r| r.to(health::readyz)),
     Route::new(Method::GET, health::METRICS, |r| r.to(health::metrics_text)),
@@ -173,7 +175,7 @@ async fn require_token(
     next.call(req).await
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(ContentType::json())
         .body(body)

@@ -414,6 +414,7 @@ fn the_table_route_gives_the_version_and_its_manifest() {
             name: "voucher-etl".into(),
             version: "0.1.0".into(),
         },
+        ..Default::default()
     };
     manifest.dropped[voucher_shared::rules::DropRule::ALL[1]] = 10;
     let tables = voucher_shared::publish::TablesDir::new(dir.path());

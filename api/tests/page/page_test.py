@@ -6,6 +6,7 @@ Usage: page_test.py  (configured by the environment page_test.sh sets)
   PAGE_TOKEN_URL   a second API on the same tables that requires PAGE_TOKEN
   PAGE_TOKEN       that token
   PAGE_REPUBLISH   a command that publishes a new table version (different amounts)
+  PAGE_HOLD        a command that writes a version the gate holds (a country missing)
   PAGE_OUT         where the screenshots go
 """
 
@@ -150,6 +151,49 @@ class Page(unittest.TestCase):
         self.wait_for_text("fact-version", new)
         self.assertIn(f"version {new} is live now", text(self.driver, "announce"))
         self.assertTrue(self.driver.execute_script("return window.__sameDocument === true;"), "no reload")
+        self.assertEqual(severe(self.driver), [])
+
+    def publish_and_wait(self, command):
+        before = get_json(URL + "/api/v1/versions")
+        time.sleep(1.1)  # version names have a one-second resolution
+        subprocess.run(os.environ[command], shell=True, check=True)
+        after = get_json(URL + "/api/v1/versions")
+        self.assertEqual(len(after["versions"]), len(before["versions"]) + 1, command)
+        return after
+
+    def test_what_changed_shows_the_diff_and_a_held_version_with_its_failed_checks(self):
+        self.publish_and_wait("PAGE_REPUBLISH")
+        deadline = time.time() + WAIT
+        while get_json(URL + "/api/v1/versions")["changes"] is None:
+            self.assertLess(time.time(), deadline, "no diff against the version before")
+            time.sleep(0.2)
+        versions = self.publish_and_wait("PAGE_HOLD")
+        held = versions["held"][0]
+        self.assertEqual(versions["versions"][0]["state"], "held")
+        self.assertIn("missing_segments", [c["check"] for c in held["failed"]])
+
+        self.driver.set_window_size(1280, 2900)
+        table = self.open()
+        self.wait_for_text("fact-version", table["version"])
+        self.assertEqual(table["version"], versions["live"], "a held version is not served")
+        WebDriverWait(self.driver, WAIT).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'#held div[data-version="{held["version"]}"]'))
+        shown = self.driver.find_element(By.CSS_SELECTOR, f'#held div[data-version="{held["version"]}"]')
+        checks = [li.get_attribute("data-check") for li in shown.find_elements(By.TAG_NAME, "li")]
+        self.assertEqual(checks, [c["check"] for c in held["failed"]])
+        self.assertIn("Chile", shown.text)
+
+        changes = versions["changes"]
+        self.wait_for_text("changes-summary", f"Version {changes['to']} against {changes['from']}")
+        rows = self.driver.find_elements(By.CSS_SELECTOR, "#changes tbody tr")
+        self.assertEqual(len(rows), len(changes["segments"]))
+        for row, segment in zip(rows, changes["segments"]):
+            cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+            self.assertEqual(cells[:4], [segment["country_code"], segment["segment_name"],
+                                         segment["segment"], segment["change"]])
+            for cell, value in zip(cells[4:], (segment["from_amount"], segment["to_amount"])):
+                self.assertEqual(cell, "none" if value is None else f"{value:,}")
+        self.driver.save_screenshot(os.path.join(OUT, "page-what-changed.png"))
         self.assertEqual(severe(self.driver), [])
 
     def test_with_a_token_the_page_asks_for_it_keeps_it_in_the_tab_and_shows_a_401(self):

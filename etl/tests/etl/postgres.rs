@@ -578,6 +578,15 @@ fn postgres_tls_modes_encrypt_and_verify_as_libpq_does() {
         let (_, _, manifest) = read_live(tables.path());
         assert_eq!(manifest.rows_read, 10_655, "{params}");
     }
+    // The certificate names 127.0.0.1, not localhost: verify-ca does not check the name,
+    // verify-full does.
+    let by_name = db.url.replace("@127.0.0.1:", "@localhost:");
+    let url = format!("{by_name}?sslmode=verify-ca&sslrootcert={cert}");
+    let (_, out) = run_query(&url, &query, &[]);
+    assert_success(&out);
+    let url = format!("{by_name}?sslmode=verify-full&sslrootcert={cert}");
+    let (tables, out) = run_query(&url, &query, &[]);
+    assert_fails(&out, tables.path(), &["the TLS handshake failed"]);
     // The self-signed certificate is no system authority's.
     let url = format!("{}?sslmode=verify-full", db.url);
     let (tables, out) = run_query(&url, &query, &[]);

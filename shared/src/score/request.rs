@@ -130,6 +130,25 @@ impl<'a> VoucherRequest<'a> {
             })
     }
 
+    /// The customer id as its decimal string (`"123"`), when it is a valid integer (as
+    /// [`VoucherRequest::validate`] accepts it: `123` and `123.0` are the same customer). What
+    /// the canary's bucket rule hashes ([`crate::canary::Bucket`]).
+    pub fn customer_key(&self) -> Option<String> {
+        match &self.customer_id {
+            Json::Int(n) => Some(n.to_string()),
+            Json::UInt(n) => Some(n.to_string()),
+            Json::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+                // Exact for every whole float; `-0.0` is customer 0.
+                Some(if *f == 0.0 {
+                    "0".to_owned()
+                } else {
+                    format!("{f:.0}")
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Checks every field against the live table and the current time (`now`, seconds since
     /// the epoch, UTC) and returns what to look up, or one error per bad field.
     pub fn validate(&self, table: &Snapshot, now: i64) -> Result<Query<'_>, Vec<ValidationError>> {

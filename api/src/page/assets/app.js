@@ -1,5 +1,6 @@
 // The voucher page. Everything it shows comes from this API's own JSON: /api/v1/table (version,
-// provenance, drops), /api/v1/segments (the table) and POST /api/v1/voucher (the form).
+// provenance, drops), /api/v1/versions (what changed, what the gate held, the canary), /api/v1/segments (the
+// table) and POST /api/v1/voucher (the form).
 "use strict";
 
 const TOKEN_KEY = "voucher-api-token";
@@ -104,6 +105,88 @@ function renderProvenance(table) {
     (m ? `, from ${number.format(m.rows_read)} history rows (${number.format(m.rows_read - m.rows_kept)} dropped).` : ".");
 }
 
+const percent = (share) => `${(100 * share).toFixed(1)} %`;
+const amount = (value) => (value === null ? "none" : number.format(value));
+
+// The live version against the one it replaced, and the versions the gate held since.
+function renderVersions(versions) {
+  const changes = versions.changes;
+  const table = $("changes");
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  if (!changes) {
+    $("changes-summary").textContent = versions.live
+      ? `Version ${versions.live} is the first one served here: nothing to compare it with.`
+      : "No version is live yet.";
+    table.hidden = true;
+  } else {
+    const byType = Object.entries(changes.changed_share_by_segment_type)
+      .map(([type, share]) => `${type}: ${percent(share)}`).join(", ");
+    $("changes-summary").textContent = `Version ${changes.to} against ${changes.from}, the one it replaced: ` +
+      `${number.format(changes.segments_changed)} segment(s) changed, ${percent(changes.changed_share)} of the ` +
+      `history's customers get another voucher` + (byType ? ` (${byType}).` : ".");
+    for (const s of changes.segments) {
+      body.append(el("tr", { "data-change": s.change },
+        el("td", {}, s.country_code), el("td", {}, s.segment_name), el("td", {}, s.segment),
+        el("td", {}, s.change), el("td", { class: "num" }, amount(s.from_amount)),
+        el("td", { class: "num" }, amount(s.to_amount))));
+    }
+    $("changes-caption").textContent = `Segments whose voucher changed from ${changes.from} to ${changes.to}`;
+    table.hidden = changes.segments.length === 0;
+  }
+  const held = $("held");
+  held.replaceChildren();
+  for (const version of versions.held) {
+    const list = el("ul", {});
+    for (const check of version.failed) {
+      list.append(el("li", { "data-check": check.check },
+        `${check.check} on ${check.subject}: ${check.observed} (at most ${check.bound})` +
+        (check.detail ? `, ${check.detail}` : "")));
+    }
+    held.append(el("div", { class: "held", "data-version": version.version },
+      el("h3", {}, `Held: version ${version.version}`),
+      el("p", {}, `The gate kept it from going live` +
+        (version.baseline ? ` when compared with ${version.baseline}` : "") +
+        `. It is not served unless promoted (voucher-etl promote). Checks it failed:`),
+      list));
+  }
+}
+
+// The canary: its version and share, the answers by version so far, and the share of answers
+// it changes, predicted (diff of the two versions over the history) against measured (shadow).
+function renderCanary(canary) {
+  const section = $("canary-section");
+  section.hidden = !canary;
+  if (!canary) {
+    return;
+  }
+  const answers = Object.entries(canary.answers)
+    .map(([version, count]) => `${number.format(count)} by ${version}`).join(", ");
+  $("canary-summary").textContent = `Version ${canary.version} answers ${canary.percent} % of customers ` +
+    `(by customer_id), since ${canary.since} (${canary.by}: ${canary.reason}). ` +
+    (canary.served ? `Answers so far on this replica: ${answers || "none"}.`
+      : "This replica cannot load it: the live version answers everyone.");
+  const body = $("canary").tBodies[0];
+  body.replaceChildren();
+  const share = (value) => (value === null ? "-" : percent(value));
+  for (const [type, s] of Object.entries(canary.changed_share_by_segment_type)) {
+    body.append(el("tr", { "data-segment-name": type },
+      el("td", {}, type), el("td", { class: "num" }, share(s.predicted)),
+      el("td", { class: "num" }, share(s.measured)), el("td", { class: "num" }, number.format(s.compared)),
+      el("td", { class: "num" }, number.format(s.different))));
+  }
+}
+
+async function loadVersions() {
+  const { status, body } = await api("/api/v1/versions");
+  if (status === 200) {
+    renderVersions(body);
+    renderCanary(body.canary);
+  } else {
+    $("changes-summary").textContent = `The versions cannot be listed (the API answered ${status}).`;
+  }
+}
+
 // One chart per country and segment type: a bar per segment for the chosen amount, and under
 // it a thin bar for its share of the segment's rows. The table beside it says the same in text.
 function chart(country, type, segments, index) {
@@ -175,6 +258,7 @@ async function load() {
   }
   renderProvenance(table.body);
   renderSegments(segments.body);
+  await loadVersions();
   return table.body.version;
 }
 
@@ -190,6 +274,7 @@ async function poll() {
       }
     } else if (status === 200) {
       renderProvenance(body); // keeps the age current
+      await loadVersions(); // a held version appears without the live one changing
     }
   } catch (error) {
     if (error instanceof Unauthorized) {
