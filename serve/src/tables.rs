@@ -191,6 +191,11 @@ impl Tables {
         let started = Instant::now();
         match self.load(wanted) {
             Ok(table) => {
+                let table = Arc::new(table);
+                metrics.table_loaded(&table);
+                metrics.reload(ReloadResult::Success);
+                // Logged once it is live: a reader of the log may act on it at once.
+                self.live.store(Some(Arc::clone(&table)));
                 log::info!(
                     "table version {wanted} is live: {} rows, {} countries, segment types [{}], loaded from {} in {} ms (was {})",
                     table.rows(),
@@ -206,9 +211,6 @@ impl Tables {
                     started.elapsed().as_millis(),
                     describe(live_version),
                 );
-                metrics.table_loaded(&table);
-                metrics.reload(ReloadResult::Success);
-                self.live.store(Some(Arc::new(table)));
                 self.changes.send_replace(Some(wanted));
                 state.refused = None;
                 state.last_error = None;
