@@ -223,6 +223,25 @@ struct ScoreArgs {
     customers_table: String,
 }
 
+impl From<ScoreArgs> for ScoreOptions {
+    fn from(args: ScoreArgs) -> Self {
+        ScoreOptions {
+            customers: args.customers,
+            tables_dir: args.tables,
+            output: args.output,
+            now: args.now.unwrap_or_else(chrono::Utc::now),
+            customer_store: args.customers_db.map(|url| CustomerSource {
+                url,
+                table: args.customers_table,
+                options: ConnectOptions {
+                    application_name: "voucher-etl score".into(),
+                    ..ConnectOptions::default()
+                },
+            }),
+        }
+    }
+}
+
 fn parse_db_url(text: &str) -> Result<DbUrl, String> {
     DbUrl::parse(text, voucher_postgres::env_password()).map_err(|e| e.to_string())
 }
@@ -394,20 +413,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             );
         }
         Command::Score(args) => {
-            let summary = score_customers(&ScoreOptions {
-                customers: args.customers,
-                tables_dir: args.tables,
-                output: args.output,
-                now: args.now.unwrap_or_else(chrono::Utc::now),
-                customer_store: args.customers_db.map(|url| CustomerSource {
-                    url,
-                    table: args.customers_table,
-                    options: ConnectOptions {
-                        application_name: "voucher-etl score".into(),
-                        ..ConnectOptions::default()
-                    },
-                }),
-            })?;
+            let summary = score_customers(&args.into())?;
             print!("{summary}");
         }
         Command::Generate(args) => {
