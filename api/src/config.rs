@@ -92,7 +92,8 @@ pub struct Config {
     #[arg(long, env = "VOUCHER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub drain_delay: Duration,
 
-    /// How long in-flight requests may take to finish once shutdown starts.
+    /// How long in-flight requests and streams, HTTP and gRPC together, may take to finish once
+    /// shutdown starts.
     #[arg(long, env = "VOUCHER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 

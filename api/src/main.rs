@@ -3,6 +3,7 @@ use clap::Parser;
 use voucher_api::config::{Cli, Command};
 use voucher_api::http::routes;
 use voucher_api::server::Application;
+use voucher_serve::signals::Signals;
 
 fn main() -> anyhow::Result<()> {
     let Cli { command, config } = Cli::parse();
@@ -18,6 +19,8 @@ fn main() -> anyhow::Result<()> {
     );
     actix_web::rt::System::new().block_on(async {
         let app = Application::build(&config).context("cannot start voucher-api")?;
+        // Before the logs below: tests (and operators) signal as soon as they see them.
+        let signals = Signals::install().context("cannot handle SIGINT and SIGTERM")?;
         let scheme = if app.tls() { "https" } else { "http" };
         for address in app.addresses() {
             log::info!(
@@ -30,6 +33,8 @@ fn main() -> anyhow::Result<()> {
             app.grpc_address(),
             if app.tls() { "TLS" } else { "plain text" }
         );
-        app.run_until_stopped().await.context("voucher-api failed")
+        app.run_until_stopped(signals)
+            .await
+            .context("voucher-api failed")
     })
 }

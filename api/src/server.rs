@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
 use voucher_serve::customers::{self, Customers};
@@ -84,6 +85,7 @@ impl Application {
                 customers.clone(),
                 metrics.clone(),
                 config.api_token.clone(),
+                config.max_body.0,
             )?,
             draining.clone(),
             tls.as_ref()
@@ -142,10 +144,11 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then stops gracefully: readiness turns 503, (on SIGTERM)
-    /// the drain delay passes, the listeners close and in-flight requests finish.
-    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+    /// the drain delay passes, the listeners close and in-flight requests finish. `signals`
+    /// are installed by the caller before it says the server listens, so that a signal sent
+    /// as soon as it does is not the default (killing) one.
+    pub async fn run_until_stopped(self, mut signals: Signals) -> Result<(), StartError> {
         let handle = self.server.handle();
-        let mut signals = Signals::install()?;
         let draining = self.draining.clone();
         let grpc = self.grpc.stopper();
         let drain_delay = self.drain_delay;
@@ -171,6 +174,8 @@ impl Application {
                 }
             }
             log::info!("closing the listeners; in-flight requests go on");
+            // Both doors drain at once, within the one --shutdown-timeout: gRPC waits in `run`
+            // only for what is left of it once HTTP is done.
             grpc.stop_accepting();
             handle.stop(true).await;
         });
@@ -233,6 +238,9 @@ fn http_server(
             .wrap(from_fn(move |req, next| {
                 http_metrics::meter(meter.clone(), req, next)
             }))
+            // No answer is to be sniffed as anything but its declared type (the page's files
+            // set it themselves, with their CSP).
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .configure(|cfg| routes::configure(cfg, &state, &health))
     })
     .workers(config.worker_count())

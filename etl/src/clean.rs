@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use polars::prelude::*;
+use voucher_shared::country::{COUNTRY_CODE_RULE, check_country_code, is_country_code};
 use voucher_shared::numbers::{parse_count, whole_amount, whole_count};
 use voucher_shared::rules::{DropCounts, DropRule};
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
@@ -21,6 +22,7 @@ use crate::EtlError;
 use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
 };
+use crate::shown::shown;
 use crate::source::Input;
 
 /// Which countries to build tables for.
@@ -31,7 +33,8 @@ pub enum Countries {
 }
 
 impl Countries {
-    /// `all`, or a comma-separated list of country codes (`Peru`, `Peru,Chile`).
+    /// `all`, or a comma-separated list of country codes (`Peru`, `Peru,Chile`); spaces
+    /// around a comma are ignored.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.trim().eq_ignore_ascii_case("all") {
             return Ok(Countries::All);
@@ -39,8 +42,17 @@ impl Countries {
         let list: Vec<String> = text.split(',').map(|c| c.trim().to_owned()).collect();
         if list.iter().any(String::is_empty) {
             return Err(format!(
-                "{text:?} is not a country list; use `all` or country codes separated by commas, e.g. `Peru,Chile`"
+                "{} is not a country list; use `all` or country codes separated by commas, e.g. `Peru,Chile`",
+                shown(text)
             ));
+        }
+        for country in &list {
+            if let Err(why) = check_country_code(country) {
+                return Err(format!(
+                    "{} is not a country code ({why}); a country code is {COUNTRY_CODE_RULE}",
+                    shown(country)
+                ));
+            }
         }
         Ok(Countries::Only(list))
     }
@@ -63,6 +75,21 @@ pub type SegmentKey = (String, SegmentType, usize);
 pub struct SegmentTally {
     pub segment: Segment,
     pub amounts: BTreeMap<i64, u64>,
+}
+
+/// The most rows a count may hold: the table stores counts as signed 64-bit integers.
+pub const MAX_ROWS: u64 = i64::MAX as u64;
+
+/// Counts that do not add up within [`MAX_ROWS`]: refused rather than wrapped or cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the counts add up to more than {MAX_ROWS} rows, the most a count can hold")]
+pub struct CountOverflow;
+
+/// `a + b`, if it is at most [`MAX_ROWS`].
+pub fn add_rows(a: u64, b: u64) -> Result<u64, CountOverflow> {
+    a.checked_add(b)
+        .filter(|sum| *sum <= MAX_ROWS)
+        .ok_or(CountOverflow)
 }
 
 /// What the cleaning found: drop counts and, for kept rows, how often each amount occurs in
@@ -182,19 +209,21 @@ pub fn tally(
         file: input.name.clone(),
         source,
     };
+    let overflow = |source| EtlError::Overflow {
+        input: input.name.clone(),
+        source,
+    };
     let next = AtomicUsize::new(0);
     // Each worker takes the next window until none is left; tallies add up in any order.
     let worker = || -> Result<Tally, EtlError> {
         let mut tally = Tally::default();
         while let Some(&(offset, len)) = windows.get(next.fetch_add(1, Ordering::Relaxed)) {
             let window = history.clone().slice(offset as i64, len as IdxSize);
-            match count_window(window, countries, segments) {
-                Ok(part) => tally.merge(part),
-                Err(source) => {
-                    // The run fails anyway: the other workers need not read on.
-                    next.store(windows.len(), Ordering::Relaxed);
-                    return Err(read_err(source));
-                }
+            let counted = count_window(window, countries, segments).map_err(read_err);
+            if let Err(e) = counted.and_then(|part| tally.merge(part).map_err(overflow)) {
+                // The run fails anyway: the other workers need not read on.
+                next.store(windows.len(), Ordering::Relaxed);
+                return Err(e);
             }
         }
         Ok(tally)
@@ -212,7 +241,7 @@ pub fn tally(
     });
     let mut tally = Tally::default();
     for part in parts {
-        tally.merge(part?);
+        tally.merge(part?).map_err(overflow)?;
     }
     Ok(tally)
 }
@@ -247,19 +276,20 @@ pub(crate) fn count_window(
 
 /// The selected countries' rows with every column parsed: `voucher_amount` and `total_orders`
 /// as whole numbers, the times as UTC dates (days since 1970-01-01); null where a value is not
-/// valid.
+/// valid. With `all`, every row, null countries too: the country rule counts them.
 fn parsed(history: LazyFrame, countries: &Countries) -> LazyFrame {
     let country = || col(COUNTRY_CODE.name);
-    let selected = match countries {
-        Countries::All => country().is_not_null(),
-        Countries::Only(list) => list
-            .iter()
-            .map(|c| country().eq(lit(c.as_str())))
-            .reduce(|a, b| a.or(b))
-            .unwrap_or(lit(false)),
+    let history = match countries {
+        Countries::All => history,
+        Countries::Only(list) => history.filter(
+            list.iter()
+                .map(|c| country().eq(lit(c.as_str())))
+                .reduce(|a, b| a.or(b))
+                .unwrap_or(lit(false)),
+        ),
     };
     let int64 = |_: &Schema, f: &Field| Ok(Field::new(f.name().clone(), DataType::Int64));
-    history.filter(selected).select([
+    history.select([
         country(),
         col(VOUCHER_AMOUNT.name).map(amount_udf, int64),
         col(TOTAL_ORDERS.name).map(count_udf, int64),
@@ -272,6 +302,8 @@ fn parsed(history: LazyFrame, countries: &Countries) -> LazyFrame {
 /// One history row, parsed.
 #[derive(Debug, Clone, Copy)]
 struct Row {
+    /// Whether `country_code` is a country code (see [`voucher_shared::country`]).
+    country: bool,
     amount: Option<i64>,
     orders: Option<i64>,
     /// The dates, in days since 1970-01-01.
@@ -285,6 +317,7 @@ impl Row {
     /// earlier rules have dropped such rows already.
     fn fails(&self, rule: DropRule) -> bool {
         match rule {
+            DropRule::CountryCode => !self.country,
             DropRule::VoucherAmount => self.amount.is_none(),
             DropRule::TotalOrders => self.orders.is_none(),
             DropRule::Timestamp => self.timestamp.is_none(),
@@ -350,7 +383,8 @@ impl Counter {
         let timestamp = df.column(TIMESTAMP.name)?.i32()?.rechunk();
         let last_order = df.column(LAST_ORDER_TS.name)?.i32()?.rechunk();
         let first_order = df.column(FIRST_ORDER_TS.name)?.i32()?.rechunk();
-        // Rows come in runs of one country: look the name up only when it changes.
+        // Rows come in runs of one country: check and look the name up only when it changes.
+        let mut checked: Option<(&str, bool)> = None;
         let mut current: Option<(&str, usize)> = None;
         let values = country
             .downcast_as_array()
@@ -358,8 +392,17 @@ impl Counter {
             .zip(values(&amount).zip(values(&orders)))
             .zip(values(&timestamp).zip(values(&last_order).zip(values(&first_order))));
         for ((name, (amount, orders)), (timestamp, (last_order, first_order))) in values {
-            let Some(name) = name else { continue };
+            let country = match (name, checked) {
+                (None, _) => false,
+                (Some(name), Some((last, valid))) if name == last => valid,
+                (Some(name), _) => {
+                    let valid = is_country_code(name);
+                    checked = Some((name, valid));
+                    valid
+                }
+            };
             let row = Row {
+                country,
                 amount,
                 orders,
                 timestamp,
@@ -370,6 +413,8 @@ impl Counter {
                 self.dropped[rule] += 1;
                 continue;
             }
+            // The country rule has dropped a null country.
+            let Some(name) = name else { continue };
             self.rows_kept += 1;
             let country = match current {
                 Some((n, id)) if n == name => id,
@@ -504,12 +549,18 @@ fn amount_udf(c: Column) -> PolarsResult<Column> {
 
 impl Tally {
     /// Adds `other`'s counts to these: tallies of parts of the history add up to the tally of
-    /// the whole, whatever the split.
-    pub fn merge(&mut self, other: Tally) {
-        self.dropped += other.dropped;
-        self.rows_kept += other.rows_kept;
+    /// the whole, whatever the split. A count that would pass [`MAX_ROWS`] is an error, never
+    /// wrapped; after an error these counts are partly merged and must be discarded.
+    pub fn merge(&mut self, other: Tally) -> Result<(), CountOverflow> {
+        self.dropped = self
+            .dropped
+            .checked_add(&other.dropped)
+            .filter(|sum| sum.iter().all(|(_, n)| n <= MAX_ROWS))
+            .ok_or(CountOverflow)?;
+        self.rows_kept = add_rows(self.rows_kept, other.rows_kept)?;
         for (country, n) in other.rows_kept_by_country {
-            *self.rows_kept_by_country.entry(country).or_default() += n;
+            let kept = self.rows_kept_by_country.entry(country).or_default();
+            *kept = add_rows(*kept, n)?;
         }
         for (key, part) in other.segments {
             match self.segments.entry(key) {
@@ -518,11 +569,13 @@ impl Tally {
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
                     for (amount, n) in part.amounts {
-                        *slot.get_mut().amounts.entry(amount).or_default() += n;
+                        let rows = slot.get_mut().amounts.entry(amount).or_default();
+                        *rows = add_rows(*rows, n)?;
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Counts `n` kept rows of `amount` in `segment`, the `index`th of `segment_type`.
@@ -796,10 +849,52 @@ mod tests {
         assert_eq!((t.rows_kept, t.dropped.total()), (1, 0));
         let t = run(df, &Countries::All);
         assert_eq!(
-            (t.rows_kept, t.dropped[DropRule::VoucherAmount]),
-            (1, 1),
-            "null country is skipped"
+            (
+                t.rows_kept,
+                t.dropped[DropRule::VoucherAmount],
+                t.dropped[DropRule::CountryCode]
+            ),
+            (1, 1, 1),
+            "a null country is of no country: dropped by the first rule"
         );
+    }
+
+    #[test]
+    fn rows_of_no_country_code_are_dropped_under_the_country_rule_and_counted() {
+        let huge = "P".repeat(100 << 20);
+        let countries = [
+            None,
+            Some(""),
+            Some(" "),
+            Some("Peru "),
+            Some("Pe\u{7}ru"),
+            Some(huge.as_str()),
+            Some("Peru"),
+            Some("Peru"),
+            Some("Côte d'Ivoire"),
+        ];
+        let df = with_strings(
+            history(countries.len()),
+            COUNTRY_CODE.name,
+            countries.to_vec(),
+        );
+        // Rule 1 comes first: a row of no country with a bad amount counts under it.
+        let df = with_amounts(
+            df,
+            vec![None; 1]
+                .into_iter()
+                .chain(vec![Some(2640.0); 8])
+                .collect(),
+        );
+        let t = run(df.clone(), &Countries::All);
+        assert_eq!(t.dropped[DropRule::CountryCode], 6);
+        assert_eq!(t.dropped.total(), 6);
+        assert_eq!(t.rows_kept, 3);
+        let kept: Vec<_> = t.rows_kept_by_country.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["Côte d'Ivoire", "Peru"]);
+        // With a list, a row of no country code is of none of its countries: skipped.
+        let t = run(df, &Countries::Only(vec!["Peru".into()]));
+        assert_eq!((t.rows_kept, t.dropped.total()), (2, 0));
     }
 
     #[test]
@@ -874,5 +969,15 @@ mod tests {
             Ok(Countries::Only(vec!["Peru".into(), "Chile".into()]))
         );
         assert!(Countries::parse("Peru,,Chile").is_err());
+        let long = "x".repeat(1 << 20);
+        let err = Countries::parse(&format!("Peru,{long}")).expect_err("too long");
+        assert!(err.starts_with("\"xxxx"), "{err}");
+        assert!(
+            err.contains("is not a country code (it is 1048576 bytes long)"),
+            "{err}"
+        );
+        assert!(err.len() < 300, "bounded: {} bytes", err.len());
+        let err = Countries::parse("Pe\u{7}ru").expect_err("control character");
+        assert!(err.contains("it holds a control character"), "{err}");
     }
 }

@@ -82,11 +82,16 @@ pub struct CountryTruth {
 pub struct Truth {
     pub rows: u64,
     pub countries: BTreeMap<String, CountryTruth>,
+    /// Rows whose `country_code` is not a country code (null, blank, padded, too long, with a
+    /// control character): of no country, so dropped by the `country_code` rule when every
+    /// country is read and skipped when a list of countries is.
+    pub no_country: u64,
 }
 
 impl Truth {
     fn merge(&mut self, other: Truth) {
         self.rows += other.rows;
+        self.no_country += other.no_country;
         for (country, t) in other.countries {
             let mine = self.countries.entry(country).or_default();
             mine.rows += t.rows;
@@ -100,6 +105,26 @@ impl Truth {
             }
             mine.favourites.extend(t.favourites);
         }
+    }
+}
+
+/// One line per country, and one for the rows of no country.
+impl std::fmt::Display for Truth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (country, t) in &self.countries {
+            writeln!(
+                f,
+                "  {country:<12} {:>10} rows, {:>10} clean, {:>9} built to be dropped",
+                t.rows,
+                t.kept,
+                t.dropped.total()
+            )?;
+        }
+        writeln!(
+            f,
+            "  {:<12} {:>10} rows, built with a country_code that is no country code",
+            "(none)", self.no_country
+        )
     }
 }
 
@@ -211,7 +236,7 @@ impl<'a> Drawer<'a> {
 struct Chunk<'p> {
     index: Vec<i64>,
     timestamp: Vec<String>,
-    country: Vec<&'p str>,
+    country: Vec<Option<&'p str>>,
     last_order: Vec<String>,
     first_order: Vec<Option<i64>>,
     total_orders: Vec<String>,
@@ -228,6 +253,7 @@ fn pick_defect(rng: &mut SmallRng) -> Option<DropRule> {
         x if x < 0.138 => Some(DropRule::LastOrderTs),
         x if x < 0.158 => Some(DropRule::Recency),
         x if x < 0.168 => Some(DropRule::FirstAfterLast),
+        x if x < 0.170 => Some(DropRule::CountryCode),
         _ => None,
     }
 }
@@ -506,7 +532,11 @@ impl<'p> Chunk<'p> {
                 Some(amount)
             });
         self.first_order.push(row.first_day.map(|d| d * NS_PER_DAY));
-        self.country.push(country);
+        self.country.push(if defect == Some(DropRule::CountryCode) {
+            BAD_COUNTRIES[rng.random_range(0..BAD_COUNTRIES.len())]
+        } else {
+            Some(country)
+        });
         self.index.push(index);
     }
 
@@ -529,6 +559,16 @@ impl<'p> Chunk<'p> {
         )
     }
 }
+
+/// `country_code`s that are no country code, each failing another part of the rule.
+const BAD_COUNTRIES: [Option<&str>; 6] = [
+    None,
+    Some(""),
+    Some(" "),
+    Some("Peru "),
+    Some("Pe\tru"),
+    Some("The Federal Republic of a Country Whose Name Is Longer Than Sixty-Four Bytes"),
+];
 
 /// `timestamp`: naive UTC, `+00:00`, or a local time at `-05:00` (whose date may differ);
 /// or, for a row built to fail the rule, something that is not a time.
@@ -606,11 +646,15 @@ fn chunk(
         let row = rows.draw(&mut rng);
         let p = &profiles[row.country];
         c.push(&row, &p.country, (first_row + i as u64) as i64, &mut rng);
-        truth
-            .countries
-            .entry(p.country.clone())
-            .or_default()
-            .record(&row, &opts.segments);
+        if row.defect == Some(DropRule::CountryCode) {
+            truth.no_country += 1;
+        } else {
+            truth
+                .countries
+                .entry(p.country.clone())
+                .or_default()
+                .record(&row, &opts.segments);
+        }
     }
     truth.rows = n as u64;
     for p in profiles {
@@ -684,6 +728,20 @@ mod tests {
         assert_eq!(groups, vec![100_000, 100_000, 63_144]);
         assert!(regrouped.equals_missing(&default_rows));
         assert_eq!(truth, default_truth);
+    }
+
+    #[test]
+    fn the_bad_countries_break_the_country_rule_each_in_its_own_way() {
+        use voucher_shared::country::check_country_code;
+        let mut ways: Vec<_> = BAD_COUNTRIES
+            .iter()
+            .flatten()
+            .map(|c| format!("{:?}", check_country_code(c).expect_err(c)))
+            .collect();
+        ways.sort();
+        ways.dedup();
+        assert_eq!(ways.len(), 4, "{ways:?}");
+        assert!(BAD_COUNTRIES.contains(&None));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`schedule`]: runs on a cron schedule;
 //! - [`score`]: offline campaign scoring of a customer list with the API's rules;
 //! - [`output`]: files written whole or not at all;
+//! - [`shown`]: values from outside shown in errors within bounds;
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 
 pub mod clean;
@@ -31,6 +32,7 @@ pub mod run;
 pub mod s3;
 pub mod schedule;
 pub mod score;
+pub mod shown;
 pub mod source;
 pub mod tally;
 pub mod versions;
@@ -82,13 +84,29 @@ pub enum EtlError {
     #[error("{file} is not a tally file written by voucher-etl tally")]
     BadTally {
         file: String,
-        source: serde_json::Error,
+        source: shown::Bounded<serde_json::Error>,
+    },
+    #[error("tally file {file} is refused; nothing was published")]
+    TallyRefused {
+        file: String,
+        /// Boxed: it may hold a segment error, and `EtlError` stays small.
+        #[source]
+        problem: Box<tally::TallyProblem>,
+    },
+    #[error("cannot add up the counts of {input}")]
+    Overflow {
+        input: String,
+        source: clean::CountOverflow,
     },
     #[error(
-        "tally file {file} has format {found:?}; this voucher-etl reads {:?}",
+        "tally file {file} has format {found}; this voucher-etl reads {:?}",
         tally::FORMAT
     )]
-    TallyFormat { file: String, found: String },
+    TallyFormat {
+        file: String,
+        /// The format found, quoted and bounded.
+        found: String,
+    },
     #[error("input {input} is not a usable pattern")]
     BadPattern {
         input: String,

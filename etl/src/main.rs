@@ -434,14 +434,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             };
             let truth = generate::generate(&opts)?;
             println!("wrote {} rows to {}", truth.rows, opts.output.display());
-            for (country, t) in &truth.countries {
-                println!(
-                    "  {country:<12} {:>10} rows, {:>10} clean, {:>9} built to be dropped",
-                    t.rows,
-                    t.kept,
-                    t.dropped.total()
-                );
-            }
+            print!("{truth}");
         }
     }
     Ok(Exit::Success)

@@ -209,7 +209,14 @@ impl Reader<'_> {
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
                 {
-                    Ok(part) => tally.merge(part),
+                    Ok(part) => {
+                        if let Err(source) = tally.merge(part) {
+                            failed = failed.or(Some(EtlError::Overflow {
+                                input: self.shown.to_owned(),
+                                source,
+                            }));
+                        }
+                    }
                     Err(e) => failed = failed.or(Some(e)),
                 }
             }
@@ -262,15 +269,20 @@ impl Reader<'_> {
             let Some(frame) = next else {
                 return Ok(tally);
             };
-            match clean::count_window(frame.lazy(), self.countries, self.segments) {
-                Ok(part) => tally.merge(part),
-                Err(source) => {
-                    queue.lock().unwrap_or_else(PoisonError::into_inner).close();
-                    return Err(EtlError::Read {
-                        file: self.shown.to_owned(),
+            let counted = clean::count_window(frame.lazy(), self.countries, self.segments)
+                .map_err(|source| EtlError::Read {
+                    file: self.shown.to_owned(),
+                    source,
+                })
+                .and_then(|part| {
+                    tally.merge(part).map_err(|source| EtlError::Overflow {
+                        input: self.shown.to_owned(),
                         source,
-                    });
-                }
+                    })
+                });
+            if let Err(e) = counted {
+                queue.lock().unwrap_or_else(PoisonError::into_inner).close();
+                return Err(e);
             }
         }
     }

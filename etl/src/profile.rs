@@ -78,7 +78,8 @@ mod tests {
         tally.rows_kept = 17;
         tally.rows_kept_by_country.insert("Peru".into(), 17);
         tally.dropped[DropRule::TotalOrders] = 3;
-        let table = VoucherTable::new(vouchers::choose(&tally)).expect("table");
+        let table =
+            VoucherTable::new(vouchers::choose(&tally).expect("counts fit")).expect("table");
 
         let p = profile(&tally, &table, b"bytes");
         assert_eq!(p.rows_kept_by_country["Peru"], 17);

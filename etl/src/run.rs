@@ -136,7 +136,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
         tally.dropped.total()
     );
 
-    let rows = vouchers::choose(&tally);
+    let rows = vouchers::choose(&tally).map_err(|source| EtlError::Overflow {
+        input: opts.source.to_string(),
+        source,
+    })?;
     if rows.is_empty() {
         return Err(EtlError::NothingKept {
             file: opts.source.to_string(),

@@ -13,10 +13,15 @@ use voucher_shared::manifest::InputFile;
 use voucher_shared::rules::DropCounts;
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
-use crate::clean::{self, Countries, SegmentTally, Tally};
+use crate::clean::{self, CountOverflow, Countries, SegmentTally, Tally, add_rows};
 use crate::postgres::{self, PostgresRead};
 use crate::progress::Progress;
+use crate::shown::{Bounded, shown};
 use crate::{EtlError, output, source};
+
+mod check;
+
+pub use check::TallyProblem;
 
 /// What the cleaning found in a set of input files.
 #[derive(Debug, Clone, Default)]
@@ -27,10 +32,12 @@ pub struct Tallied {
 }
 
 impl Tallied {
-    fn add(&mut self, other: Tallied) {
-        self.tally.merge(other.tally);
-        self.rows_read += other.rows_read;
+    /// Adds `other`'s counts and inputs to these (see [`Tally::merge`]).
+    fn add(&mut self, other: Tallied) -> Result<(), CountOverflow> {
+        self.tally.merge(other.tally)?;
+        self.rows_read = add_rows(self.rows_read, other.rows_read)?;
         self.inputs.extend(other.inputs);
+        Ok(())
     }
 }
 
@@ -110,7 +117,11 @@ pub fn tally_input(
             }],
             tally,
             rows_read,
-        });
+        })
+        .map_err(|source| EtlError::Overflow {
+            input: file.clone(),
+            source,
+        })?;
         progress.set(i as u64 + 1);
     }
     progress.finish();
@@ -139,7 +150,7 @@ struct TallyFile {
 }
 
 /// The kept rows of one segment of one country.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
     country: String,
     segment_name: SegmentType,
@@ -197,9 +208,65 @@ pub struct Merged {
     pub segments: serde_json::Value,
 }
 
-/// Reads and merges every `*.json` tally file in `dir`. They must agree on the countries and
-/// segments they were made with.
+/// Reads, checks and merges every `*.json` tally file in `dir`. Each must add up (see
+/// [`check`]), they must agree on the countries and segments they were made with, and no input
+/// may be counted by two of them. A refusal names the tally file and what is wrong with it.
 pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
+    let files = tally_files(dir)?;
+    let mut merged: Option<Merged> = None;
+    // Which tally counted each input: (file, query) → tally file.
+    let mut counted: BTreeMap<(String, Option<String>), &Path> = BTreeMap::new();
+    for path in &files {
+        let refused = |problem| EtlError::TallyRefused {
+            file: path.display().to_string(),
+            problem: Box::new(problem),
+        };
+        let part = read(path)?;
+        let segments = serde_json::to_value(check::check(&part).map_err(refused)?)?;
+        if let Some(m) = &merged
+            && (m.countries != part.countries || m.segments != segments)
+        {
+            return Err(EtlError::TallyMismatch {
+                file: path.display().to_string(),
+                first: files[0].display().to_string(),
+            });
+        }
+        for input in &part.inputs {
+            let key = (input.file.clone(), input.query.clone());
+            if let Some(other) = counted.insert(key, path) {
+                return Err(refused(TallyProblem::InputInTwoTallies {
+                    input: shown(&input.file),
+                    other: other.display().to_string(),
+                }));
+            }
+        }
+        let tallied = Tallied {
+            tally: to_tally(&part),
+            rows_read: part.rows_read,
+            inputs: part.inputs,
+        };
+        match &mut merged {
+            None => {
+                merged = Some(Merged {
+                    tallied,
+                    countries: part.countries,
+                    segments,
+                })
+            }
+            Some(m) => m
+                .tallied
+                .add(tallied)
+                .map_err(|e| refused(TallyProblem::Overflow(e)))?,
+        }
+    }
+    merged.ok_or_else(|| EtlError::NoInputFiles {
+        input: dir.display().to_string(),
+        what: "the directory holds no tally files",
+    })
+}
+
+/// The `*.json` files of `dir`, sorted; at least one.
+fn tally_files(dir: &Path) -> Result<Vec<PathBuf>, EtlError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| EtlError::Open {
             file: dir.display().to_string(),
@@ -215,37 +282,7 @@ pub fn merge_dir(dir: &Path) -> Result<Merged, EtlError> {
             what: "the directory holds no tally files (*.json written by `voucher-etl tally`)",
         });
     }
-    let mut merged: Option<Merged> = None;
-    for path in &files {
-        let part = read(path)?;
-        let tallied = Tallied {
-            tally: to_tally(&part),
-            rows_read: part.rows_read,
-            inputs: part.inputs,
-        };
-        match &mut merged {
-            None => {
-                merged = Some(Merged {
-                    tallied,
-                    countries: part.countries,
-                    segments: part.segments,
-                })
-            }
-            Some(m) => {
-                if m.countries != part.countries || m.segments != part.segments {
-                    return Err(EtlError::TallyMismatch {
-                        file: path.display().to_string(),
-                        first: files[0].display().to_string(),
-                    });
-                }
-                m.tallied.add(tallied);
-            }
-        }
-    }
-    merged.ok_or_else(|| EtlError::NoInputFiles {
-        input: dir.display().to_string(),
-        what: "the directory holds no tally files",
-    })
+    Ok(files)
 }
 
 fn read(path: &Path) -> Result<TallyFile, EtlError> {
@@ -255,12 +292,12 @@ fn read(path: &Path) -> Result<TallyFile, EtlError> {
     })?;
     let file: TallyFile = serde_json::from_slice(&bytes).map_err(|source| EtlError::BadTally {
         file: path.display().to_string(),
-        source,
+        source: Bounded(source),
     })?;
     if file.format != FORMAT {
         return Err(EtlError::TallyFormat {
             file: path.display().to_string(),
-            found: file.format,
+            found: shown(&file.format),
         });
     }
     Ok(file)

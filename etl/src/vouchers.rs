@@ -4,33 +4,39 @@ use std::cmp::Reverse;
 
 use voucher_shared::table::VoucherRow;
 
-use crate::clean::Tally;
+use crate::clean::{CountOverflow, Tally, add_rows};
 
 /// One table row per segment with kept rows: the amount with the most rows, the smaller
 /// amount on a tie. Rows come out ordered by country, segment type and lower bound (the
-/// tally's order).
-pub fn choose(tally: &Tally) -> Vec<VoucherRow> {
-    tally
-        .segments
-        .iter()
-        .filter_map(|((country, segment_type, _), tallied)| {
-            let (&voucher_amount, &occurrences) = tallied
-                .amounts
-                .iter()
-                .max_by_key(|(amount, count)| (**count, Reverse(**amount)))?;
-            let segment = &tallied.segment;
-            Some(VoucherRow {
-                country_code: country.clone(),
-                segment_name: *segment_type,
-                segment: segment.label.clone(),
-                lower: segment.lower,
-                upper: segment.upper,
-                voucher_amount,
-                occurrences: i64::try_from(occurrences).ok()?,
-                segment_rows: i64::try_from(tallied.amounts.values().sum::<u64>()).ok()?,
-            })
-        })
-        .collect()
+/// tally's order). A segment whose rows the table cannot count is an error, not a row left
+/// out.
+pub fn choose(tally: &Tally) -> Result<Vec<VoucherRow>, CountOverflow> {
+    let mut rows = Vec::with_capacity(tally.segments.len());
+    for ((country, segment_type, _), tallied) in &tally.segments {
+        let Some((&voucher_amount, &occurrences)) = tallied
+            .amounts
+            .iter()
+            .max_by_key(|(amount, count)| (**count, Reverse(**amount)))
+        else {
+            continue;
+        };
+        let segment_rows = tallied
+            .amounts
+            .values()
+            .try_fold(0, |sum, n| add_rows(sum, *n))?;
+        let segment = &tallied.segment;
+        rows.push(VoucherRow {
+            country_code: country.clone(),
+            segment_name: *segment_type,
+            segment: segment.label.clone(),
+            lower: segment.lower,
+            upper: segment.upper,
+            voucher_amount,
+            occurrences: i64::try_from(occurrences).map_err(|_| CountOverflow)?,
+            segment_rows: i64::try_from(segment_rows).map_err(|_| CountOverflow)?,
+        });
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -70,7 +76,7 @@ mod tests {
             "14-37",
             &[(2640, 3), (3520, 7), (4400, 5)],
         )]);
-        let rows = choose(&t);
+        let rows = choose(&t).expect("counts fit");
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!(
@@ -88,9 +94,34 @@ mod tests {
             "180+",
             &[(4400, 6), (2640, 6), (3520, 2)],
         )]);
-        let rows = choose(&t);
+        let rows = choose(&t).expect("counts fit");
         assert_eq!((rows[0].voucher_amount, rows[0].occurrences), (2640, 6));
         assert_eq!((rows[0].lower, rows[0].upper), (181, None));
+    }
+
+    #[test]
+    fn counts_near_the_limit_are_kept_and_beyond_it_refused() {
+        let max = crate::clean::MAX_ROWS;
+        let t = tally(&[(
+            "Peru",
+            SegmentType::Frequent,
+            "0-4",
+            &[(2640, max - 1), (3520, 1)],
+        )]);
+        let rows = choose(&t).expect("counts fit");
+        assert_eq!(
+            (rows[0].occurrences, rows[0].segment_rows),
+            (i64::MAX - 1, i64::MAX)
+        );
+        let t = tally(&[(
+            "Peru",
+            SegmentType::Frequent,
+            "0-4",
+            &[(2640, max), (3520, 1)],
+        )]);
+        assert_eq!(choose(&t), Err(CountOverflow));
+        let t = tally(&[("Peru", SegmentType::Frequent, "0-4", &[(2640, max + 1)])]);
+        assert_eq!(choose(&t), Err(CountOverflow));
     }
 
     #[test]
@@ -102,6 +133,7 @@ mod tests {
             ("Peru", SegmentType::Frequent, "0-4", &[(1, 1)]),
         ]);
         let labels: Vec<_> = choose(&t)
+            .expect("counts fit")
             .into_iter()
             .map(|r| format!("{} {}", r.country_code, r.segment))
             .collect();

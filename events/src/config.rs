@@ -6,6 +6,9 @@ use std::time::Duration;
 use clap::Parser;
 use voucher_serve::customers::CustomerArgs;
 
+/// The largest `--dead-letter-max-payload`: 16 MiB, more than any broker is usually set to take.
+pub const MAX_DEAD_LETTER_PAYLOAD: i64 = 16 << 20;
+
 /// Scores voucher request events from Kafka: one result (or dead letter) per event, at least
 /// once.
 ///
@@ -37,6 +40,13 @@ pub struct EventsConfig {
         default_value = "voucher-dead-letters"
     )]
     pub dead_letter_topic: String,
+
+    /// Most bytes of an event's payload a dead letter carries; a longer payload is cut (the dead
+    /// letter says so, with the whole payload's length and SHA-256). The default keeps a dead
+    /// letter well under Kafka's default 1 MB message limit, even as base64.
+    #[arg(long, env = "VOUCHER_DEAD_LETTER_MAX_PAYLOAD", default_value_t = 65_536,
+        value_parser = clap::value_parser!(u32).range(0..=MAX_DEAD_LETTER_PAYLOAD))]
+    pub dead_letter_max_payload: u32,
 
     /// The consumer group: consumers in one group share the events topic's partitions.
     #[arg(long, env = "VOUCHER_GROUP_ID", default_value = "voucher-events")]
@@ -112,6 +122,7 @@ mod tests {
         assert_eq!(config.events_topic, "voucher-requests");
         assert_eq!(config.group_id, "voucher-events");
         assert_eq!(config.batch_size, 2000);
+        assert_eq!(config.dead_letter_max_payload, 65_536);
         assert_eq!(
             config.kafka_option,
             [

@@ -7,7 +7,7 @@
 //! store. While the store cannot answer, the batch waits and tries again: nothing of it is
 //! produced or committed, and the batches behind it wait too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::statistics::Statistics;
+use rdkafka::statistics::{Partition, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use voucher_serve::customers::Customers;
@@ -30,10 +30,11 @@ use voucher_serve::metrics::DoorCounters;
 use voucher_serve::tables::Tables;
 use voucher_shared::score::{Outcome, now_secs};
 
-use crate::EventsError;
+use crate::commits::Commits;
 use crate::config::EventsConfig;
-use crate::event::{self, Routed, Source};
+use crate::event::{self, Routed, Source, Undeliverable};
 use crate::metrics::EventMetrics;
+use crate::{EventsError, Refused};
 
 /// How long to wait before producing refused messages again.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -43,6 +44,9 @@ const MAX_IN_FLIGHT: usize = 4;
 
 /// How long a message may wait in the producer's queue when the queue is full.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many `--check-interval`s a partition may stay blocked before readiness fails.
+const BLOCKED_CHECKS: u32 = 3;
 
 /// What the readiness endpoint reports about the broker.
 #[derive(Debug)]
@@ -90,26 +94,60 @@ impl Check for BrokerStatus {
     }
 }
 
-/// Logs rebalances and turns librdkafka's statistics into the lag gauges.
+/// Logs rebalances, follows the assignment, turns librdkafka's statistics into the lag gauges
+/// and commit results into the `commits` readiness check.
 pub struct Context {
     metrics: EventMetrics,
+    commits: Arc<Commits>,
+    /// The assigned partitions, as (topic, partition).
+    assigned: Mutex<BTreeSet<(String, i32)>>,
+}
+
+impl Context {
+    fn assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, i32)>> {
+        self.assigned.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl ClientContext for Context {
+    /// One lag gauge per assigned partition, also before its first commit.
     fn stats(&self, statistics: Statistics) {
+        let assigned = self.assigned().clone();
         self.metrics.lag.reset();
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                // Partition -1 is librdkafka's internal "unassigned" queue; -1 lags are unknown.
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .lag
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
+        for (topic, partition) in &assigned {
+            let lag = statistics
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition))
+                .and_then(lag_of);
+            if let Some(lag) = lag {
+                self.metrics
+                    .lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(lag);
             }
         }
     }
+}
+
+/// Events of a partition not yet committed: from the committed offset, or, before the first
+/// commit, from the partition's start, to its end. `None` until the end is known.
+fn lag_of(p: &Partition) -> Option<i64> {
+    if p.consumer_lag >= 0 {
+        return Some(p.consumer_lag);
+    }
+    // librdkafka measures to the last stable offset (the end, less open transactions).
+    let end = if p.ls_offset >= 0 {
+        p.ls_offset
+    } else {
+        p.hi_offset
+    };
+    let start = if p.committed_offset >= 0 {
+        p.committed_offset
+    } else {
+        p.lo_offset.max(0)
+    };
+    (end >= 0).then(|| (end - start).max(0))
 }
 
 impl ConsumerContext for Context {
@@ -120,13 +158,46 @@ impl ConsumerContext for Context {
             }
             Rebalance::Revoke(list) => {
                 log::info!("revoked partitions {}", partitions(list));
+                self.commits
+                    .revoked(list.elements().iter().map(|e| e.partition()));
             }
             Rebalance::Error(e) => log::warn!("rebalance failed: {e}"),
         }
-        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        let assignment: BTreeSet<(String, i32)> = consumer
+            .assignment()
+            .map(|a| {
+                a.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default();
         self.metrics
             .assigned
-            .set(i64::try_from(assigned).unwrap_or(i64::MAX));
+            .set(i64::try_from(assignment.len()).unwrap_or(i64::MAX));
+        *self.assigned() = assignment;
+    }
+
+    /// Each partition's commit result feeds the `commits` readiness check.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) = result {
+            return;
+        }
+        for element in offsets.elements() {
+            let why = result.as_ref().err().map(ToString::to_string);
+            let outcome = match why.or_else(|| element.error().err().map(|e| e.to_string())) {
+                None => Ok(()),
+                Some(why) => Err(why),
+            };
+            if let Err(why) = &outcome {
+                log::warn!(
+                    "cannot commit the offset of {}/{}: {why}",
+                    element.topic(),
+                    element.partition()
+                );
+            }
+            self.commits.committed(element.partition(), outcome);
+        }
     }
 }
 
@@ -143,11 +214,35 @@ fn partitions(list: &TopicPartitionList) -> String {
     }
 }
 
-/// One event's output, waiting to be produced: a result, or a dead letter for `reason`.
+/// What one output is.
+enum Kind {
+    Result,
+    /// A dead letter for `reason`, and what replaces it if the broker refuses it for good.
+    DeadLetter {
+        reason: Outcome,
+        undeliverable: Box<Undeliverable>,
+    },
+    /// The record that replaced a refused dead letter.
+    Undeliverable,
+}
+
+/// One event's output, waiting to be produced, with where the event was read.
 struct Pending {
     key: Option<Vec<u8>>,
     value: Vec<u8>,
-    reason: Option<Outcome>,
+    kind: Kind,
+    partition: i32,
+    offset: i64,
+}
+
+/// What became of a batch's outputs.
+enum Delivery {
+    /// Every output was acknowledged: the batch's next offsets, to store.
+    Done(BTreeMap<i32, i64>),
+    /// Shutdown ran out of time first; the batch will be read again.
+    GaveUp,
+    /// The broker refused an output for good and nothing can replace it: stop.
+    Refused(EventsError),
 }
 
 /// One event as read: what its output needs once it is scored.
@@ -176,6 +271,7 @@ pub struct EventLoop {
     metrics: EventMetrics,
     counters: DoorCounters,
     broker: Arc<BrokerStatus>,
+    commits: Arc<Commits>,
 }
 
 impl EventLoop {
@@ -187,6 +283,10 @@ impl EventLoop {
         metrics: EventMetrics,
         counters: DoorCounters,
     ) -> Result<Self, EventsError> {
+        let commits = Arc::new(Commits::new(
+            &config.events_topic,
+            config.check_interval * BLOCKED_CHECKS,
+        ));
         // Our defaults, then the operator's --kafka-option settings, then what at-least-once
         // rests on, which no option may change.
         let client = |defaults: &[(&str, String)], enforced: &[(&str, &str)]| {
@@ -224,6 +324,8 @@ impl EventLoop {
         )
         .create_with_context(Context {
             metrics: metrics.clone(),
+            commits: Arc::clone(&commits),
+            assigned: Mutex::new(BTreeSet::new()),
         })
         .map_err(|source| EventsError::Client {
             role: "consumer",
@@ -252,11 +354,17 @@ impl EventLoop {
             metrics,
             counters,
             broker: Arc::new(BrokerStatus::new()),
+            commits,
         })
     }
 
     pub fn broker_status(&self) -> Arc<BrokerStatus> {
         Arc::clone(&self.broker)
+    }
+
+    /// Whether each partition's offsets can be committed, for readiness.
+    pub fn commits(&self) -> Arc<Commits> {
+        Arc::clone(&self.commits)
     }
 
     /// Reads, scores and answers events until `stop` turns true; then answers what was read,
@@ -302,7 +410,7 @@ impl EventLoop {
             tokio::select! {
                 biased;
                 Some(delivered) = in_flight.next() => {
-                    if !self.settle(delivered) {
+                    if !self.settle(delivered)? {
                         return Ok(());
                     }
                 }
@@ -317,7 +425,7 @@ impl EventLoop {
         }
         // Stopping: answer what was read before leaving.
         while let Some(delivered) = in_flight.next().await {
-            if !self.settle(delivered) {
+            if !self.settle(delivered)? {
                 break;
             }
         }
@@ -325,14 +433,17 @@ impl EventLoop {
     }
 
     /// Stores the offsets of a delivered batch; `false` for a batch given up at shutdown,
-    /// after which nothing more may be stored (later batches are read again too).
-    fn settle(&self, delivered: Option<BTreeMap<i32, i64>>) -> bool {
+    /// after which nothing more may be stored (later batches are read again too); an error for
+    /// an output refused for good, which stops the consumer before it stores anything more.
+    fn settle(&self, delivered: Delivery) -> Result<bool, EventsError> {
         match delivered {
-            Some(next_offsets) => {
+            Delivery::Done(next_offsets) => {
                 self.store(&next_offsets);
-                true
+                self.commits.delivered(next_offsets.keys().copied());
+                Ok(true)
             }
-            None => false,
+            Delivery::GaveUp => Ok(false),
+            Delivery::Refused(error) => Err(error),
         }
     }
 
@@ -396,6 +507,7 @@ impl EventLoop {
             .iter()
             .filter_map(|read| event::lookup_id(read.payload.as_deref()))
             .collect();
+        let max_payload = self.config.dead_letter_max_payload as usize;
         let mut stopping_since: Option<Instant> = None;
         loop {
             let served = self.tables.served()?;
@@ -410,7 +522,8 @@ impl EventLoop {
                         partition: read.partition,
                         offset: read.offset,
                     };
-                    event::route(read.payload.as_deref(), source, &served, &profiles, now)
+                    let payload = read.payload.as_deref();
+                    event::route(payload, source, &served, &profiles, now, max_payload)
                 })
                 .collect();
             let retry = routed.iter().find_map(|r| match r {
@@ -444,61 +557,76 @@ impl EventLoop {
             .reads
             .iter()
             .zip(routed)
-            .filter_map(|(read, routed)| match routed {
-                Routed::Result { key, value } => {
-                    self.counters.count(Outcome::Ok);
-                    Some(Pending {
-                        key: Some(key),
+            .filter_map(|(read, routed)| {
+                let (key, value, kind) = match routed {
+                    Routed::Result { key, value } => {
+                        self.counters.count(Outcome::Ok);
+                        (Some(key), value, Kind::Result)
+                    }
+                    Routed::DeadLetter {
+                        reason,
                         value,
-                        reason: None,
-                    })
-                }
-                Routed::DeadLetter { reason, value } => {
-                    self.counters.count(reason);
-                    Some(Pending {
-                        key: read.key.clone(),
-                        value,
-                        reason: Some(reason),
-                    })
-                }
-                Routed::Retry { .. } => None,
+                        undeliverable,
+                    } => {
+                        self.counters.count(reason);
+                        let undeliverable = Box::new(undeliverable);
+                        let kind = Kind::DeadLetter {
+                            reason,
+                            undeliverable,
+                        };
+                        (read.key.clone(), value, kind)
+                    }
+                    Routed::Retry { .. } => return None,
+                };
+                Some(Pending {
+                    key,
+                    value,
+                    kind,
+                    partition: read.partition,
+                    offset: read.offset,
+                })
             })
             .collect()
     }
 
     /// Scores a batch, then produces its outputs until the broker has acknowledged every one,
-    /// and gives back the batch's next offsets to store. `None` if shutdown ran out of time
-    /// first (the batch will then be read again).
-    async fn deliver(
-        &self,
-        batch: Batch,
-        stop: watch::Receiver<bool>,
-    ) -> Option<BTreeMap<i32, i64>> {
-        let outputs = self.answer(&batch, &stop).await?;
-        let mut waiting: Vec<&Pending> = outputs.iter().collect();
+    /// and gives back the batch's next offsets to store. Outputs the broker refuses for a while
+    /// are produced again; a dead letter it refuses for good is replaced by a record without
+    /// the payload (see [`Undeliverable`]); a result, or that record, refused for good stops
+    /// the consumer.
+    async fn deliver(&self, batch: Batch, stop: watch::Receiver<bool>) -> Delivery {
+        let Some(mut waiting) = self.answer(&batch, &stop).await else {
+            return Delivery::GaveUp;
+        };
+        let Batch {
+            next_offsets,
+            read_at,
+            ..
+        } = batch;
         let mut stopping_since: Option<Instant> = None;
         loop {
             let sends = waiting.iter().map(|p| {
-                let topic = match p.reason {
-                    None => &self.config.results_topic,
-                    Some(_) => &self.config.dead_letter_topic,
-                };
-                let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&p.value);
+                let mut record = FutureRecord::<[u8], [u8]>::to(self.topic_of(p)).payload(&p.value);
                 if let Some(key) = &p.key {
                     record = record.key(key);
                 }
                 self.producer.send(record, QUEUE_TIMEOUT)
             });
             let outcomes = futures_util::future::join_all(sends).await;
-            let waited = batch.read_at.elapsed();
+            let waited = read_at.elapsed();
+            let tried = waiting.len();
             let mut failed = Vec::new();
-            let mut first_error = None;
-            for (pending, outcome) in waiting.iter().zip(outcomes) {
+            let mut transient = None;
+            for (pending, outcome) in waiting.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(_) => self.acknowledged(pending, waited),
+                    Ok(_) => self.acknowledged(&pending, waited),
+                    Err((e, _)) if refused_for_good(&e) => match self.replace(pending, &e) {
+                        Ok(replacement) => failed.push(replacement),
+                        Err(refused) => return Delivery::Refused(refused),
+                    },
                     Err((e, _)) => {
-                        first_error.get_or_insert(e);
-                        failed.push(*pending);
+                        transient.get_or_insert(e);
+                        failed.push(pending);
                     }
                 }
             }
@@ -506,32 +634,72 @@ impl EventLoop {
                 break;
             }
             self.metrics.produce_failures.inc_by(failed.len() as u64);
-            if *stop.borrow() {
-                let since = *stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.config.shutdown_timeout {
-                    log::error!(
-                        "shutting down with {} outputs not acknowledged; their events will be read again",
-                        failed.len()
-                    );
-                    return None;
+            // Replacements are produced at once; outputs refused for a while, after a pause.
+            if let Some(error) = transient {
+                let error = error.to_string();
+                self.commits
+                    .delivery_failed(next_offsets.keys().copied(), &error);
+                if *stop.borrow() {
+                    let since = *stopping_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.config.shutdown_timeout {
+                        log::error!(
+                            "shutting down with {} outputs not acknowledged; their events will be read again",
+                            failed.len()
+                        );
+                        return Delivery::GaveUp;
+                    }
                 }
+                log::warn!(
+                    "the broker did not acknowledge {} of {tried} outputs ({error}); producing them again in {RETRY_BACKOFF:?}",
+                    failed.len(),
+                );
+                tokio::time::sleep(RETRY_BACKOFF).await;
             }
-            log::warn!(
-                "the broker did not acknowledge {} of {} outputs ({}); producing them again in {RETRY_BACKOFF:?}",
-                failed.len(),
-                waiting.len(),
-                first_error.map_or_else(String::new, |e| e.to_string())
-            );
-            tokio::time::sleep(RETRY_BACKOFF).await;
             waiting = failed;
         }
-        Some(batch.next_offsets)
+        Delivery::Done(next_offsets)
+    }
+
+    fn topic_of(&self, pending: &Pending) -> &str {
+        match pending.kind {
+            Kind::Result => &self.config.results_topic,
+            Kind::DeadLetter { .. } | Kind::Undeliverable => &self.config.dead_letter_topic,
+        }
+    }
+
+    /// What to produce instead of an output the broker refused for good: for a dead letter,
+    /// the record without its payload; for anything else, nothing (an error that stops).
+    fn replace(&self, pending: Pending, error: &KafkaError) -> Result<Pending, EventsError> {
+        let (partition, offset) = (pending.partition, pending.offset);
+        let event = format!("{}/{partition} offset {offset}", self.config.events_topic);
+        match pending.kind {
+            Kind::DeadLetter { undeliverable, .. } => {
+                log::warn!(
+                    "the broker refused the dead letter of {event} for good ({error}); producing a record without its payload instead"
+                );
+                Ok(Pending {
+                    value: undeliverable.to_json(&error.to_string()),
+                    kind: Kind::Undeliverable,
+                    ..pending
+                })
+            }
+            Kind::Result | Kind::Undeliverable => Err(EventsError::Refused(Box::new(Refused {
+                output: match pending.kind {
+                    Kind::Result => "result",
+                    _ => "dead letter (even without its payload)",
+                },
+                topic: self.topic_of(&pending).to_owned(),
+                event,
+                source: error.clone(),
+            }))),
+        }
     }
 
     fn acknowledged(&self, pending: &Pending, waited: Duration) {
-        match pending.reason {
-            None => self.metrics.results.inc(),
-            Some(reason) => self.metrics.dead_lettered(reason),
+        match &pending.kind {
+            Kind::Result => self.metrics.results.inc(),
+            Kind::DeadLetter { reason, .. } => self.metrics.dead_lettered(*reason),
+            Kind::Undeliverable => self.metrics.undeliverable.inc(),
         }
         self.metrics.processing.observe(waited.as_secs_f64());
     }
@@ -580,6 +748,28 @@ impl EventLoop {
             self.config.dead_letter_topic.clone(),
         ]
     }
+}
+
+/// Whether the broker (or the client, before sending) refused a message for a reason that
+/// producing it again cannot change: its size, its form, or the topic's authorization or
+/// policy. Anything else (a broker away, a topic not there yet, a timeout) may pass.
+fn refused_for_good(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            Code::MessageSizeTooLarge
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::InvalidRequiredAcks
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::PolicyViolation
+                | Code::UnsupportedForMessageFormat
+        )
+    )
 }
 
 /// Checks every `interval` that the broker answers and that the three topics exist.

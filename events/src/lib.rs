@@ -9,9 +9,11 @@
 //! - [`config`]: flags and their environment twins;
 //! - [`event`]: one payload → a result or a dead letter (pure, unit-tested);
 //! - [`consumer`]: the Kafka loop and its offset discipline;
+//! - [`commits`]: whether each partition's offsets move on, for readiness;
 //! - [`metrics`]: the events door's own metrics;
 //! - this module: the application (health, readiness and metrics over HTTP; signals).
 
+pub mod commits;
 pub mod config;
 pub mod consumer;
 pub mod event;
@@ -48,10 +50,25 @@ pub enum EventsError {
     },
     #[error("cannot start the customer store")]
     Customers(#[from] customers::StartError),
+    /// Boxed: the other variants stay small.
+    #[error(transparent)]
+    Refused(Box<Refused>),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("a task of voucher-events panicked")]
     Join,
+}
+
+/// An output the broker refused for a reason that producing it again cannot change.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the broker refused the {output} of event {event} on {topic} for good; fix what it names (the topic's size limit, authorization or policy) and restart: the event is read again"
+)]
+pub struct Refused {
+    pub output: &'static str,
+    pub topic: String,
+    pub event: String,
+    pub source: rdkafka::error::KafkaError,
 }
 
 impl From<prometheus::Error> for EventsError {
@@ -94,7 +111,8 @@ impl EventsApp {
             draining.clone(),
             "committing and leaving the group",
         )
-        .with_check(events.broker_status());
+        .with_check(events.broker_status())
+        .with_check(events.commits());
         if let Some(check) = store_check {
             health = health.with_check(check);
         }

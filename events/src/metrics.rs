@@ -8,7 +8,7 @@ use prometheus::{
 use voucher_serve::metrics::register;
 use voucher_shared::score::Outcome;
 
-use crate::event::DEAD_LETTER_REASONS;
+use crate::event::{DEAD_LETTER_REASONS, UNDELIVERABLE};
 
 /// Processing latency buckets, in seconds: an event waits for its batch and the broker's
 /// acknowledgement, so these reach further than the HTTP ones.
@@ -25,6 +25,8 @@ pub struct EventMetrics {
     /// Dead letters acknowledged by the broker, indexed by outcome (resolved once: no label
     /// lookup per event); `None` for the outcome that is no dead letter.
     dead_lettered: [Option<IntCounter>; Outcome::ALL.len()],
+    /// Records acknowledged in place of a dead letter the broker refused for good.
+    pub undeliverable: IntCounter,
     /// Productions the broker refused or timed out (each is retried).
     pub produce_failures: IntCounter,
     /// From reading an event to the broker acknowledging its output.
@@ -46,11 +48,12 @@ impl EventMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "events_dead_lettered_total",
-                    "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment, unknown_customer).",
+                    "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment, unknown_customer, undeliverable).",
                 ),
                 &["reason"],
             )?,
         )?;
+        let undeliverable = dead_lettered.with_label_values(&[UNDELIVERABLE]);
         let dead_lettered = Outcome::ALL.map(|outcome| {
             DEAD_LETTER_REASONS
                 .contains(&outcome)
@@ -66,9 +69,10 @@ impl EventMetrics {
                 "Results produced to the results topic and acknowledged by the broker.",
             )?,
             dead_lettered,
+            undeliverable,
             produce_failures: counter(
                 "events_produce_failures_total",
-                "Messages the broker did not acknowledge in time or refused; each is produced again.",
+                "Messages the broker did not acknowledge in time or refused; each is produced again (a dead letter refused for good, as a record without its payload).",
             )?,
             processing: register(
                 registry,
@@ -85,7 +89,7 @@ impl EventMetrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "events_consumer_lag",
-                        "Events not yet committed by this consumer (high watermark minus committed offset), per assigned partition.",
+                        "Events not yet committed by this consumer (high watermark minus committed offset, or minus the partition's start before a first commit), per assigned partition.",
                     ),
                     &["topic", "partition"],
                 )?,

@@ -13,6 +13,7 @@ table on a real PostgreSQL server (started by events_test.sh), which one test st
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import random
@@ -122,10 +123,12 @@ class Broker:
             if done.returncode != 0:
                 raise AssertionError(f"cannot create topic {name}: {done.stdout}{done.stderr}")
 
-    def produce(self, topic, messages):
-        """Produces (key, value) pairs and waits until the broker acknowledged all of them."""
+    def produce(self, topic, messages, partition=None):
+        """Produces (key, value) pairs (to `partition`, or by key) and waits until the broker
+        acknowledged all of them."""
         producer = Producer({"bootstrap.servers": self.address, "acks": "all",
                              "linger.ms": 20, "enable.idempotence": False})
+        where = {} if partition is None else {"partition": partition}
         failures = []
 
         def delivered(err, _msg):
@@ -135,7 +138,7 @@ class Broker:
         for key, value in messages:
             while True:
                 try:
-                    producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                    producer.produce(topic, value=value, key=key, on_delivery=delivered, **where)
                     break
                 except BufferError:
                     producer.poll(0.1)
@@ -503,6 +506,62 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(committed, ends, "committed offsets are the end offsets")
         self.assertEqual(sum(ends.values()), len(events))
 
+    def test_an_800_kb_event_that_is_not_utf8_is_dead_lettered_and_its_partition_moves_on(self):
+        topics = Topics(self.broker, "large")
+        now = datetime.now(timezone.utc)
+        rng = random.Random(800)
+        before = [valid_event(rng, now, i) for i in range(5)]
+        after = [valid_event(rng, now, i) for i in range(5, 25)]
+        large = bytes((i % 251) | 0x80 for i in range(800 * 1024))
+        # All on one partition: the large event sits between the others.
+        self.broker.produce(topics.events,
+                            [(b"k", json.dumps(e).encode()) for e in before] + [(b"large", large)]
+                            + [(b"k", json.dumps(e).encode()) for e in after], partition=1)
+        consumer = self.start("large", topics, "large")
+        wanted = {e["event_id"] for e in before + after}
+        ids = self.answered_ids(topics, wanted, timeout=60)
+        self.assertEqual(set(ids), wanted, "the events after the large one are answered")
+        (_, _, key, letter), = self.broker.read(topics.dead, 1, timeout=60, decode=lambda v: v)
+        print(f"\nevents_test.py: an 800 KiB event that is not UTF-8 got a dead letter of "
+              f"{len(letter)} bytes", file=sys.stderr)
+        self.assertLess(len(letter), 100_000)
+        letter = json.loads(letter)
+        jsonschema.validate(letter, self.schemas["voucher-dead-letter"])
+        self.assertEqual((key, letter["reason"]), (b"large", "malformed"))
+        self.assertEqual(letter["payload_bytes"], len(large))
+        self.assertEqual(letter["payload_sha256"], hashlib.sha256(large).hexdigest())
+        self.assertTrue(letter["payload_truncated"])
+        self.assertEqual(base64.b64decode(letter["payload_base64"]), large[:65536])
+        # The partition's committed offset moves past it, while the consumer runs.
+        wait_for("the committed offset to reach the end", lambda: (
+            lambda c, e: c[1] == e[1])(*self.broker.committed_and_ends("large", topics.events)),
+            timeout=30, every=0.5)
+        self.assertEqual(consumer.get("/readyz")[0], 200)
+        self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
+
+        # A dead letter the producer refuses for good (here: larger than its 1 MB
+        # message.max.bytes, as a broker's limit would) is replaced by a record without the
+        # payload, and the partition moves on all the same.
+        refused = Topics(self.broker, "refused")
+        self.broker.produce(refused.events,
+                            [(b"large", large)] + [(b"k", json.dumps(e).encode()) for e in after],
+                            partition=1)
+        consumer = self.start("refused", refused, "refused",
+                              "--dead-letter-max-payload", str(len(large)))
+        ids = self.answered_ids(refused, {e["event_id"] for e in after}, timeout=60)
+        self.assertEqual(set(ids), {e["event_id"] for e in after})
+        (_, _, key, record), = self.broker.read(refused.dead, 1, timeout=60)
+        jsonschema.validate(record, self.schemas["voucher-dead-letter"])
+        self.assertEqual((key, record["reason"], record["payload"]), (b"large", "undeliverable", ""))
+        self.assertEqual(record["payload_sha256"], hashlib.sha256(large).hexdigest())
+        self.assertIn("size", record["message"].lower(), record)
+        wait_for("the committed offset to reach the end", lambda: (
+            lambda c, e: c[1] == e[1])(*self.broker.committed_and_ends("refused", refused.events)),
+            timeout=30, every=0.5)
+        self.assertEqual(
+            consumer.metric('voucher_api_events_dead_lettered_total{reason="undeliverable"}'), 1)
+        self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
+
     def answered_ids(self, topics, wanted, timeout=180.0):
         """How many results each event id has, once every id of `wanted` has one (or after
         `timeout`)."""
@@ -551,6 +610,18 @@ class EventsTest(unittest.TestCase):
                 first.get("/readyz")), timeout=30)
         self.assertEqual(body["status"], "broker_unavailable", body)
         self.assertEqual(body["checks"]["broker"]["state"], "unavailable", body)
+        # Nothing can be committed: readiness says which partitions wait and why, and every
+        # assigned partition has its lag, although none ever committed.
+        status, body = wait_for("readiness to name the blocked partitions", lambda: (
+            lambda r: r if r[1]["checks"].get("commits", {}).get("state") == "unavailable"
+            else None)(first.get("/readyz")), timeout=30)
+        self.assertIn("outputs not acknowledged", body["checks"]["commits"]["detail"], body)
+        lags = wait_for("a lag gauge for every partition", lambda: (
+            lambda m: m if len(m) == PARTITIONS else None)({
+                p: v for p in range(PARTITIONS) for k, v in first.metrics().items()
+                if k == f'voucher_api_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}'}),
+            timeout=30)
+        self.assertEqual(sum(lags.values()), len(events), lags)
         # SIGTERM: the results are still refused, so it gives up after the shutdown timeout
         # without storing their offsets. Its last commit (synchronous) finds nothing to commit,
         # and the group has no committed offset: the automatic commits before it (every second)

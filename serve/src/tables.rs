@@ -191,11 +191,12 @@ impl Tables {
         let started = Instant::now();
         match self.load(wanted) {
             Ok(table) => {
-                let table = Arc::new(table);
                 metrics.table_loaded(&table);
                 metrics.reload(ReloadResult::Success);
-                // Logged once it is live: a reader of the log may act on it at once.
+                let table = Arc::new(table);
                 self.live.store(Some(Arc::clone(&table)));
+                self.changes.send_replace(Some(wanted));
+                // Logged once served: readers of the log (operators, tests) may rely on it.
                 log::info!(
                     "table version {wanted} is live: {} rows, {} countries, segment types [{}], loaded from {} in {} ms (was {})",
                     table.rows(),
@@ -211,7 +212,6 @@ impl Tables {
                     started.elapsed().as_millis(),
                     describe(live_version),
                 );
-                self.changes.send_replace(Some(wanted));
                 state.refused = None;
                 state.last_error = None;
                 state.waiting_logged = true;

@@ -189,3 +189,55 @@ pub fn write_version(
         staged.publish(&because).expect("publish").version
     }
 }
+
+/// An edge value of `customer_id` and friends as a raw request body (so that a body can give a
+/// field twice), with what every door must make of it. The four-door test (voucher-api) and the
+/// events door's tests (voucher-events) check their doors against these same cases.
+#[derive(Debug, Clone)]
+pub struct EdgeCase {
+    pub body: String,
+    /// Whether gRPC's `int64` fields can carry it.
+    pub grpc: bool,
+    /// The field and error type it is refused with; `None` when it is answered.
+    pub refused: Option<(&'static str, &'static str)>,
+}
+
+/// The edge cases, with `last_order_ts` as their last order (a few days before now makes them
+/// answerable from [`contract_table`]).
+pub fn edge_cases(last_order_ts: &str) -> Vec<EdgeCase> {
+    let with = |customer_id: &str, total_orders: &str| {
+        format!(
+            r#"{{"customer_id": {customer_id}, "country_code": "Peru", "last_order_ts": "{last_order_ts}", "first_order_ts": "2021-10-26 00:00:00", "total_orders": {total_orders}, "segment_name": "frequent_segment"}}"#
+        )
+    };
+    let edge = |body, grpc, refused| EdgeCase {
+        body,
+        grpc,
+        refused,
+    };
+    let too_large = Some(("customer_id", "int_too_large"));
+    vec![
+        edge(with("9223372036854775807", "14"), true, None),
+        edge(with("-1", "14"), true, None),
+        edge(with("-9223372036854775808", "5"), true, None),
+        edge(with("9223372036854775808", "14"), false, too_large),
+        edge(with("18446744073709551615", "14"), false, too_large),
+        edge(with("1e300", "14"), false, too_large),
+        edge(with("14.0", "14.0"), false, None),
+        edge(
+            with("1", "1e300"),
+            false,
+            Some(("total_orders", "int_too_large")),
+        ),
+        edge(
+            with("1, \"customer_id\": 2", "14"),
+            false,
+            Some(("customer_id", "duplicate_field")),
+        ),
+        edge(
+            with("1", "14, \"segment_name\": \"recency_segment\""),
+            false,
+            Some(("segment_name", "duplicate_field")),
+        ),
+    ]
+}

@@ -604,8 +604,8 @@ mod tests {
         );
         assert_eq!(report.outcome, GateOutcome::Passed);
         assert_eq!(failed(&report), vec![]);
-        // 6 rules, rows kept (all + 2 countries), missing segments, 2 amounts.
-        assert_eq!(report.checks.len(), 6 + 3 + 1 + 2);
+        // Each rule, rows kept (all + 2 countries), missing segments, 2 amounts.
+        assert_eq!(report.checks.len(), DropRule::ALL.len() + 3 + 1 + 2);
         let first = GateReport::evaluate(&Bounds::default(), &usual(), v2(), None, true);
         assert_eq!(
             (first.outcome, first.checks.len()),

@@ -13,11 +13,15 @@
 //! - [`overview`]: the versions, the live one's changes and the held ones, for the API and page;
 //! - [`numbers`]: the whole-number rules for amounts and order counts;
 //! - [`rules`]: the drop rules of the history cleaning;
+//! - [`country`]: what a country code may be, for requests and the history alike;
 //! - [`score`]: validating a request and answering it from one table version;
+//! - [`echo`]: how much of a value or a list an error message may repeat;
 //! - [`errors`]: showing an error with its causes.
 
 pub mod canary;
+pub mod country;
 pub mod diff;
+pub mod echo;
 pub mod errors;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

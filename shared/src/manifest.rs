@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(shares.get(DropRule::Recency), 0.1);
         let json = serde_json::to_string(&shares).expect("json");
         assert!(
-            json.starts_with(r#"{"voucher_amount":0.3,"total_orders":0.0"#),
+            json.starts_with(r#"{"country_code":0.0,"voucher_amount":0.3,"total_orders":0.0"#),
             "{json}"
         );
         let back: DropShares = serde_json::from_str(&json).expect("parse");

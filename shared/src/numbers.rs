@@ -15,6 +15,12 @@ pub fn whole_count(value: f64) -> Option<i64> {
         .then_some(value as i64)
 }
 
+/// A whole number given as a float (`123.0`) as the integer it is, or `None` (fractional, not
+/// finite, or beyond 2^53 in size, where a float no longer holds every integer).
+pub fn whole_integer(value: f64) -> Option<i64> {
+    (value.is_finite() && value.fract() == 0.0 && value.abs() <= MAX_EXACT).then_some(value as i64)
+}
+
 /// An order count from text: `14`, `14.0` and ` 14 ` are 14; blanks and anything else that
 /// is not a whole number >= 0 are `None`.
 pub fn parse_count(text: &str) -> Option<i64> {
@@ -55,6 +61,22 @@ mod tests {
             (".0", Some(0)),
         ] {
             assert_eq!(parse_count(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn whole_integers_are_exact_floats_only() {
+        assert_eq!(whole_integer(-1.0), Some(-1));
+        assert_eq!(whole_integer(9_007_199_254_740_992.0), Some(1 << 53));
+        for bad in [
+            1.5,
+            1e300,
+            -1e19,
+            9_007_199_254_740_994.0,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            assert_eq!(whole_integer(bad), None, "{bad}");
         }
     }
 

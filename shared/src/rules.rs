@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why a history row was dropped. A row is dropped by the first rule it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropRule {
+    CountryCode,
     VoucherAmount,
     TotalOrders,
     Timestamp,
@@ -25,7 +26,8 @@ pub enum DropRule {
 
 impl DropRule {
     /// Every rule, in the order the rules apply.
-    pub const ALL: [DropRule; 6] = [
+    pub const ALL: [DropRule; 7] = [
+        DropRule::CountryCode,
         DropRule::VoucherAmount,
         DropRule::TotalOrders,
         DropRule::Timestamp,
@@ -35,8 +37,8 @@ impl DropRule {
     ];
 
     /// The names of [`DropRule::ALL`], in order.
-    pub const NAMES: [&'static str; 6] = {
-        let mut names = [""; 6];
+    pub const NAMES: [&'static str; 7] = {
+        let mut names = [""; 7];
         let mut i = 0;
         while i < names.len() {
             names[i] = DropRule::ALL[i].name();
@@ -48,6 +50,7 @@ impl DropRule {
     /// The rule's name: the key in `manifest.json` and in the run summary.
     pub const fn name(self) -> &'static str {
         match self {
+            DropRule::CountryCode => "country_code",
             DropRule::VoucherAmount => "voucher_amount",
             DropRule::TotalOrders => "total_orders",
             DropRule::Timestamp => "timestamp",
@@ -60,6 +63,9 @@ impl DropRule {
     /// When the rule drops a row, in words (also in `docs/drop-rules.md`).
     pub const fn description(self) -> &'static str {
         match self {
+            DropRule::CountryCode => {
+                "`country_code` is null or not a country code: 1 to 64 bytes, without leading or trailing whitespace or control characters (taken as written: ` Peru` is not `Peru`)"
+            }
             DropRule::VoucherAmount => {
                 "`voucher_amount` is null, NaN, infinite, zero or negative, or not a whole number"
             }
@@ -112,6 +118,15 @@ impl DropCounts {
 
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+
+    /// These counts plus `other`'s, rule by rule; `None` when a count would overflow.
+    pub fn checked_add(&self, other: &DropCounts) -> Option<DropCounts> {
+        let mut sum = *self;
+        for rule in DropRule::ALL {
+            sum[rule] = self[rule].checked_add(other[rule])?;
+        }
+        Some(sum)
     }
 }
 
@@ -218,6 +233,18 @@ mod tests {
     }
 
     #[test]
+    fn the_country_rule_is_the_shared_one_and_comes_first() {
+        // A row of no country is of no selected country: no other rule looks at it.
+        assert_eq!(DropRule::ALL[0], DropRule::CountryCode);
+        assert!(
+            DropRule::CountryCode
+                .description()
+                .contains(crate::country::COUNTRY_CODE_RULE),
+            "the description states the rule of `country`"
+        );
+    }
+
+    #[test]
     fn counts_serialize_as_an_object_in_rule_order() {
         let mut counts = DropCounts::default();
         counts[DropRule::Recency] = 3;
@@ -225,11 +252,26 @@ mod tests {
         let json = serde_json::to_string(&counts).expect("json");
         assert_eq!(
             json,
-            r#"{"voucher_amount":1,"total_orders":0,"timestamp":0,"last_order_ts":0,"recency":3,"first_after_last":0}"#
+            r#"{"country_code":0,"voucher_amount":1,"total_orders":0,"timestamp":0,"last_order_ts":0,"recency":3,"first_after_last":0}"#
         );
         let back: DropCounts = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, counts);
         assert_eq!(back.total(), 4);
+    }
+
+    #[test]
+    fn checked_addition_refuses_an_overflow_instead_of_wrapping() {
+        let mut near = DropCounts::default();
+        near[DropRule::Recency] = u64::MAX - 1;
+        let mut one = DropCounts::default();
+        one[DropRule::Recency] = 1;
+        one[DropRule::VoucherAmount] = 5;
+        let sum = near.checked_add(&one).expect("fits");
+        assert_eq!(
+            (sum[DropRule::Recency], sum[DropRule::VoucherAmount]),
+            (u64::MAX, 5)
+        );
+        assert_eq!(sum.checked_add(&one), None);
     }
 
     #[test]

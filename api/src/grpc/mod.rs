@@ -4,9 +4,12 @@
 //!
 //! - [`proto`]: the code generated from `proto/voucher/v1/voucher.proto`;
 //! - [`service`]: the service, a thin layer over [`voucher_shared::score`];
+//! - [`guard`]: around it, the token check, the count of every call and the status of a
+//!   message that cannot be read;
 //! - [`server`]: serving it, with health, reflection, TLS and a graceful stop;
 //! - [`metrics`]: calls by method and status code.
 
+pub mod guard;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 use tokio::net::{TcpListener, TcpStream};
@@ -84,7 +84,7 @@ impl GrpcServer {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let (shutdown, stop) = watch::channel(false);
+        let (shutdown, stop) = watch::channel(None);
         let (closed, listener_closed) = oneshot::channel::<()>();
         let (finished, done) = mpsc::channel();
         let tables = Arc::clone(service.tables());
@@ -105,7 +105,7 @@ impl GrpcServer {
                         .add_service(health)
                         .add_service(reflection_v1)
                         .add_service(reflection_v1alpha)
-                        .add_service(VoucherServiceServer::new(service))
+                        .add_service(service.into_server())
                         // Shut down (letting calls in flight finish) once the listener is closed.
                         .serve_with_incoming_shutdown(incoming, async move {
                             let _ = listener_closed.await;
@@ -136,14 +136,16 @@ impl GrpcServer {
         self.stopper.clone()
     }
 
-    /// Stops accepting and waits up to `timeout` for in-flight calls to finish.
+    /// Stops accepting and waits for in-flight calls to finish, up to `timeout` after the
+    /// stop began: the HTTP server drains meanwhile, and both share the one timeout.
     pub fn stop(mut self, timeout: Duration) {
-        self.stopper.stop_accepting();
+        let began = self.stopper.stop_accepting();
+        let left = (began + timeout).saturating_duration_since(Instant::now());
         let finished = self
             .done
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .recv_timeout(timeout);
+            .recv_timeout(left);
         match finished {
             Ok(()) => {
                 if let Some(thread) = self.thread.take() {
@@ -159,14 +161,26 @@ impl GrpcServer {
     }
 }
 
-/// Stops a [`GrpcServer`] accepting calls; those in flight go on.
+/// Stops a [`GrpcServer`] accepting calls; those in flight go on. It holds when the stop
+/// began.
 #[derive(Debug, Clone)]
-pub struct Stopper(Arc<watch::Sender<bool>>);
+pub struct Stopper(Arc<watch::Sender<Option<Instant>>>);
 
 impl Stopper {
-    /// Idempotent.
-    pub fn stop_accepting(&self) {
-        self.0.send_replace(true);
+    /// Idempotent: gives when the stop began, the first time it was asked for.
+    pub fn stop_accepting(&self) -> Instant {
+        let mut began = Instant::now();
+        self.0.send_if_modified(|stopped| match stopped {
+            Some(at) => {
+                began = *at;
+                false
+            }
+            None => {
+                *stopped = Some(began);
+                true
+            }
+        });
+        began
     }
 }
 
@@ -175,14 +189,14 @@ impl Stopper {
 /// unanswered while the calls in flight finish, and `closed` is sent.
 fn until_stopped(
     listener: TcpListener,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<Instant>>,
     closed: oneshot::Sender<()>,
 ) -> impl Stream<Item = std::io::Result<TcpStream>> {
     futures_util::stream::unfold(Some((listener, stop, closed)), |state| async move {
         let (listener, mut stop, closed) = state?;
         let accepted = tokio::select! {
             accepted = listener.accept() => Some(accepted.map(|(stream, _)| stream)),
-            _ = stop.wait_for(|stopped| *stopped) => None,
+            _ = stop.wait_for(Option::is_some) => None,
         };
         match accepted {
             Some(accepted) => Some((accepted, Some((listener, stop, closed)))),

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -20,8 +20,10 @@ use voucher_shared::score::{
 };
 
 use crate::config::Token;
+use crate::grpc::guard::{Guarded, Reached, unreadable};
 use crate::grpc::metrics::GrpcMetrics;
 use crate::grpc::proto;
+use crate::grpc::proto::voucher_service_server::VoucherServiceServer;
 
 /// The service, shared by every connection.
 #[derive(Debug, Clone)]
@@ -31,6 +33,7 @@ pub struct VoucherGrpc {
     metrics: Metrics,
     calls: GrpcMetrics,
     token: Option<Token>,
+    max_message: usize,
 }
 
 /// The method names, as in the metrics' `method` label.
@@ -43,12 +46,14 @@ pub const STREAM_WINDOW: usize = 256;
 
 impl VoucherGrpc {
     /// The service on `tables` (requests by id with `customers`), counting into `metrics`'
-    /// registry, guarded by `token` if set.
+    /// registry, guarded by `token` if set, reading request messages of at most `max_message`
+    /// bytes (the HTTP door's `--max-body`).
     pub fn new(
         tables: Arc<Tables>,
         customers: Customers,
         metrics: Metrics,
         token: Option<Token>,
+        max_message: usize,
     ) -> Result<Self, prometheus::Error> {
         Ok(VoucherGrpc {
             calls: GrpcMetrics::register(metrics.registry())?,
@@ -56,30 +61,22 @@ impl VoucherGrpc {
             customers,
             metrics,
             token,
+            max_message,
         })
+    }
+
+    /// The server to serve: the generated one, behind the token check and the call counting.
+    pub fn into_server(self) -> Guarded<VoucherServiceServer<VoucherGrpc>> {
+        let (token, calls) = (self.token.clone(), self.calls.clone());
+        let unary = self.metrics.door(Door::Grpc).clone();
+        let server =
+            VoucherServiceServer::new(self.clone()).max_decoding_message_size(self.max_message);
+        Guarded::new(server, token, calls, unary)
     }
 
     /// The tables it serves, for health checking.
     pub fn tables(&self) -> &Arc<Tables> {
         &self.tables
-    }
-
-    /// The same check as the HTTP door's: `authorization: Bearer <token>` when one is set.
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        if token.authorizes(presented) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong bearer token: send metadata `authorization: Bearer <token>`",
-            ))
-        }
     }
 
     /// What is served, for one call (or one whole stream).
@@ -96,7 +93,6 @@ impl VoucherGrpc {
         &self,
         request: &Request<proto::VoucherRequest>,
     ) -> Result<proto::VoucherResponse, Status> {
-        self.authorize(request)?;
         let served = self.served()?;
         let core = to_core(request.get_ref());
         let profiles = self
@@ -129,11 +125,8 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         &self,
         request: Request<proto::VoucherRequest>,
     ) -> Result<Response<proto::VoucherResponse>, Status> {
-        let started = Instant::now();
-        let result = self.get(&request).await;
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        self.calls.observe(GET_VOUCHER, code, started);
-        result.map(Response::new)
+        Reached::mark(&request);
+        self.get(&request).await.map(Response::new)
     }
 
     type ScoreVouchersStream = ResultStream;
@@ -142,27 +135,12 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         &self,
         request: Request<Streaming<proto::VoucherRequest>>,
     ) -> Result<Response<ResultStream>, Status> {
-        let started = Instant::now();
-        let served = self.authorize(&request).and_then(|()| self.served());
-        let served = match served {
-            Ok(served) => served,
-            Err(status) => {
-                self.calls.observe(SCORE_VOUCHERS, status.code(), started);
-                return Err(status);
-            }
-        };
-        // Records the call when the stream ends, however it ends.
-        let call = StreamCall {
-            metrics: self.calls.clone(),
-            started,
-            code: Code::Ok,
-        };
+        Reached::mark(&request);
         let scoring = StreamScoring {
-            served,
+            served: self.served()?,
             customers: self.customers.clone(),
             counters: self.metrics.door(Door::GrpcStream).clone(),
             index: 0,
-            call,
         };
         let windows = request.into_inner().ready_chunks(STREAM_WINDOW);
         let results = futures_util::stream::unfold(
@@ -185,12 +163,12 @@ struct StreamScoring {
     counters: DoorCounters,
     /// The index of the next request.
     index: u64,
-    call: StreamCall,
 }
 
 impl StreamScoring {
     /// The results of one window of messages, in order, its requests by id resolved with one
-    /// lookup. A message that could not be read ends the stream with its status.
+    /// lookup. A message that could not be read ends the stream, as tonic ends it, with our
+    /// code ([`unreadable`]).
     async fn score(
         &mut self,
         window: Vec<Result<proto::VoucherRequest, Status>>,
@@ -209,8 +187,13 @@ impl StreamScoring {
             .map(|request| Ok(self.result(request, &profiles, now)))
             .collect();
         if let Some(Err(status)) = window.get(messages.len()) {
-            self.call.code = status.code();
-            results.push(Err(status.clone()));
+            results.push(Err(match unreadable(status) {
+                Some(unreadable) => {
+                    self.counters.count(Outcome::Malformed);
+                    unreadable
+                }
+                None => status.clone(),
+            }));
         }
         results
     }
@@ -254,20 +237,6 @@ impl StreamScoring {
         };
         self.index += 1;
         result
-    }
-}
-
-/// A `ScoreVouchers` call, counted and timed when its stream is dropped.
-struct StreamCall {
-    metrics: GrpcMetrics,
-    started: Instant,
-    code: Code,
-}
-
-impl Drop for StreamCall {
-    fn drop(&mut self) {
-        self.metrics
-            .observe(SCORE_VOUCHERS, self.code, self.started);
     }
 }
 

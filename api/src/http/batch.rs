@@ -65,7 +65,7 @@ pub fn score_item<'a>(
             Err(Refusal::Invalid(detail)) => invalid(line, detail),
             Err(refusal) => failed(line, Outcome::of_refusal(&refusal), refusal.message()),
         },
-        Err(BodyError::Shape(error)) => invalid(line, vec![error]),
+        Err(BodyError::Shape(error) | BodyError::Duplicate(error)) => invalid(line, vec![error]),
         Err(BodyError::Syntax(message)) => failed(line, Outcome::Malformed, message),
     };
     counters.count(outcome);

@@ -15,7 +15,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("no voucher table is loaded yet; retry in {retry_after_secs} s")]
     NotReady { retry_after_secs: u64 },
-    #[error("content type {found:?} is not accepted here; send `Content-Type: {accepted}`")]
+    /// `found` is the header as an error may repeat it (see `voucher_shared::echo`).
+    #[error("content type {found} is not accepted here; send `Content-Type: {accepted}`")]
     UnsupportedMediaType {
         found: String,
         accepted: &'static str,

@@ -282,6 +282,10 @@ pub struct FailedCheck {
     pub observed: f64,
     /// The most `observed` may be.
     pub bound: f64,
+    /// `observed` and `bound` in the check's unit, as `voucher-etl` prints them (e.g.
+    /// `+7.20 pp`, `62.0 %`, `x3.40`).
+    pub observed_shown: String,
+    pub bound_shown: String,
     /// The values behind `observed`, in words.
     pub detail: String,
 }

@@ -14,6 +14,7 @@ use voucher_serve::health;
 use voucher_serve::live::Served;
 use voucher_serve::metrics::{Door, Metrics};
 use voucher_serve::tables::Tables;
+use voucher_shared::echo::Echo;
 use voucher_shared::score::{BodyError, VoucherRequest, now_secs};
 
 use crate::config::Token;
@@ -230,10 +231,7 @@ pub fn body_kind(req: &HttpRequest, ndjson: bool) -> Result<BodyKind, ApiError> 
         Ok(BodyKind::Ndjson)
     } else {
         Err(ApiError::UnsupportedMediaType {
-            found: String::from_utf8_lossy(value.as_bytes())
-                .chars()
-                .take(100)
-                .collect(),
+            found: Echo(&String::from_utf8_lossy(value.as_bytes())).to_string(),
             accepted: if ndjson {
                 "application/json` or `application/x-ndjson"
             } else {
@@ -298,7 +296,7 @@ pub async fn voucher(
     let body = read_body(&req, payload, state.max_body).await?;
     let raw = VoucherRequest::parse(&body).map_err(|e| match e {
         BodyError::Syntax(message) => ApiError::BadRequest(message),
-        BodyError::Shape(error) => ApiError::Invalid(vec![error]),
+        BodyError::Shape(error) | BodyError::Duplicate(error) => ApiError::Invalid(vec![error]),
     })?;
     let served = state.served()?;
     let profiles = state

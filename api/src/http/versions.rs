@@ -119,6 +119,8 @@ fn render(overview: Overview, served: Option<&Canary>, live: Option<String>) -> 
                         subject: c.subject,
                         observed: c.observed,
                         bound: c.bound,
+                        observed_shown: c.check.show(c.observed),
+                        bound_shown: c.check.show(c.bound),
                         detail: c.detail,
                     })
                     .collect(),

@@ -157,6 +157,23 @@ fn invalid_fields_get_one_422_entry_each() {
 }
 
 #[test]
+fn country_codes_outside_the_rule_and_ids_beyond_64_bits_get_one_422_entry_each() {
+    let (_dir, api, _) = started();
+    let cases = [
+        ("country_code", json!(""), "string_too_short"),
+        ("country_code", json!(" "), "string_pattern_mismatch"),
+        ("country_code", json!("x".repeat(65)), "string_too_long"),
+        ("customer_id", json!(u64::MAX), "int_too_large"),
+        ("customer_id", json!(1e300), "int_too_large"),
+    ];
+    for (field, value, kind) in cases {
+        let body = with(&[(field, value)]);
+        let detail = assert_422(&api, &body, &[field]);
+        assert_eq!(detail[0]["type"], kind, "{body}");
+    }
+}
+
+#[test]
 fn messages_name_what_is_accepted() {
     let (_dir, api, _) = started();
     let detail = assert_422(
@@ -222,6 +239,33 @@ fn json_of_the_wrong_shape_is_422_and_broken_json_is_400() {
     );
     assert!(detail.contains("not valid JSON"), "{detail}");
     assert_detail(api.post_raw("", Some("application/json")), 400);
+}
+
+#[test]
+fn every_json_answer_says_nosniff() {
+    let (_dir, api, _) = started();
+    let responses = [
+        api.post_voucher(&contract_request()),
+        api.post_voucher(&without("total_orders")),
+        api.post_raw("{", Some("application/json")),
+        api.get("/api/v1/segments"),
+        api.get("/readyz"),
+        api.get("/openapi.json"),
+        api.get("/no/such/path"),
+        api.get("/"),
+    ];
+    for response in responses {
+        let url = response.url().to_string();
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{url} ({})",
+            response.status()
+        );
+    }
 }
 
 #[test]

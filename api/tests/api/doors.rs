@@ -557,12 +557,19 @@ fn batch_limits_and_bad_bodies_get_the_single_routes_kind_of_error() {
         "application/json",
     ));
     assert_eq!(status, 200);
-    for item in body["results"].as_array().expect("results") {
-        assert_eq!(
-            (item["status"].as_u64(), item["detail"][0]["loc"].clone()),
-            (Some(422), json!(["body"]))
-        );
-    }
+    let locs: Vec<_> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|item| (item["status"].as_u64(), item["detail"][0]["loc"].clone()))
+        .collect();
+    assert_eq!(
+        locs,
+        [
+            (Some(422), json!(["body"])),
+            (Some(422), json!(["body", "total_orders"]))
+        ]
+    );
     let text = app.get("/metrics").text().expect("metrics");
     assert!(
         text.contains(r#"voucher_api_scored_total{door="http_batch",outcome="ok"} 10000"#),
@@ -646,4 +653,115 @@ fn the_token_guards_the_batch_route_too() {
         .send()
         .expect("POST");
     assert_eq!(json_of(response).1["results"][0]["voucher"], 2640);
+}
+
+/// The batch route's and the NDJSON stream's outcomes for `raw` request bodies, sent as they
+/// are (duplicates and all).
+fn batch_and_ndjson(app: &TestApp, raw: &[String]) -> (Vec<Outcome>, Vec<Outcome>) {
+    let batch_body = format!("[{}]", raw.join(","));
+    let response = app.post_to("/api/v1/vouchers", batch_body, "application/json");
+    let (status, body) = json_of(response);
+    assert_eq!(status, 200, "{body}");
+    let version = text(&body["version"]);
+    let status = |item: &Value| item["status"].as_u64().expect("status") as u16;
+    let batch = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|item| from_http(status(item), item, &version))
+        .collect();
+    let ndjson_lines = format!("{}\n", raw.join("\n"));
+    let response = app.post_to("/api/v1/vouchers", ndjson_lines, "application/x-ndjson");
+    let lines = response
+        .text()
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .map(|line| from_http(status(&line), &line, ""))
+        .collect();
+    (batch, lines)
+}
+
+#[test]
+fn every_door_agrees_on_edge_values_of_customer_id_and_on_duplicate_fields() {
+    let (_dir, app) = started();
+    let edges = voucher_shared::fixtures::edge_cases(&days_ago(3));
+    let raw: Vec<String> = edges.iter().map(|e| e.body.clone()).collect();
+    let expected: Vec<Outcome> = raw
+        .iter()
+        .map(|body| {
+            let (status, body) = json_of(app.post_raw(body.clone(), Some("application/json")));
+            from_http(status, &body, "")
+        })
+        .collect();
+    for (edge, outcome) in edges.iter().zip(&expected) {
+        let as_expected = match (edge.refused, outcome) {
+            (None, Outcome::Answer(..)) => true,
+            (Some((field, kind)), Outcome::Invalid(errors)) => {
+                errors.len() == 1 && errors[0].0 == field && errors[0].2 == kind
+            }
+            _ => false,
+        };
+        assert!(as_expected, "{}\n  -> {outcome:?}", edge.body);
+    }
+
+    let (batch, lines) = batch_and_ndjson(&app, &raw);
+    assert_eq!(batch, expected, "batch");
+    assert_eq!(lines, expected, "NDJSON");
+    // The events door is checked against the same cases in voucher-events' own tests (a door
+    // does not import another, not even in tests).
+
+    // gRPC carries what fits its int64 fields.
+    let (grpc, grpc_expected): (Vec<Value>, Vec<Outcome>) = edges
+        .iter()
+        .zip(&expected)
+        .filter(|(edge, _)| edge.grpc)
+        .map(|(edge, outcome)| {
+            let value = serde_json::from_str(&edge.body).expect("a JSON request");
+            (value, outcome.clone())
+        })
+        .unzip();
+    assert_eq!(grpc.len(), 3);
+    assert_eq!(grpc_unary(&app, &grpc), grpc_expected, "gRPC GetVoucher");
+    assert_eq!(
+        grpc_stream(&app, &grpc),
+        grpc_expected,
+        "gRPC ScoreVouchers"
+    );
+}
+
+#[test]
+fn an_unknown_country_lists_a_few_bounded_names_however_large_the_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 30 countries of 100 KiB names beside Latvia and Peru, as a broken ETL once published.
+    let mut rows = contract_rows(2640);
+    for i in 0..30 {
+        let peru = contract_rows(2640)
+            .into_iter()
+            .filter(|r| r.country_code == "Peru");
+        rows.extend(peru.map(|mut row| {
+            row.country_code = format!("{i:02}{}", "c".repeat(100 * 1024));
+            row
+        }));
+    }
+    publish(dir.path(), rows);
+    let app = TestApp::spawn(dir.path(), &[]);
+    let mut request = crate::helpers::contract_request();
+    request["country_code"] = json!("Atlantis");
+    let lines = ndjson_body(&vec![request.clone(); 20]);
+    let response = app.post_to("/api/v1/vouchers", lines.clone(), "application/x-ndjson");
+    let answer = response.text().expect("body");
+    println!(
+        "20 unknown-country lines ({} bytes) against 32 countries, 30 of 100 KiB names: {} bytes answered",
+        lines.len(),
+        answer.len()
+    );
+    assert!(answer.len() < 40_000, "{} bytes", answer.len());
+    let (status, body) = json_of(app.post_voucher(&request));
+    assert_eq!(status, 422);
+    let message = text(&body["detail"][0]["msg"]);
+    assert!(
+        message.contains("and 24 more (32 in all)") && message.contains("(102402 bytes)"),
+        "{message}"
+    );
 }

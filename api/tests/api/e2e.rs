@@ -20,6 +20,29 @@ fn closed(address: &str) -> bool {
     }
 }
 
+/// A `ScoreVouchers` stream on `channel` whose first request has been answered, left open: the
+/// sender of its further requests and its results.
+async fn open_grpc_stream(
+    channel: tonic::transport::Channel,
+) -> (
+    tokio::sync::mpsc::Sender<voucher_api::grpc::proto::VoucherRequest>,
+    tonic::Streaming<voucher_api::grpc::proto::ScoreResult>,
+) {
+    let mut client =
+        voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::new(channel);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let mut results = client
+        .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(crate::doors::to_message(&contract_request()))
+        .await
+        .expect("send");
+    assert!(results.message().await.expect("result").is_some());
+    (tx, results)
+}
+
 #[test]
 fn the_token_is_never_logged_and_each_5xx_is_logged_with_its_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -141,17 +164,8 @@ fn sigterm_turns_grpc_health_off_and_lets_an_open_stream_finish() {
             .await
             .expect("connect");
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        let mut client =
-            voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient::new(channel);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let mut results = client
-            .score_vouchers(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-            .await
-            .expect("stream")
-            .into_inner();
+        let (tx, mut results) = open_grpc_stream(channel).await;
         let message = crate::doors::to_message(&contract_request());
-        tx.send(message.clone()).await.expect("send");
-        assert!(results.message().await.expect("result").is_some());
 
         api.signal("TERM");
         let started = std::time::Instant::now();
@@ -180,4 +194,55 @@ fn sigterm_turns_grpc_health_off_and_lets_an_open_stream_finish() {
     let status = api.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{}", api.logs());
     assert!(api.logs().contains("gRPC on"), "{}", api.logs());
+}
+
+#[test]
+fn http_and_grpc_drain_at_once_within_one_shutdown_timeout() {
+    const TIMEOUT: Duration = Duration::from_secs(4);
+    // Past the timeout: the time to notice the signal and exit. Draining one door after the
+    // other takes twice the timeout.
+    const MARGIN: Duration = Duration::from_millis(2500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let mut api = BinaryApp::start(
+        dir.path(),
+        &["--drain-delay", "0s", "--shutdown-timeout", "4s"],
+    );
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let grpc = format!("http://{}", api.grpc_address());
+    let line = contract_request().to_string();
+    crate::doors::runtime().block_on(async {
+        // An NDJSON stream whose first line is answered, and whose body never ends.
+        let mut ndjson = TcpStream::connect(&address).expect("connect");
+        write!(
+            ndjson,
+            "POST /api/v1/vouchers HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{line}\n\r\n",
+            line.len() + 1
+        )
+        .expect("write a line");
+        ndjson.flush().expect("flush");
+        let mut answered = [0; 64];
+        ndjson
+            .set_read_timeout(Some(SLACK))
+            .expect("read timeout");
+        let read = ndjson.read(&mut answered).expect("the stream's head");
+        assert!(answered[..read].starts_with(b"HTTP/1.1 200"), "{:?}", &answered[..read]);
+
+        // A gRPC stream whose first message is answered, and whose requests never end.
+        let channel = tonic::transport::Channel::from_shared(grpc)
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let (tx, results) = open_grpc_stream(channel).await;
+
+        api.signal("TERM");
+        let started = std::time::Instant::now();
+        let status = api.wait_exit(TIMEOUT + MARGIN + SLACK);
+        let took = started.elapsed();
+        println!("SIGTERM with an open NDJSON and an open gRPC stream, --shutdown-timeout 4s: exited after {took:?}");
+        assert_eq!(status.code(), Some(0), "{}", api.logs());
+        assert!(took < TIMEOUT + MARGIN, "exited after {took:?}: {}", api.logs());
+        drop((tx, results, ndjson));
+    });
 }

@@ -385,3 +385,221 @@ fn unusable_tls_files_stop_the_start_with_a_message_naming_the_file() {
         assert!(message.contains(&expected), "{message}");
     }
 }
+
+/// A client codec that sends and receives raw message bytes, to send what the generated client
+/// never would.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+/// Field 2 (`country_code`, a string) holding bytes that are not UTF-8: no VoucherRequest.
+const NOT_A_MESSAGE: &[u8] = &[0x12, 0x02, 0xff, 0xfe];
+
+async fn raw_unary(
+    app: &TestApp,
+    bytes: Vec<u8>,
+    token: Option<&str>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel(app).await);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(bytes);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", token.parse().expect("ascii"));
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/voucher.v1.VoucherService/GetVoucher",
+    );
+    grpc.unary(request, path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[test]
+fn unreadable_and_oversized_messages_are_invalid_argument_and_resource_exhausted_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let app = TestApp::spawn(dir.path(), &[]);
+    runtime().block_on(async {
+        let status = raw_unary(&app, NOT_A_MESSAGE.to_vec(), None)
+            .await
+            .expect_err("not a message");
+        println!(
+            "unreadable GetVoucher: {:?} {}",
+            status.code(),
+            status.message()
+        );
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains("VoucherRequest"),
+            "{}",
+            status.message()
+        );
+
+        let status = raw_unary(&app, vec![0; 20 * 1024], None)
+            .await
+            .expect_err("too large");
+        println!(
+            "oversized GetVoucher: {:?} {}",
+            status.code(),
+            status.message()
+        );
+        assert_eq!(
+            status.code(),
+            Code::ResourceExhausted,
+            "{}",
+            status.message()
+        );
+
+        // A readable message of the same call still answers.
+        let mut client = VoucherServiceClient::new(channel(&app).await);
+        assert!(client.get_voucher(contract_message()).await.is_ok());
+
+        // In a stream: the messages before are answered, the unreadable one ends the stream.
+        let mut grpc = tonic::client::Grpc::new(channel(&app).await);
+        grpc.ready().await.expect("ready");
+        let good = prost::Message::encode_to_vec(&contract_message());
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/voucher.v1.VoucherService/ScoreVouchers",
+        );
+        let messages = futures_util::stream::iter([good, NOT_A_MESSAGE.to_vec()]);
+        let mut results = grpc
+            .streaming(tonic::Request::new(messages), path, RawCodec)
+            .await
+            .expect("stream")
+            .into_inner();
+        assert!(results.message().await.expect("a result").is_some());
+        let status = results.message().await.expect_err("the stream ends");
+        println!(
+            "unreadable ScoreVouchers message: {:?} {}",
+            status.code(),
+            status.message()
+        );
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    });
+    let text = app.get("/metrics").text().expect("metrics");
+    for series in [
+        r#"voucher_api_grpc_requests_total{code="InvalidArgument",method="GetVoucher"} 1"#,
+        r#"voucher_api_grpc_requests_total{code="ResourceExhausted",method="GetVoucher"} 1"#,
+        r#"voucher_api_grpc_requests_total{code="OK",method="GetVoucher"} 1"#,
+        r#"voucher_api_grpc_requests_total{code="InvalidArgument",method="ScoreVouchers"} 1"#,
+        r#"voucher_api_scored_total{door="grpc",outcome="malformed"} 2"#,
+        r#"voucher_api_scored_total{door="grpc_stream",outcome="malformed"} 1"#,
+        r#"voucher_api_scored_total{door="grpc_stream",outcome="ok"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_token_is_checked_before_the_message_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let app = TestApp::spawn(dir.path(), &["--api-token", "s3cret"]);
+    runtime().block_on(async {
+        for bytes in [NOT_A_MESSAGE.to_vec(), vec![0; 5 << 20]] {
+            let status = raw_unary(&app, bytes, None).await.expect_err("no token");
+            assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+        }
+        let status = raw_unary(&app, NOT_A_MESSAGE.to_vec(), Some("Bearer s3cret"))
+            .await
+            .expect_err("not a message");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    });
+    let text = app.get("/metrics").text().expect("metrics");
+    assert!(
+        text.contains(
+            r#"voucher_api_grpc_requests_total{code="Unauthenticated",method="GetVoucher"} 2"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_huge_field_is_refused_with_a_bounded_status_on_both_methods() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let app = TestApp::spawn(dir.path(), &[]);
+    let huge = "Ω".repeat(2000);
+    let bad = proto::VoucherRequest {
+        country_code: Some(huge.clone()),
+        last_order_ts: Some(format!("{}x", "2".repeat(4000))),
+        ..contract_message()
+    };
+    runtime().block_on(async {
+        let mut client = VoucherServiceClient::new(channel(&app).await);
+        let status = client.get_voucher(bad.clone()).await.expect_err("invalid");
+        println!(
+            "4,000-byte country_code: {:?}, message of {} bytes, details of {} bytes",
+            status.code(),
+            status.message().len(),
+            status.details().len()
+        );
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().len() < 2000, "{}", status.message().len());
+        assert!(status.details().len() < 2000, "{}", status.details().len());
+        let details = status.get_error_details();
+        let violations = &details.bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations[0].field, "country_code");
+        assert_eq!(violations[0].reason, "STRING_TOO_LONG");
+        assert!(
+            violations[0].description.contains("(4000 bytes)"),
+            "{}",
+            violations[0].description
+        );
+
+        let mut results = client
+            .score_vouchers(futures_util::stream::iter([bad]))
+            .await
+            .expect("stream")
+            .into_inner();
+        let result = results.message().await.expect("result").expect("one");
+        let Some(proto::score_result::Outcome::Invalid(invalid)) = result.outcome else {
+            panic!("{result:?}");
+        };
+        let size: usize = invalid.violations.iter().map(|v| v.description.len()).sum();
+        assert!(size < 2000, "{size}");
+    });
+}

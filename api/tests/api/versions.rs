@@ -160,6 +160,13 @@ fn versions_lists_states_the_live_changes_and_the_held_version_which_is_not_serv
     assert_eq!(json["held"][0]["version"], names[0]);
     assert_eq!(failed[0]["check"], "amount_change");
     assert_eq!(failed[0]["subject"], "Peru frequent_segment 1-4");
+    assert_eq!(
+        (
+            failed[0]["observed_shown"].as_str(),
+            failed[0]["bound_shown"].as_str()
+        ),
+        (Some("x3.40"), Some("x2.00"))
+    );
 
     // Held is listed, never served.
     assert_eq!(served_version(&api), live.to_string());

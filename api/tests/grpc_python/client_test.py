@@ -83,6 +83,27 @@ class GrpcDoor(unittest.TestCase):
         self.assertEqual(results[0].voucher.voucher, 2640)
         self.assertEqual(results[1].invalid.violations[0].field, "total_orders")
 
+    def test_a_huge_field_is_invalid_argument_with_a_bounded_status(self):
+        # grpcio refuses statuses over its metadata limit (8 KiB) as RESOURCE_EXHAUSTED: an echo
+        # of a 4,000-byte value in the message and in the details once passed it.
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.GetVoucher(contract(country_code="Ω" * 2000), metadata=AUTH, timeout=5)
+        error = caught.exception
+        self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT, error.details())
+        self.assertLess(len(error.details()), 1000)
+        self.assertIn("4000 bytes", error.details())
+
+    def test_a_message_that_is_not_a_voucher_request_is_invalid_argument(self):
+        raw = self.channel.unary_unary("/voucher.v1.VoucherService/GetVoucher")
+        with self.assertRaises(grpc.RpcError) as caught:
+            # Field 2 (country_code, a string) holding bytes that are not UTF-8.
+            raw(b"\x12\x02\xff\xfe", metadata=AUTH, timeout=5)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as caught:
+            raw(b"\x12\x02\xff\xfe", timeout=5)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED,
+                         "the token is checked before the message is read")
+
     def test_health_is_serving(self):
         health = health_pb2_grpc.HealthStub(self.channel)
         for service in ("", "voucher.v1.VoucherService"):

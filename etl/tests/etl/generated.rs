@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::common::*;
-use voucher_shared::rules::DropCounts;
+use voucher_shared::rules::{DropCounts, DropRule};
 
 const ROWS: u64 = 120_000;
 
@@ -25,6 +25,7 @@ fn a_run_over_generated_history_finds_exactly_what_was_generated() {
 
     assert_eq!(manifest.rows_read, ROWS);
     let mut dropped = DropCounts::default();
+    dropped[DropRule::CountryCode] = truth.no_country;
     let mut kept = 0;
     for t in truth.countries.values() {
         kept += t.kept;
@@ -32,6 +33,8 @@ fn a_run_over_generated_history_finds_exactly_what_was_generated() {
     }
     assert_eq!(manifest.dropped, dropped);
     assert_eq!(manifest.rows_kept, kept);
+    // Every row is of a selected country or of none: each is kept or counted once.
+    assert_eq!(manifest.rows_read - manifest.rows_kept, dropped.total());
     assert!(
         dropped.iter().all(|(_, n)| n > 0),
         "every rule fires: {dropped:?}"

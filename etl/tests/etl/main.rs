@@ -14,3 +14,4 @@ mod promote;
 mod real_sample;
 mod schedule;
 mod score;
+mod tallies;

@@ -200,3 +200,60 @@ fn the_real_sample_gives_the_independently_computed_table() {
         assert_eq!(row.segment_rows as u64, counts.values().sum::<u64>());
     }
 }
+
+/// The sample with five rows of no country code appended: a null, an empty, a blank, a padded
+/// and a 1 MiB `country_code`, each otherwise a copy of a sample row.
+fn with_rows_of_no_country(path: &std::path::Path) -> PathBuf {
+    let sample = read_parquet(&real_sample());
+    let mut bad = sample.slice(0, 5);
+    let huge = "Peru".repeat(1 << 18);
+    let countries = [
+        None,
+        Some(""),
+        Some(" "),
+        Some("Peru "),
+        Some(huge.as_str()),
+    ];
+    bad.with_column(Series::new("country_code".into(), countries).into_column())
+        .expect("countries");
+    let mut mixed = sample.vstack(&bad).expect("same columns");
+    ParquetWriter::new(File::create(path).expect("create"))
+        .finish(&mut mixed)
+        .expect("write");
+    path.to_owned()
+}
+
+#[test]
+fn rows_of_no_country_are_dropped_and_counted_so_the_drops_add_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mixed = with_rows_of_no_country(&dir.path().join("mixed.parquet"));
+    let mut manifests = Vec::new();
+    for (name, input) in [("sample", real_sample()), ("mixed", mixed)] {
+        let tables = dir.path().join(name);
+        // Before the country rule, the empty country failed the whole run ("row 0: empty
+        // country_code") and the 1 MiB one would have been published.
+        assert_success(&run_etl(
+            input.to_str().expect("utf-8"),
+            &tables,
+            &["--countries", "all"],
+        ));
+        let (_, table, manifest) = read_live(&tables);
+        assert!(table.rows().iter().all(|r| r.country_code == "Peru"));
+        assert_eq!(
+            manifest.rows_read - manifest.rows_kept,
+            manifest.dropped.total(),
+            "{name}: every row not kept is counted under one rule"
+        );
+        manifests.push((table, manifest));
+    }
+    let [(table, sample), (mixed_table, mixed)] = <[_; 2]>::try_from(manifests).expect("two");
+    assert_eq!(mixed_table.rows(), table.rows());
+    assert_eq!(mixed.rows_read, sample.rows_read + 5);
+    assert_eq!(mixed.rows_kept, sample.rows_kept);
+    let mut want = sample.dropped;
+    want[DropRule::CountryCode] += 5;
+    assert_eq!(mixed.dropped, want);
+    // The manifest is small: the 1 MiB value is counted, not copied.
+    let manifest_bytes = serde_json::to_vec(&mixed).expect("json").len();
+    assert!(manifest_bytes < 64 * 1024, "{manifest_bytes} bytes");
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::DateTime;
 
 use super::json::Json;
-use super::request::{VoucherRequest, integer};
+use super::request::{VoucherRequest, customer_id};
 use super::{Refusal, Scored, Snapshot, ValidationError};
 use crate::numbers::parse_count;
 
@@ -127,9 +127,7 @@ impl<'a> VoucherRequest<'a> {
 
     /// The id to look up, for an id-only request whose id is a signed 64-bit integer.
     pub fn lookup_id(&self) -> Option<i64> {
-        self.is_by_id()
-            .then(|| lookup_key(&self.customer_id).ok())
-            .flatten()
+        self.is_by_id().then(|| self.customer_id()).flatten()
     }
 
     /// The full request made of this one's id and segment type and `profile`'s fields.
@@ -145,27 +143,13 @@ impl<'a> VoucherRequest<'a> {
     }
 }
 
-/// `customer_id` as a key of the store: an integer (`7` or `7.0`) that fits in 64 signed bits.
+/// `customer_id` as a key of the store: the core's one rule for customer ids.
 fn lookup_key(value: &Json<'_>) -> Result<i64, ValidationError> {
-    let error = |kind, msg: String| ValidationError {
+    customer_id(value).map_err(|(kind, msg)| ValidationError {
         loc: vec!["body", "customer_id"],
         msg,
         kind,
-    };
-    integer(value).map_err(|(kind, msg)| error(kind, msg))?;
-    match value {
-        Json::Int(n) => Ok(*n),
-        // Whole, and strictly inside ±2^63 (whose bounds a float cannot tell apart).
-        #[allow(clippy::cast_possible_truncation)]
-        Json::Float(f) if f.abs() < 9.223_372_036_854_775e18 => Ok(*f as i64),
-        _ => Err(error(
-            "int_too_large",
-            format!(
-                "customer ids are signed 64-bit integers (at most {})",
-                i64::MAX
-            ),
-        )),
-    }
+    })
 }
 
 /// What a customer store said about the ids of one request, batch, stream window or consumer

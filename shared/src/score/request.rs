@@ -5,54 +5,56 @@
 //! each field's JSON kind, so that a wrong type becomes a field error rather than a parse
 //! failure. Doors that are not JSON (gRPC, Parquet columns) build the request from their own
 //! values with the same [`Json`] kinds, and so get the same checks.
+//!
+//! Every message repeats the input, or the table, only through [`crate::echo`]: an error is
+//! never much larger than the request's fields, whatever their size.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
 
 use super::Snapshot;
-use super::json::{Json, ObjectOnly};
-use crate::numbers::whole_count;
+use super::json::Json;
+use crate::country::{COUNTRY_CODE_RULE, CountryCodeError, check_country_code};
+use crate::echo::{Echo, MAX_LISTED, Plain, few};
+use crate::numbers::{whole_count, whole_integer};
 use crate::segments::SegmentType;
 use crate::time::{ACCEPTED_TIME_FORMATS, SECONDS_PER_DAY, parse_timestamp};
 
 /// The voucher request as sent. This one type gives both the field names that are read and
 /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
 /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
-/// ignored; a field given twice is refused. With a customer store, `customer_id` and
-/// `segment_name` alone make a request by id (see [`super::score_with`]).
-#[derive(Debug, Default, PartialEq, Deserialize)]
+/// ignored; a field given twice is refused. Read with [`VoucherRequest::parse`]. With a
+/// customer store, `customer_id` and `segment_name` alone make a request by id (see
+/// [`super::score_with`]).
+#[derive(Debug, Default, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({
     "customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00",
     "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"
 })))]
 pub struct VoucherRequest<'a> {
-    /// The customer's id; not used to choose the voucher.
-    #[serde(borrow, default)]
+    /// The customer's id, a signed 64-bit integer; not used to choose the voucher.
     #[cfg_attr(feature = "openapi", schema(value_type = i64, required = true))]
     pub customer_id: Json<'a>,
-    /// A country with a voucher table, e.g. `Peru`.
-    #[serde(borrow, default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
+    /// A country with a voucher table, e.g. `Peru`: 1 to 64 bytes, without leading or trailing
+    /// whitespace or control characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true, min_length = 1, max_length = 64))]
     pub country_code: Json<'a>,
     /// When the customer last ordered: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.ffffff]` or RFC 3339
     /// (`2021-10-26T00:00:00Z`, offsets). Times without an offset are UTC. Not in the future.
-    #[serde(borrow, default)]
     #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub last_order_ts: Json<'a>,
     /// When the customer first ordered, in the same formats; not after `last_order_ts`.
-    #[serde(borrow, default)]
     #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub first_order_ts: Json<'a>,
     /// Orders so far: a whole number >= 0 (`14` and `14.0` are both accepted).
-    #[serde(borrow, default)]
     #[cfg_attr(feature = "openapi", schema(value_type = i64, minimum = 0, required = true))]
     pub total_orders: Json<'a>,
     // No doc comment here: with one, utoipa wraps the inlined enum in an `allOf` with an
     // untyped object, which no value satisfies. The enum's own description says it all.
-    #[serde(borrow, default)]
     #[cfg_attr(feature = "openapi", schema(value_type = SegmentTypeName, inline, required = true))]
     pub segment_name: Json<'a>,
 }
@@ -99,8 +101,11 @@ impl ValidationError {
 pub enum BodyError {
     /// Not JSON: a 400.
     Syntax(String),
-    /// JSON, but not an object: a 422 on the body as a whole.
+    /// JSON, but not an object: a 422 on the body as a whole (for events, whose payload is not
+    /// known to be a request, no event at all).
     Shape(ValidationError),
+    /// An object that gives a field twice: a 422 naming the field, at every door.
+    Duplicate(ValidationError),
 }
 
 /// A valid request: what to look up.
@@ -113,21 +118,55 @@ pub struct Query<'a> {
 }
 
 impl<'a> VoucherRequest<'a> {
+    /// Reads a request from a JSON body.
     pub fn parse(body: &'a [u8]) -> Result<Self, BodyError> {
-        serde_json::from_slice::<ObjectOnly<VoucherRequest<'a>>>(body)
-            .map(|o| o.0)
-            .map_err(|e| match e.classify() {
+        Self::parse_with(body, []).map(|(request, [])| request)
+    }
+
+    /// Reads a request and a door's own fields (`extra`, e.g. an event's `event_id`) from one
+    /// JSON object, in one pass; a field given twice is refused whichever it is.
+    pub fn parse_with<const M: usize>(
+        body: &'a [u8],
+        extra: [&'static str; M],
+    ) -> Result<(Self, [Json<'a>; M]), BodyError> {
+        let mut target = Target {
+            request: VoucherRequest::default(),
+            names: extra,
+            extra: std::array::from_fn(|_| Json::Missing),
+            duplicate: None,
+        };
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        let read = reader
+            .deserialize_map(ObjectVisitor(&mut target))
+            .and_then(|()| reader.end());
+        match read {
+            Ok(()) => match target.duplicate {
+                None => Ok((target.request, target.extra)),
+                Some(field) => Err(BodyError::Duplicate(ValidationError {
+                    loc: vec!["body", field],
+                    msg: format!("{field} is given more than once; give each field once"),
+                    kind: "duplicate_field",
+                })),
+            },
+            Err(e) => Err(match e.classify() {
                 Category::Data => BodyError::Shape(ValidationError {
                     loc: vec!["body"],
                     msg: format!(
-                        "Input should be a JSON object with the voucher request fields ({e})"
+                        "Input should be a JSON object with the voucher request fields, not {}",
+                        json_kind(body)
                     ),
                     kind: "model_attributes_type",
                 }),
                 Category::Io | Category::Syntax | Category::Eof => {
                     BodyError::Syntax(format!("the body is not valid JSON: {e}"))
                 }
-            })
+            }),
+        }
+    }
+
+    /// The customer's id, when it is one by the core's rule (see [`VoucherRequest::validate`]).
+    pub fn customer_id(&self) -> Option<i64> {
+        customer_id(&self.customer_id).ok()
     }
 
     /// The customer id as its decimal string (`"123"`), when it is a valid integer (as
@@ -155,7 +194,7 @@ impl<'a> VoucherRequest<'a> {
         let mut errors = Vec::new();
         let e = &mut errors;
         let (name, value) = field!(self.customer_id);
-        check(e, name, integer(value));
+        check(e, name, customer_id(value));
         let (name, value) = field!(self.country_code);
         let country_code = check(e, name, country(value, table));
         let (name, value) = field!(self.last_order_ts);
@@ -187,8 +226,91 @@ impl<'a> VoucherRequest<'a> {
     }
 }
 
+/// Where [`VoucherRequest::parse_with`] puts what it reads.
+struct Target<'a, const M: usize> {
+    request: VoucherRequest<'a>,
+    names: [&'static str; M],
+    extra: [Json<'a>; M],
+    /// The first field given twice.
+    duplicate: Option<&'static str>,
+}
+
+/// The request's field of that name, as the struct spells it (so never misspelt).
+macro_rules! request_field {
+    ($request:expr, $key:expr, [$($name:ident),*]) => {
+        match $key {
+            $(stringify!($name) => Some((stringify!($name), &mut $request.$name)),)*
+            _ => None,
+        }
+    };
+}
+
+impl<'a, const M: usize> Target<'a, M> {
+    /// The field `key` is read into, with its name; `None` for a field nobody reads.
+    fn slot(&mut self, key: &str) -> Option<(&'static str, &mut Json<'a>)> {
+        if let Some(i) = self.names.iter().position(|name| *name == key) {
+            return Some((self.names[i], &mut self.extra[i]));
+        }
+        request_field!(
+            self.request,
+            key,
+            [
+                customer_id,
+                country_code,
+                last_order_ts,
+                first_order_ts,
+                total_orders,
+                segment_name
+            ]
+        )
+    }
+}
+
+/// Reads a JSON object (and nothing else) into a [`Target`]: keys borrow from the body, unknown
+/// fields are skipped, and a field given twice is noted, its second value skipped.
+struct ObjectVisitor<'t, 'a, const M: usize>(&'t mut Target<'a, M>);
+
+impl<'de, const M: usize> Visitor<'de> for ObjectVisitor<'_, 'de, M> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Json<'de>>()? {
+            let Json::Str(key) = key else {
+                return Err(de::Error::custom("a key is not a string"));
+            };
+            match self.0.slot(&key) {
+                Some((_, slot)) if matches!(slot, Json::Missing) => *slot = map.next_value()?,
+                Some((name, _)) => {
+                    map.next_value::<IgnoredAny>()?;
+                    self.0.duplicate.get_or_insert(name);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a JSON document that is not an object is, from its first byte, for the message that
+/// refuses it (serde's own message would repeat a string of any length).
+fn json_kind(body: &[u8]) -> &'static str {
+    match body.trim_ascii_start().first() {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 /// A field's value, or the kind and message of its error.
-pub(super) type Check<T> = Result<T, (&'static str, String)>;
+type Check<T> = Result<T, (&'static str, String)>;
 
 /// Records a field's error under its name and keeps its value, if any.
 fn check<T>(errors: &mut Vec<ValidationError>, field: &'static str, result: Check<T>) -> Option<T> {
@@ -207,15 +329,26 @@ fn missing<T>() -> Check<T> {
     Err(("missing", "Field required".into()))
 }
 
-pub(super) fn integer(value: &Json<'_>) -> Check<()> {
+/// The customer's id: a signed 64-bit integer, as gRPC's `int64` carries it. A whole number
+/// written as a float (`123.0`) is that integer, up to 2^53 in size (beyond, a float no longer
+/// holds every integer).
+pub(super) fn customer_id(value: &Json<'_>) -> Check<i64> {
+    const RANGE: &str =
+        "Input should be a signed 64-bit integer (-9223372036854775808 to 9223372036854775807)";
     match value {
         Json::Missing => missing(),
-        Json::Int(_) | Json::UInt(_) => Ok(()),
-        Json::Float(f) if f.fract() == 0.0 => Ok(()),
-        Json::Float(_) => Err((
+        Json::Int(n) => Ok(*n),
+        Json::UInt(n) => Err(("int_too_large", format!("{RANGE}, got {n}"))),
+        Json::Float(f) if f.fract() != 0.0 => Err((
             "int_from_float",
             "Input should be a valid integer, got a number with a fractional part".into(),
         )),
+        Json::Float(f) => whole_integer(*f).ok_or_else(|| {
+            (
+                "int_too_large",
+                format!("{RANGE}, got {}", Plain(&f.to_string())),
+            )
+        }),
         _ => Err(("int_type", "Input should be a valid integer".into())),
     }
 }
@@ -229,7 +362,10 @@ fn count(value: &Json<'_>) -> Check<i64> {
         Json::Float(f) if *f < 0.0 => Err(("greater_than_equal", NEGATIVE.into())),
         Json::Float(f) if f.fract() != 0.0 => Err((
             "int_from_float",
-            format!("Input should be a whole number of orders (e.g. 14 or 14.0), got {f}"),
+            format!(
+                "Input should be a whole number of orders (e.g. 14 or 14.0), got {}",
+                Plain(&f.to_string())
+            ),
         )),
         Json::Float(f) => whole_count(*f).ok_or_else(|| too_large(f)),
         Json::UInt(n) => Err(too_large(n)),
@@ -243,7 +379,10 @@ fn count(value: &Json<'_>) -> Check<i64> {
 fn too_large(n: &dyn fmt::Display) -> (&'static str, String) {
     (
         "int_too_large",
-        format!("{n} is too large to be a count of orders"),
+        format!(
+            "{} is too large to be a count of orders",
+            Plain(&n.to_string())
+        ),
     )
 }
 
@@ -257,27 +396,35 @@ fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
 
 fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
     let name = string(value)?;
+    if let Err(why) = check_country_code(name) {
+        let kind = match why {
+            CountryCodeError::Empty => "string_too_short",
+            CountryCodeError::TooLong(_) => "string_too_long",
+            CountryCodeError::Untrimmed | CountryCodeError::Control => "string_pattern_mismatch",
+        };
+        return Err((
+            kind,
+            format!(
+                "Value error, a country code is {COUNTRY_CODE_RULE}; {} is not: {why}",
+                Echo(name)
+            ),
+        ));
+    }
     if table.has_country(name) {
         return Ok(name);
     }
     let known = table.countries();
-    const SHOWN: usize = 20;
-    let mut list = known
-        .iter()
-        .take(SHOWN)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if known.len() > SHOWN {
-        list.push_str(&format!(
-            " and {} more (see /api/v1/segments)",
-            known.len() - SHOWN
-        ));
-    }
+    let more = if known.len() > MAX_LISTED {
+        " (see /api/v1/segments)"
+    } else {
+        ""
+    };
     Err((
         "value_error",
         format!(
-            "Value error, no voucher table for country {name:?}; countries with a table: {list}"
+            "Value error, no voucher table for country {}; countries with a table: {}{more}",
+            Echo(name),
+            few(&known)
         ),
     ))
 }
@@ -293,7 +440,10 @@ fn time(value: &Json<'_>, now: i64) -> Check<i64> {
     if secs > now {
         return Err((
             "value_error",
-            format!("Value error, {text:?} is in the future; the time must not be after now"),
+            format!(
+                "Value error, {} is in the future; the time must not be after now",
+                Echo(text)
+            ),
         ));
     }
     Ok(secs)
@@ -314,16 +464,13 @@ fn segment_type(value: &Json<'_>, table: &Snapshot) -> Check<SegmentType> {
     let known = table.segment_types();
     match name.parse::<SegmentType>() {
         Ok(t) if known.contains(&t) => Ok(t),
-        _ => {
-            let list: Vec<String> = known.iter().map(|t| format!("'{t}'")).collect();
-            Err((
-                "enum",
-                format!(
-                    "Input should be one of the segment types of the live table: {}",
-                    list.join(", ")
-                ),
-            ))
-        }
+        _ => Err((
+            "enum",
+            format!(
+                "Input should be one of the segment types of the live table: {}",
+                few(known.iter().map(|t| format!("'{t}'")))
+            ),
+        )),
     }
 }
 
@@ -513,8 +660,150 @@ mod tests {
 
     #[test]
     fn a_field_given_twice_is_refused_naming_it() {
-        match VoucherRequest::parse(br#"{"total_orders": 1, "total_orders": 2}"#) {
-            Err(BodyError::Shape(e)) => assert!(e.msg.contains("total_orders"), "{}", e.msg),
+        for body in [
+            &br#"{"total_orders": 1, "total_orders": 2}"#[..],
+            br#"{"total_orders": 1, "x": 0, "total_orders": {"a": [1]}}"#,
+        ] {
+            match VoucherRequest::parse(body) {
+                Err(BodyError::Duplicate(e)) => {
+                    assert_eq!(
+                        (e.loc.as_slice(), e.kind),
+                        (&["body", "total_orders"][..], "duplicate_field")
+                    );
+                    assert!(e.msg.contains("total_orders"), "{}", e.msg);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // An unknown field given twice is still ignored; a door's own fields count too.
+        assert!(VoucherRequest::parse(br#"{"x": 1, "x": 2}"#).is_ok());
+        let twice = br#"{"event_id": "a", "customer_id": 1, "event_id": "b"}"#;
+        match VoucherRequest::parse_with(twice, ["event_id"]) {
+            Err(BodyError::Duplicate(e)) => assert_eq!(e.field(), Some("event_id")),
+            other => panic!("{other:?}"),
+        }
+        // A syntax error after the duplicate is a syntax error.
+        assert!(matches!(
+            VoucherRequest::parse(br#"{"total_orders": 1, "total_orders": 2"#),
+            Err(BodyError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn a_door_reads_its_own_fields_in_the_same_pass() {
+        let body = br#"{"event_id": "e-1", "customer_id": 7, "event_timestamp": 3}"#;
+        let (request, [id, at]) =
+            VoucherRequest::parse_with(body, ["event_id", "event_timestamp"]).expect("parses");
+        assert_eq!(request.customer_id, Json::Int(7));
+        assert_eq!(id, Json::Str(Cow::Borrowed("e-1")));
+        assert_eq!(at, Json::Int(3));
+        assert_eq!(request.country_code, Json::Missing);
+    }
+
+    #[test]
+    fn customer_id_is_a_signed_64_bit_integer() {
+        let id = |value: serde_json::Value| {
+            let bytes = body(&[("customer_id", value)]);
+            VoucherRequest::parse(&bytes).expect("parses").customer_id()
+        };
+        assert_eq!(id(i64::MAX.into()), Some(i64::MAX));
+        assert_eq!(id(i64::MIN.into()), Some(i64::MIN));
+        assert_eq!(id((-1).into()), Some(-1));
+        assert_eq!(id(123.0.into()), Some(123));
+        for too_large in [
+            serde_json::json!(9_223_372_036_854_775_808_u64),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(1e300),
+            serde_json::json!(-1e19),
+        ] {
+            let e = validate(&body(&[("customer_id", too_large.clone())])).unwrap_err();
+            assert_eq!(
+                e,
+                [("body.customer_id".into(), "int_too_large")],
+                "{too_large}"
+            );
+        }
+        let live = sample_live();
+        let bytes = body(&[("customer_id", serde_json::json!(1e300))]);
+        let errors = VoucherRequest::parse(&bytes)
+            .expect("parses")
+            .validate(&live, NOW)
+            .unwrap_err();
+        assert!(
+            errors[0].msg.contains("signed 64-bit integer") && errors[0].msg.len() < 200,
+            "{}",
+            errors[0].msg
+        );
+    }
+
+    #[test]
+    fn a_country_code_must_follow_the_rule_before_it_is_looked_up() {
+        for (code, kind) in [
+            ("", "string_too_short"),
+            (" ", "string_pattern_mismatch"),
+            ("Peru ", "string_pattern_mismatch"),
+            ("Pe\nru", "string_pattern_mismatch"),
+        ] {
+            let e = validate(&body(&[("country_code", code.into())])).unwrap_err();
+            assert_eq!(e, [("body.country_code".into(), kind)], "{code:?}");
+        }
+        let live = sample_live();
+        let long = "x".repeat(4000);
+        let bytes = body(&[("country_code", long.clone().into())]);
+        let errors = VoucherRequest::parse(&bytes)
+            .expect("parses")
+            .validate(&live, NOW)
+            .unwrap_err();
+        assert_eq!(errors[0].kind, "string_too_long");
+        assert!(
+            errors[0].msg.contains(COUNTRY_CODE_RULE),
+            "{}",
+            errors[0].msg
+        );
+        assert!(errors[0].msg.contains("4000 bytes"), "{}", errors[0].msg);
+        assert!(errors[0].msg.len() < 300, "{}", errors[0].msg.len());
+    }
+
+    #[test]
+    fn every_message_is_bounded_whatever_the_input_and_the_table() {
+        // A table with many countries of absurd names, as a broken ETL could publish.
+        let version = crate::publish::Version::parse("20261123T101000Z").expect("v");
+        let rows = (0..40)
+            .flat_map(|i| {
+                let peru = crate::fixtures::contract_rows(2640)
+                    .into_iter()
+                    .filter(|r| r.country_code == "Peru");
+                peru.map(move |mut row| {
+                    row.country_code = format!("{i:02}{}", "c".repeat(100_000));
+                    row
+                })
+            })
+            .collect();
+        let table = crate::table::VoucherTable::new(rows).expect("table");
+        let live = Snapshot::new(version, &table, None);
+        let bytes = body(&[
+            ("country_code", "Atlantis".into()),
+            ("last_order_ts", "2099-01-01".into()),
+            ("total_orders", 1e300.into()),
+            ("customer_id", 0.5e-300.into()),
+        ]);
+        let errors = VoucherRequest::parse(&bytes)
+            .expect("parses")
+            .validate(&live, NOW)
+            .unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        for e in &errors {
+            assert!(e.msg.len() < 1500, "{}: {} bytes", e.kind, e.msg.len());
+        }
+        let country = &errors[1].msg;
+        assert!(
+            country.contains("and 32 more (40 in all)") && country.contains("/api/v1/segments"),
+            "{country}"
+        );
+        // Not an object: the message says what it is, not what it holds.
+        let string = format!("\"{}\"", "s".repeat(100_000));
+        match VoucherRequest::parse(string.as_bytes()) {
+            Err(BodyError::Shape(e)) => assert!(e.msg.ends_with("not a string"), "{}", e.msg),
             other => panic!("{other:?}"),
         }
     }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::echo::{Plain, few};
 use crate::manifest::Manifest;
 use crate::publish::Version;
 use crate::segments::{Segment, SegmentType};
@@ -137,6 +138,9 @@ impl Snapshot {
         {
             return Ok((name, entry));
         }
+        // The country is the request's, checked against the table, and the segments the
+        // table's: both are bounded all the same (see `crate::echo`).
+        let country = Plain(country);
         let mut message = format!(
             "no {segment_type} segment of {country} covers {} = {value}; ",
             segment_type.measure()
@@ -148,11 +152,11 @@ impl Snapshot {
                 self.version_name
             );
         } else {
-            let _ = write!(message, "the {segment_type} segments of {country} are ");
-            for (i, e) in entries.iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(message, "{sep}{}", e.segment);
-            }
+            let _ = write!(
+                message,
+                "the {segment_type} segments of {country} are {}",
+                few(entries.iter().map(|e| &e.segment))
+            );
         }
         Err(NoSegment { message })
     }
@@ -205,6 +209,26 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_no_segment_message_is_bounded_however_long_the_tables_names() {
+        let long = "p".repeat(1 << 20);
+        let rows = crate::fixtures::contract_rows(2640)
+            .into_iter()
+            .filter(|row| row.country_code == "Peru")
+            .map(|mut row| {
+                row.country_code.clone_from(&long);
+                row
+            })
+            .collect();
+        let table = VoucherTable::new(rows).expect("table");
+        let version = Version::parse("20261123T101000Z").expect("v");
+        let live = Snapshot::new(version, &table, None);
+        let err = live.find(&long, SegmentType::Frequent, 50).unwrap_err();
+        assert!(err.message.len() < 600, "{} bytes", err.message.len());
+        assert!(err.message.contains("(1048576 bytes)"), "{}", err.message);
+        assert!(err.message.contains("14-37 [14, 37]"), "{}", err.message);
     }
 
     #[test]

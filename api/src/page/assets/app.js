@@ -140,7 +140,7 @@ function renderVersions(versions) {
     const list = el("ul", {});
     for (const check of version.failed) {
       list.append(el("li", { "data-check": check.check },
-        `${check.check} on ${check.subject}: ${check.observed} (at most ${check.bound})` +
+        `${check.check} on ${check.subject}: ${check.observed_shown} (at most ${check.bound_shown})` +
         (check.detail ? `, ${check.detail}` : "")));
     }
     held.append(el("div", { class: "held", "data-version": version.version },
