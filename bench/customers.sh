@@ -4,8 +4,8 @@
 # holding CUSTOMERS customers: the NDJSON stream (curl uploading a file of distinct ids, in
 # random order) and the single route (wrk, random ids). The cache is off, so every id is a
 # lookup in the database (the worst case; with the cache on, a repeated id costs no query).
-# Rounds alternate the four runs; the medians are appended to bench/RESULTS.md under
-# "## Requests by customer id".
+# Rounds alternate the four runs; the medians go first in the table of bench/RESULTS.md's
+# "## Requests by customer id" (bench/results.py's add_row).
 #
 # Usage: bench/customers.sh
 # Environment:
@@ -143,18 +143,7 @@ intro = [
 ]
 row = (f"| $DATE | $COMMIT | $(nproc) | $CPU | $LOAD_BEFORE / $LOAD_AFTER | {ni} | {nf} | {si} | {sf} | "
        f"{si / sf:.2f}x | {per_query:.0f} | {'met' if met else 'NOT met'} |")
-text = open(path).read()
-if heading in text:
-    lines = text.split("\n")
-    start = lines.index(heading)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    body = lines[start:end]
-    while body and body[-1] == "":
-        body.pop()
-    body.append(row)
-    lines[start:end] = body + ([""] if end < len(lines) else [])
-    text = "\n".join(lines)
-else:
-    text = text.rstrip("\n") + "\n\n" + "\n".join(intro + [row]) + "\n"
-open(path, "w").write(text.rstrip("\n") + "\n")
+sys.path.insert(0, "$ROOT/bench")
+from results import add_row
+add_row(path, intro, row)
 EOF
