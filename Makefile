@@ -28,7 +28,7 @@ CARGO_LINTED  := $(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) 
 # programs, which would otherwise build their own (with other features, so again).
 TEST_BIN_DIR := $(TARGET_DIR)/debug
 
-.PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events \
+.PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events bench-customers \
         load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook notebook-generated \
         notebook-test clean check-toolchain docker-build compose-up kind-up kind-down load-test-kind \
         deploy-check deploy-test image-check
@@ -113,6 +113,10 @@ bench-postgres:
 bench-doors:
 	bash bench/doors.sh
 
+# Requests by customer id (a throwaway PostgreSQL with 1M customers) beside full requests.
+bench-customers:
+	bash bench/customers.sh
+
 # Events per second through voucher-events on a local broker (tansu), beside a plain consumer.
 bench-events:
 	bash bench/events.sh
@@ -134,7 +138,8 @@ s3-test:
 	bash etl/tests/s3_test.sh
 
 # voucher-etl reading history from a real PostgreSQL (Debian's, started on 127.0.0.1 by the
-# script, installed when missing) and voucher-postgres against it.
+# script, installed when missing), voucher-postgres against it, and voucher-api's requests by
+# customer id at every door (then, alone, the server stopped and started under a running API).
 postgres-test:
 	bash etl/tests/postgres_test.sh
 

@@ -3,8 +3,8 @@
 A section is `## <benchmark>`, an introduction ending with a table's header, the table's rows
 (the newest first) and notes after them. `add_row` puts a new row first in its section's
 table, in place: the other sections, the older rows and the notes stay as they are. The
-benchmark scripts call it (bench/load_test.sh, bench/doors.sh, bench/events_bench.py);
-bench/etl_bench.py rewrites its own table between markers instead.
+benchmark scripts call it (bench/load_test.sh, bench/doors.sh, bench/customers.sh,
+bench/events_bench.py); bench/etl_bench.py rewrites its own table between markers instead.
 
 Usage from a script: add_row(path, intro_lines, row, replace_intro=True), where intro_lines
 run from the `## ` heading to the table's `|---|` line.

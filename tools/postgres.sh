@@ -11,6 +11,9 @@
 #                                 server's (which names 127.0.0.1); unset when openssl is
 #                                 missing (then the server has no TLS)
 #     PG_TEST_DIR, PG_TEST_PORT, PG_TEST_BIN (the server's bin directory)
+#     PG_TEST_CTL                 a script that stops (`$PG_TEST_CTL stop`) and starts again
+#                                 (`$PG_TEST_CTL start`) the same server, for tests that take
+#                                 it away under a running service
 #   postgres_psql ARGS... psql on that server as `voucher`, database vouchers ($PG_TEST_DB)
 #   postgres_stop         stops the server and deletes its directory (the trap calls it)
 #
@@ -81,9 +84,22 @@ EOF
         export VOUCHER_TEST_POSTGRES_CERT=$PG_TEST_DIR/ca.crt
     fi
     # Durability is of no use to a throwaway server; without it loading test data is quick.
-    as_postgres "$bins/pg_ctl" -D "$data" -l "$PG_TEST_DIR/server.log" -w -t 60 -o \
-        "-p $PG_TEST_PORT -k $PG_TEST_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${tls[*]}" \
-        start >/dev/null || { cat "$PG_TEST_DIR/server.log" >&2; return 1; }
+    local options="-p $PG_TEST_PORT -k $PG_TEST_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${tls[*]}"
+    local as=()
+    [[ $(id -u) == 0 ]] && as=(runuser -u postgres --)
+    export PG_TEST_CTL=$PG_TEST_DIR/ctl
+    {
+        echo '#!/usr/bin/env bash'
+        echo '# Stops or starts the test server of tools/postgres.sh: ctl stop|start'
+        echo 'set -euo pipefail'
+        printf 'case ${1:-} in\n'
+        printf '    start) exec %s -D %q -l %q -w -t 60 -o %q start >/dev/null ;;\n' \
+            "${as[*]} $bins/pg_ctl" "$data" "$PG_TEST_DIR/server.log" "$options"
+        printf '    stop) exec %s -D %q -m fast -w stop >/dev/null ;;\n' "${as[*]} $bins/pg_ctl" "$data"
+        printf '    *) echo "usage: $0 stop|start" >&2; exit 2 ;;\nesac\n'
+    } >"$PG_TEST_CTL"
+    chmod 755 "$PG_TEST_CTL"
+    "$PG_TEST_CTL" start || { cat "$PG_TEST_DIR/server.log" >&2; return 1; }
     PG_TEST_DB=postgres postgres_psql -c "CREATE ROLE password_login NOLOGIN" -c "CREATE DATABASE vouchers" \
         >/dev/null || return 1
     export VOUCHER_TEST_POSTGRES_URL="postgresql://voucher@127.0.0.1:$PG_TEST_PORT/vouchers"

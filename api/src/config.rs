@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use subtle::ConstantTimeEq;
+use voucher_serve::customers::CustomerArgs;
 
 /// Serves the live voucher table over HTTP.
 ///
@@ -95,6 +96,10 @@ pub struct Config {
     /// shutdown starts.
     #[arg(long, env = "VOUCHER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// The customer store, for requests that send only `customer_id` and `segment_name`.
+    #[command(flatten)]
+    pub customers: CustomerArgs,
 }
 
 impl Config {
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(config.max_body, ByteSize(16 * 1024));
         assert!(config.api_token.is_none());
         assert!(config.worker_count() >= 1);
+        assert!(config.customers.customers_db.is_none());
+        assert_eq!(config.customers.customers_table, "customers");
         voucher_serve::fixtures::assert_env_twins(&<Config as clap::CommandFactory>::command());
     }
 
@@ -244,6 +251,32 @@ mod tests {
         .expect("parse");
         assert!(!format!("{config:?}").contains("s3cret"));
         assert!("has space".parse::<Token>().is_err());
+    }
+
+    #[test]
+    fn the_customer_store_url_follows_the_postgresql_rules_and_hides_its_password() {
+        let config = Config::try_parse_from([
+            "voucher-api",
+            "--tables-dir",
+            "/t",
+            "--customers-db",
+            "postgresql://api:s3cret@db:6543/crm?sslmode=require",
+            "--customers-table",
+            "crm.customers",
+        ])
+        .expect("parse");
+        let url = config.customers.customers_db.as_ref().expect("a URL");
+        assert_eq!(url.server(), "db:6543/crm");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let err = Config::try_parse_from([
+            "voucher-api",
+            "--tables-dir",
+            "/t",
+            "--customers-db",
+            "mysql://db/crm",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("postgresql://"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
+use voucher_serve::customers::{self, Customers};
 use voucher_serve::health::{Draining, HealthState};
 use voucher_serve::metrics::Metrics;
 use voucher_serve::signals::{Signals, Stop};
@@ -35,6 +36,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("cannot start the gRPC server")]
     Grpc(#[from] GrpcError),
+    #[error("cannot start the customer store")]
+    Customers(#[from] customers::StartError),
     #[error(transparent)]
     Serve(#[from] ServeError),
 }
@@ -72,12 +75,14 @@ impl Application {
             (Some(cert), Some(key)) => Some(TlsFiles::load(cert, key)?),
             _ => None,
         };
+        let customers = Customers::start(&config.customers, "voucher-api", metrics.registry())?;
         let draining = Draining::default();
         let grpc = GrpcServer::start(
             &format!("{}:{}", config.host, config.grpc_port),
             config.worker_count(),
             VoucherGrpc::new(
                 Arc::clone(&tables),
+                customers.clone(),
                 metrics.clone(),
                 config.api_token.clone(),
                 config.max_body.0,
@@ -86,13 +91,18 @@ impl Application {
             tls.as_ref()
                 .map(|t| (t.cert_pem.as_slice(), t.key_pem.as_slice())),
         )?;
-        let health = web::Data::new(HealthState::new(
+        let mut health = HealthState::new(
             Arc::clone(&tables),
             metrics.clone(),
             draining.clone(),
             "finishing in-flight requests",
-        ));
-        let state = web::Data::new(app_state(config, Arc::clone(&tables), metrics.clone())?);
+        );
+        if let Some(check) = customers.check() {
+            health = health.with_check(check);
+        }
+        let health = web::Data::new(health);
+        let state = app_state(config, Arc::clone(&tables), customers, metrics.clone())?;
+        let state = web::Data::new(state);
         let (server, addresses) = http_server(config, state, health, tls.as_ref())?;
         let reloader = Reloader::spawn(tables, metrics, config.reload_interval, poll_state)
             .map_err(ServeError::Reloader)?;
@@ -194,11 +204,13 @@ impl Application {
 fn app_state(
     config: &Config,
     tables: Arc<Tables>,
+    customers: Customers,
     metrics: Metrics,
 ) -> Result<AppState, StartError> {
     let openapi_json = serde_json::to_vec(&openapi::document(config.api_token.is_some()))?;
     Ok(AppState {
         tables,
+        customers,
         metrics,
         token: config.api_token.clone(),
         max_body: config.max_body.0,

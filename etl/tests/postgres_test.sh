@@ -3,7 +3,9 @@
 # temporary directory (tools/postgres.sh: installs it when missing, as CI runs as root), points
 # the tests at it with VOUCHER_TEST_POSTGRES_URL, and stops it at the end. Runs the tests whose
 # names hold "postgres" (voucher-postgres against the server; voucher-etl reading history from
-# it, compared with Parquet, and every failure); without the server they skip themselves.
+# it, compared with Parquet, and every failure; voucher-api's requests by customer id at every
+# door); without the server they skip themselves. Then, alone, the test that stops and starts
+# the server under a running API (VOUCHER_TEST_POSTGRES_CTL).
 #
 # Usage: etl/tests/postgres_test.sh [--install-only] [extra cargo test filter args]
 # Environment: CARGO_TARGET_DIR (default: <repo>/target).
@@ -19,4 +21,5 @@ postgres_start
 cd "$ROOT"
 # --workspace --tests: the same build as `cargo test --workspace` (no features differ, nothing
 # recompiles after `make test`); the filter runs only the PostgreSQL tests.
-cargo test --workspace --tests -- postgres "$@"
+cargo test --workspace --tests -- postgres --skip postgres_server_restart "$@"
+VOUCHER_TEST_POSTGRES_CTL=$PG_TEST_CTL cargo test --workspace --tests -- postgres_server_restart "$@"

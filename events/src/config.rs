@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use voucher_serve::customers::CustomerArgs;
 
 /// The largest `--dead-letter-max-payload`: 16 MiB, more than any broker is usually set to take.
 pub const MAX_DEAD_LETTER_PAYLOAD: i64 = 16 << 20;
@@ -85,6 +86,10 @@ pub struct EventsConfig {
     /// `enable.auto.commit`, `acks`).
     #[arg(long = "kafka-option", env = "VOUCHER_KAFKA_OPTION", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_option: Vec<(String, String)>,
+
+    /// The customer store, for events that send only `customer_id` and `segment_name`.
+    #[command(flatten)]
+    pub customers: CustomerArgs,
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {

@@ -2,6 +2,10 @@
 //! wait until the broker has acknowledged all of them, and only then store the batch's offsets
 //! for the next commit (a few batches are in flight at once; offsets are stored in read order).
 //! A crash anywhere before that point means the batch is read again: at least once, never lost.
+//!
+//! The events of a batch that ask by customer id are resolved with one lookup of the customer
+//! store. While the store cannot answer, the batch waits and tries again: nothing of it is
+//! produced or committed, and the batches behind it wait too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,8 +24,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::{Partition, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use voucher_serve::customers::Customers;
 use voucher_serve::health::{Check, CheckState};
-use voucher_serve::live::Served;
 use voucher_serve::metrics::DoorCounters;
 use voucher_serve::tables::Tables;
 use voucher_shared::score::{Outcome, now_secs};
@@ -241,10 +245,18 @@ enum Delivery {
     Refused(EventsError),
 }
 
-/// A batch read from the events topic: outputs in read order, the next offset of each
+/// One event as read: what its output needs once it is scored.
+struct Read {
+    payload: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    partition: i32,
+    offset: i64,
+}
+
+/// A batch read from the events topic: its events in read order, the next offset of each
 /// partition it covers, and when it was read (its events are read within microseconds).
 struct Batch {
-    outputs: Vec<Pending>,
+    reads: Vec<Read>,
     next_offsets: BTreeMap<i32, i64>,
     read_at: Instant,
 }
@@ -255,6 +267,7 @@ pub struct EventLoop {
     producer: FutureProducer,
     config: EventsConfig,
     tables: Arc<Tables>,
+    customers: Customers,
     metrics: EventMetrics,
     counters: DoorCounters,
     broker: Arc<BrokerStatus>,
@@ -266,6 +279,7 @@ impl EventLoop {
     pub fn new(
         config: &EventsConfig,
         tables: Arc<Tables>,
+        customers: Customers,
         metrics: EventMetrics,
         counters: DoorCounters,
     ) -> Result<Self, EventsError> {
@@ -336,6 +350,7 @@ impl EventLoop {
             producer,
             config: config.clone(),
             tables,
+            customers,
             metrics,
             counters,
             broker: Arc::new(BrokerStatus::new()),
@@ -449,27 +464,33 @@ impl EventLoop {
         }
     }
 
-    /// Scores the first message and whatever else is already buffered, up to a batch, all
-    /// against one table version.
+    /// Reads the first message and whatever else is already buffered, up to a batch.
     fn read_batch(&self, first: Result<BorrowedMessage<'_>, KafkaError>) -> Batch {
         let mut batch = Batch {
-            outputs: Vec::new(),
+            reads: Vec::new(),
             next_offsets: BTreeMap::new(),
             read_at: Instant::now(),
         };
-        let Some(served) = self.tables.served() else {
-            return batch;
-        };
-        let now = now_secs();
         let limit = self.config.batch_size as usize;
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
-                Ok(message) => self.take(&message, &served, now, &mut batch),
+                Ok(message) => {
+                    self.metrics.consumed.inc();
+                    batch.reads.push(Read {
+                        payload: message.payload().map(<[u8]>::to_vec),
+                        key: message.key().map(<[u8]>::to_vec),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    });
+                    batch
+                        .next_offsets
+                        .insert(message.partition(), message.offset() + 1);
+                }
                 // Transport errors are retried by librdkafka; the consumer goes on.
                 Err(e) => log::warn!("reading {} failed: {e}", self.config.events_topic),
             }
-            if batch.outputs.len() >= limit {
+            if batch.reads.len() >= limit {
                 break;
             }
             next = self.consumer.recv().now_or_never();
@@ -477,60 +498,110 @@ impl EventLoop {
         batch
     }
 
-    fn take(&self, message: &BorrowedMessage<'_>, served: &Served, now: i64, batch: &mut Batch) {
-        self.metrics.consumed.inc();
-        let source = Source {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-        };
+    /// Scores a batch against one table version, its events by id resolved with one lookup
+    /// of the customer store; while the store cannot answer, waits and tries again. `None` if
+    /// shutdown ran out of time first (the batch will then be read again).
+    async fn answer(&self, batch: &Batch, stop: &watch::Receiver<bool>) -> Option<Vec<Pending>> {
+        let ids: Vec<i64> = batch
+            .reads
+            .iter()
+            .filter_map(|read| event::lookup_id(read.payload.as_deref()))
+            .collect();
         let max_payload = self.config.dead_letter_max_payload as usize;
-        let routed = event::route(message.payload(), source, served, now, max_payload);
-        let (key, value, kind) = match routed {
-            Routed::Result { key, value } => {
-                self.counters.count(Outcome::Ok);
-                (Some(key), value, Kind::Result)
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            let served = self.tables.served()?;
+            let profiles = self.customers.resolve(ids.clone()).await;
+            let now = now_secs();
+            let routed: Vec<Routed> = batch
+                .reads
+                .iter()
+                .map(|read| {
+                    let source = Source {
+                        topic: &self.config.events_topic,
+                        partition: read.partition,
+                        offset: read.offset,
+                    };
+                    let payload = read.payload.as_deref();
+                    event::route(payload, source, &served, &profiles, now, max_payload)
+                })
+                .collect();
+            let retry = routed.iter().find_map(|r| match r {
+                Routed::Retry { why } => Some(why.clone()),
+                _ => None,
+            });
+            let Some(why) = retry else {
+                return Some(self.pending(batch, routed));
+            };
+            if *stop.borrow() {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.config.shutdown_timeout {
+                    log::error!(
+                        "shutting down while the customer store cannot answer; {} events will be read again",
+                        batch.reads.len()
+                    );
+                    return None;
+                }
             }
-            Routed::DeadLetter {
-                reason,
-                value,
-                undeliverable,
-            } => {
-                self.counters.count(reason);
-                let undeliverable = Box::new(undeliverable);
-                let key = message.key().map(<[u8]>::to_vec);
-                (
-                    key,
-                    value,
-                    Kind::DeadLetter {
-                        reason,
-                        undeliverable,
-                    },
-                )
-            }
-        };
-        let pending = Pending {
-            key,
-            value,
-            kind,
-            partition: message.partition(),
-            offset: message.offset(),
-        };
-        batch.outputs.push(pending);
-        batch
-            .next_offsets
-            .insert(message.partition(), message.offset() + 1);
+            log::warn!(
+                "{why}: a batch of {} events waits (nothing of it is produced or committed); trying again in {RETRY_BACKOFF:?}",
+                batch.reads.len()
+            );
+            tokio::time::sleep(RETRY_BACKOFF).await;
+        }
     }
 
-    /// Produces a batch's outputs until the broker has acknowledged every one, and gives back
-    /// the batch's next offsets to store. Outputs the broker refuses for a while are produced
-    /// again; a dead letter it refuses for good is replaced by a record without the payload
-    /// (see [`Undeliverable`]); a result, or that record, refused for good stops the consumer.
+    /// The outputs of a batch's events, counted by outcome.
+    fn pending(&self, batch: &Batch, routed: Vec<Routed>) -> Vec<Pending> {
+        batch
+            .reads
+            .iter()
+            .zip(routed)
+            .filter_map(|(read, routed)| {
+                let (key, value, kind) = match routed {
+                    Routed::Result { key, value } => {
+                        self.counters.count(Outcome::Ok);
+                        (Some(key), value, Kind::Result)
+                    }
+                    Routed::DeadLetter {
+                        reason,
+                        value,
+                        undeliverable,
+                    } => {
+                        self.counters.count(reason);
+                        let undeliverable = Box::new(undeliverable);
+                        let kind = Kind::DeadLetter {
+                            reason,
+                            undeliverable,
+                        };
+                        (read.key.clone(), value, kind)
+                    }
+                    Routed::Retry { .. } => return None,
+                };
+                Some(Pending {
+                    key,
+                    value,
+                    kind,
+                    partition: read.partition,
+                    offset: read.offset,
+                })
+            })
+            .collect()
+    }
+
+    /// Scores a batch, then produces its outputs until the broker has acknowledged every one,
+    /// and gives back the batch's next offsets to store. Outputs the broker refuses for a while
+    /// are produced again; a dead letter it refuses for good is replaced by a record without
+    /// the payload (see [`Undeliverable`]); a result, or that record, refused for good stops
+    /// the consumer.
     async fn deliver(&self, batch: Batch, stop: watch::Receiver<bool>) -> Delivery {
+        let Some(mut waiting) = self.answer(&batch, &stop).await else {
+            return Delivery::GaveUp;
+        };
         let Batch {
-            outputs: mut waiting,
             next_offsets,
             read_at,
+            ..
         } = batch;
         let mut stopping_since: Option<Instant> = None;
         loop {
@@ -766,7 +837,8 @@ mod tests {
         let events = EventMetrics::register(metrics.registry()).expect("event metrics");
         let tables = Arc::new(Tables::new(&config.tables_dir));
         let counters = metrics.door(Door::Events).clone();
-        let Err(error) = EventLoop::new(&config, tables, events, counters) else {
+        let Err(error) = EventLoop::new(&config, tables, Customers::none(), events, counters)
+        else {
             panic!("an unknown librdkafka setting was accepted");
         };
         assert!(error.to_string().contains("--kafka-option"), "{error}");

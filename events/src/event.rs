@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use voucher_serve::live::Served;
 use voucher_shared::echo::cut;
 use voucher_shared::score::{
-    BodyError, Json, Outcome, Refusal, ValidationError, VoucherRequest, VoucherResponse,
+    BodyError, Json, Outcome, Profiles, Refusal, ValidationError, VoucherRequest, VoucherResponse,
 };
 use voucher_shared::time::{ACCEPTED_TIME_FORMATS, parse_timestamp};
 
@@ -19,10 +19,15 @@ pub const MAX_EVENT_ID: usize = 256;
 
 /// The outcomes that send an event to the dead-letter topic, with their label as its `reason`:
 /// `malformed` (not JSON, not UTF-8, empty, a tombstone, or not an object), `invalid` (a field
-/// is missing, wrong or given twice: the HTTP API's checks and the event's own) and
-/// `no_segment` (valid, but no segment of the live table covers it).
-pub const DEAD_LETTER_REASONS: [Outcome; 3] =
-    [Outcome::Malformed, Outcome::Invalid, Outcome::NoSegment];
+/// is missing, wrong or given twice: the HTTP API's checks and the event's own), `no_segment`
+/// (valid, but no segment of the live table covers it) and `unknown_customer` (an event by id
+/// for a customer the customer store does not hold).
+pub const DEAD_LETTER_REASONS: [Outcome; 4] = [
+    Outcome::Malformed,
+    Outcome::Invalid,
+    Outcome::NoSegment,
+    Outcome::UnknownCustomer,
+];
 
 /// The `reason` of the record that replaces a dead letter the broker refused for good
 /// ([`Undeliverable`]).
@@ -51,6 +56,15 @@ pub enum Routed {
         value: Vec<u8>,
         undeliverable: Undeliverable,
     },
+    /// Nothing yet: the customer store could not answer for the event, which is to be scored
+    /// again (never dead-lettered).
+    Retry { why: String },
+}
+
+/// The customer id to look up, for an event that asks by id (the event's own fields aside,
+/// its request has only `customer_id` and `segment_name`).
+pub fn lookup_id(payload: Option<&[u8]>) -> Option<i64> {
+    read(payload?).ok()?.0.lookup_id()
 }
 
 /// A result: the event it answers and the core's answer (which names the table version).
@@ -158,12 +172,14 @@ impl Undeliverable {
 }
 
 /// Scores one event payload (`None` for a tombstone) against what is served at time `now`
-/// (seconds since the epoch). A dead letter carries at most `max_payload` bytes of the
-/// payload.
+/// (seconds since the epoch), an event by id with its customer's profile from `profiles` (the
+/// customer store's answer for the event's batch). A dead letter carries at most
+/// `max_payload` bytes of the payload.
 pub fn route(
     payload: Option<&[u8]>,
     source: Source<'_>,
     served: &Served,
+    profiles: &Profiles,
     now: i64,
     max_payload: usize,
 ) -> Routed {
@@ -195,24 +211,28 @@ pub fn route(
         _ => None,
     };
     let mut errors = check_event_fields(&event_id_field, &event_timestamp);
-    let answered = served.score(&request, now);
+    let answered = served.score_with(&request, profiles, now);
     let version = Some(answered.version);
     let answer = match answered.scored {
         Ok(answer) if errors.is_empty() => answer,
-        Ok(_) => {
-            let message = invalid_message(&errors);
-            return dead(Outcome::Invalid, message, &errors, event_id, version);
-        }
         Err(Refusal::Invalid(core)) => {
             // The request's fields first, as the HTTP API lists them, then the event's.
             errors.splice(0..0, core);
             let message = invalid_message(&errors);
             return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
-        Err(Refusal::NoSegment(none)) if errors.is_empty() => {
-            return dead(Outcome::NoSegment, none.message, &[], event_id, version);
+        // Not the event's fault, whatever its own fields: it is scored again later.
+        Err(refusal @ Refusal::CustomersUnavailable(_)) => {
+            return Routed::Retry {
+                why: refusal.message(),
+            };
         }
-        Err(Refusal::NoSegment(_)) => {
+        Err(refusal) if errors.is_empty() => {
+            let reason = Outcome::of_refusal(&refusal);
+            return dead(reason, refusal.message(), &[], event_id, version);
+        }
+        // Bad event fields win over what the core found.
+        Ok(_) | Err(_) => {
             let message = invalid_message(&errors);
             return dead(Outcome::Invalid, message, &errors, event_id, version);
         }
@@ -426,8 +446,26 @@ mod tests {
     /// The default of `--dead-letter-max-payload`.
     const MAX_PAYLOAD: usize = 65_536;
 
+    fn route_at(payload: Option<&[u8]>, profiles: &Profiles, max_payload: usize) -> Routed {
+        route(
+            payload,
+            SOURCE,
+            &sample_served(),
+            profiles,
+            NOW,
+            max_payload,
+        )
+    }
+
     fn routed_value(payload: Option<&[u8]>) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
-        match route(payload, SOURCE, &sample_served(), NOW, MAX_PAYLOAD) {
+        routed_with(payload, &Profiles::no_store())
+    }
+
+    fn routed_with(
+        payload: Option<&[u8]>,
+        profiles: &Profiles,
+    ) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
+        match route_at(payload, profiles, MAX_PAYLOAD) {
             Routed::Result { key, value } => (
                 Some(key),
                 None,
@@ -438,11 +476,80 @@ mod tests {
                 Some(reason),
                 serde_json::from_slice(&value).expect("json"),
             ),
+            Routed::Retry { why } => panic!("retried: {why}"),
         }
     }
 
     fn routed(payload: &[u8]) -> (Option<Vec<u8>>, Option<Outcome>, Value) {
         routed_value(Some(payload))
+    }
+
+    /// The profile of the event of [`event`], stored for customer 123.
+    fn stored() -> Profiles {
+        use std::sync::Arc;
+        use voucher_shared::score::{Profile, Stored};
+        let mut profiles = Profiles::with_store(1);
+        let profile = Profile::new(
+            Stored::Text("Peru".into()),
+            Stored::Text("2021-10-26 00:00:00".into()),
+            Stored::Text("2021-10-26 00:00:00".into()),
+            Stored::Int(14),
+        );
+        profiles.insert(123, Some(Arc::new(profile)));
+        profiles.insert(124, None);
+        profiles
+    }
+
+    fn by_id(customer_id: i64) -> Vec<u8> {
+        event(&[
+            ("customer_id", json!(customer_id)),
+            ("country_code", Value::Null),
+            ("last_order_ts", Value::Null),
+            ("first_order_ts", Value::Null),
+            ("total_orders", Value::Null),
+        ])
+    }
+
+    #[test]
+    fn an_event_by_id_gets_the_full_events_result_or_names_the_unknown_customer() {
+        assert_eq!(lookup_id(Some(&by_id(123))), Some(123));
+        assert_eq!(lookup_id(Some(&event(&[]))), None, "a full event");
+        assert_eq!(lookup_id(Some(b"not json")), None);
+        assert_eq!(lookup_id(None), None, "a tombstone");
+        let full = routed(&event(&[]));
+        assert_eq!(routed_with(Some(&by_id(123)), &stored()), full);
+
+        let (key, reason, value) = routed_with(Some(&by_id(124)), &stored());
+        assert_eq!((key, reason), (None, Some(Outcome::UnknownCustomer)));
+        assert!(
+            value["message"].as_str().is_some_and(|m| m.contains("124")),
+            "{value}"
+        );
+        assert_eq!(value["event_id"], "e-1");
+        // Bad event fields win, as over no_segment.
+        let bad = routed_with(
+            Some(&event(&[
+                ("customer_id", json!(124)),
+                ("country_code", Value::Null),
+                ("last_order_ts", Value::Null),
+                ("first_order_ts", Value::Null),
+                ("total_orders", Value::Null),
+                ("event_id", Value::Null),
+            ])),
+            &stored(),
+        );
+        assert_eq!(bad.1, Some(Outcome::Invalid));
+
+        let mut down = Profiles::with_store(1);
+        down.set_unavailable("connection refused".into());
+        match route_at(Some(&by_id(123)), &down, MAX_PAYLOAD) {
+            Routed::Retry { why } => assert!(why.contains("connection refused"), "{why}"),
+            other => panic!("not retried: {other:?}"),
+        }
+        // Without a store, an event by id is missing its fields.
+        let (_, reason, value) = routed(&by_id(123));
+        assert_eq!(reason, Some(Outcome::Invalid));
+        assert_eq!(value["errors"].as_array().map(Vec::len), Some(4), "{value}");
     }
 
     #[test]
@@ -511,7 +618,7 @@ mod tests {
         // 800 KB that is not UTF-8: whole, its base64 would be over 1 MB, Kafka's default limit.
         let payload: Vec<u8> = (0..800 * 1024).map(|i| (i % 251) as u8 | 0x80).collect();
         let Routed::DeadLetter { value, .. } =
-            route(Some(&payload), SOURCE, &sample_served(), NOW, MAX_PAYLOAD)
+            route_at(Some(&payload), &Profiles::no_store(), MAX_PAYLOAD)
         else {
             panic!("a dead letter");
         };
@@ -539,7 +646,7 @@ mod tests {
         // Text is cut on a character boundary.
         let text = format!("{{\"event_id\": \"{}\"", "é".repeat(MAX_PAYLOAD));
         let Routed::DeadLetter { value, .. } =
-            route(Some(text.as_bytes()), SOURCE, &sample_served(), NOW, 5)
+            route_at(Some(text.as_bytes()), &Profiles::no_store(), 5)
         else {
             panic!("a dead letter");
         };
@@ -552,7 +659,7 @@ mod tests {
     fn a_refused_dead_letter_is_replaced_by_a_record_without_its_payload() {
         let payload = event(&[("total_orders", json!(-1))]);
         let Routed::DeadLetter { undeliverable, .. } =
-            route(Some(&payload), SOURCE, &sample_served(), NOW, MAX_PAYLOAD)
+            route_at(Some(&payload), &Profiles::no_store(), MAX_PAYLOAD)
         else {
             panic!("a dead letter");
         };
@@ -742,17 +849,24 @@ mod tests {
 
         let known = keys(&dead["properties"]);
         let mut letters = Vec::new();
-        for payload in [
-            b"not json".to_vec(),
-            b"\xff".to_vec(),
-            event(&[("total_orders", Value::Null)]),
-            event(&[("total_orders", json!(1000))]),
+        for (payload, profiles) in [
+            (b"not json".to_vec(), Profiles::no_store()),
+            (b"\xff".to_vec(), Profiles::no_store()),
+            (
+                event(&[("total_orders", Value::Null)]),
+                Profiles::no_store(),
+            ),
+            (
+                event(&[("total_orders", json!(1000))]),
+                Profiles::no_store(),
+            ),
+            (by_id(124), stored()),
         ] {
-            let (_, reason, value) = routed(&payload);
+            let (_, reason, value) = routed_with(Some(&payload), &profiles);
             assert!(reason.is_some());
             letters.push(value);
             if let Routed::DeadLetter { undeliverable, .. } =
-                route(Some(&payload), SOURCE, &sample_served(), NOW, MAX_PAYLOAD)
+                route_at(Some(&payload), &profiles, MAX_PAYLOAD)
             {
                 letters
                     .push(serde_json::from_slice(&undeliverable.to_json("refused")).expect("json"));

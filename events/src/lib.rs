@@ -25,6 +25,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
+use voucher_serve::customers::{self, Customers};
 use voucher_serve::health::{self, Draining, HealthState};
 use voucher_serve::metrics::{Door, Metrics};
 use voucher_serve::signals::Signals;
@@ -47,6 +48,8 @@ pub enum EventsError {
         topic: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error("cannot start the customer store")]
+    Customers(#[from] customers::StartError),
     /// Boxed: the other variants stay small.
     #[error(transparent)]
     Refused(Box<Refused>),
@@ -92,23 +95,28 @@ impl EventsApp {
         let tables = Arc::new(Tables::new(&config.tables_dir));
         let mut poll_state = PollState::default();
         tables.poll(&mut poll_state, &metrics);
+        let customers = Customers::start(&config.customers, "voucher-events", metrics.registry())?;
+        let store_check = customers.check();
         let events = EventLoop::new(
             config,
             Arc::clone(&tables),
+            customers,
             event_metrics,
             metrics.door(Door::Events).clone(),
         )?;
         let draining = Draining::default();
-        let health = web::Data::new(
-            HealthState::new(
-                Arc::clone(&tables),
-                metrics.clone(),
-                draining.clone(),
-                "committing and leaving the group",
-            )
-            .with_check(events.broker_status())
-            .with_check(events.commits()),
-        );
+        let mut health = HealthState::new(
+            Arc::clone(&tables),
+            metrics.clone(),
+            draining.clone(),
+            "committing and leaving the group",
+        )
+        .with_check(events.broker_status())
+        .with_check(events.commits());
+        if let Some(check) = store_check {
+            health = health.with_check(check);
+        }
+        let health = web::Data::new(health);
         let address = format!("{}:{}", config.host, config.port);
         let server = HttpServer::new(move || {
             App::new()

@@ -48,7 +48,7 @@ impl EventMetrics {
             IntCounterVec::new(
                 Opts::new(
                     "events_dead_lettered_total",
-                    "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment, undeliverable).",
+                    "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment, unknown_customer, undeliverable).",
                 ),
                 &["reason"],
             )?,

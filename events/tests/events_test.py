@@ -3,10 +3,12 @@
 Events are produced, and results and dead letters read back, with confluent-kafka (librdkafka
 from PyPI), a client that shares no code with the consumer. Every answer is compared with the
 real voucher-api's answer to the same fields on the same table, and every message is checked
-against the JSON Schemas in docs/events/.
+against the JSON Schemas in docs/events/. Events by customer id are answered from a customer
+table on a real PostgreSQL server (started by events_test.sh), which one test stops and starts.
 
     python events_test.py --events target/debug/voucher-events --api target/debug/voucher-api \
-        --etl target/debug/voucher-etl --tansu PATH/tansu --docs docs/events
+        --etl target/debug/voucher-etl --tansu PATH/tansu --docs docs/events \
+        --postgres postgresql://... --psql PATH/psql --postgres-ctl PATH/ctl
 """
 
 import argparse
@@ -668,6 +670,91 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(wanted - set(ids), set())
         self.assertEqual(one.stop(), 0, one.log()[-3000:])
 
+    def psql(self, sql):
+        done = subprocess.run([ARGS.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", ARGS.postgres,
+                               "-c", sql], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"psql: {sql[:200]}: {done.stderr}")
+
+    def control_postgres(self, action):
+        done = subprocess.run([ARGS.postgres_ctl, action], capture_output=True, text=True,
+                              timeout=90)
+        if done.returncode != 0:
+            raise AssertionError(f"postgres {action}: {done.stderr}")
+
+    def test_events_by_id_get_the_full_events_answer_and_wait_for_the_store(self):
+        topics = Topics(self.broker, "by-id")
+        rng = random.Random(26)
+        now = datetime.now(timezone.utc)
+        full = [valid_event(rng, now, i) for i in range(300)]
+        for i, event in enumerate(full):
+            event["customer_id"] = 7_000_000 + i
+        # The profiles stored with the column types of a real table.
+        rows = ", ".join(
+            f"({e['customer_id']}, '{e['country_code']}', '{e['last_order_ts']}+00', "
+            f"'{e['first_order_ts']}', {e['total_orders']})" for e in full)
+        self.psql("DROP TABLE IF EXISTS event_customers; CREATE TABLE event_customers "
+                  "(customer_id bigint PRIMARY KEY, country_code text, last_order_ts timestamptz, "
+                  "first_order_ts timestamp, total_orders integer); "
+                  f"INSERT INTO event_customers VALUES {rows}")
+        keep = ("event_id", "event_timestamp", "customer_id", "segment_name")
+        by_id = [{k: e[k] for k in keep} for e in full]
+        unknown = [{"event_id": f"u-{i}", "event_timestamp": by_id[0]["event_timestamp"],
+                    "customer_id": 9_000_000 + i, "segment_name": "frequent_segment"}
+                   for i in range(5)]
+        validator = jsonschema.Draft202012Validator(self.schemas["voucher-request-event"])
+        for event in by_id[:5] + unknown:
+            validator.validate(event)
+        events = [(str(e["customer_id"]).encode(), json.dumps(e).encode(), None)
+                  for e in by_id + unknown]
+        self.broker.produce(topics.events, [(k, v) for k, v, _ in events])
+        # Without the cache, every batch asks the store: the late events below must find it
+        # down rather than be answered from the cache.
+        consumer = self.start("by-id", topics, "by-id", "--batch-size", "100",
+                              "--customers-db", ARGS.postgres,
+                              "--customers-table", "event_customers",
+                              "--customers-cache-size", "0")
+        results = self.broker.read(topics.results, len(by_id))
+        dead = self.broker.read(topics.dead, len(unknown))
+        # The answer by id is the API's answer to the full event's request.
+        answers = self.api_answers([(None, json.dumps(e).encode(), None) for e in full])
+        expected = {e["event_id"]: a for e, a in zip(full, answers)}
+        for _, _, key, value in results:
+            jsonschema.validate(value, self.schemas["voucher-result"])
+            answer = expected[value["event_id"]]
+            self.assertEqual(answer["status"], 200, answer)
+            for field in ("voucher", "country_code", "segment_name", "segment"):
+                self.assertEqual(value[field], answer[field], (value, answer))
+        self.assertEqual({v["event_id"] for _, _, _, v in results}, set(expected))
+        for _, _, key, value in dead:
+            jsonschema.validate(value, self.schemas["voucher-dead-letter"])
+            self.assertEqual(value["reason"], "unknown_customer", value)
+            self.assertIn(str(json.loads(value["payload"])["customer_id"]), value["message"])
+        self.assertEqual(
+            consumer.metric('voucher_api_events_dead_lettered_total{reason="unknown_customer"}'),
+            len(unknown))
+        self.assertEqual(consumer.get("/readyz")[1]["checks"]["customers"]["state"], "ok")
+
+        # The store stops: events by id wait, nothing is produced or committed for them, and
+        # readiness stays ready; it starts again: they are answered.
+        self.control_postgres("stop")
+        late = [dict(e, event_id=f"late-{e['event_id']}") for e in by_id[:20]]
+        self.broker.produce(topics.events, [(b"k", json.dumps(e).encode()) for e in late])
+        wait_for("the consumer to wait for the store", lambda: "waits (nothing of it" in consumer.log(),
+                 timeout=60)
+        status, ready = consumer.get("/readyz")
+        self.assertEqual(status, 200, ready)
+        self.assertEqual(ready["checks"]["customers"]["state"], "degraded", ready)
+        committed, _ = self.broker.committed_and_ends("by-id", topics.events)
+        self.assertLessEqual(sum(max(offset, 0) for offset in committed.values()), len(events),
+                             f"offsets of the waiting events committed: {committed}")
+        self.control_postgres("start")
+        ids = self.answered_ids(topics, {e["event_id"] for e in late}, timeout=60)
+        self.assertTrue({e["event_id"] for e in late} <= set(ids))
+        self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
+        committed, ends = self.broker.committed_and_ends("by-id", topics.events)
+        self.assertEqual(committed, ends)
+
     def test_bad_settings_exit_at_once_with_a_clear_message(self):
         for extra, expected in ((["--kafka-option", "no.such.setting=1"], "no.such.setting"),
                                 (["--kafka-option", "novalue"], "is not key=value"),
@@ -724,6 +811,10 @@ def main():
     parser.add_argument("--etl", required=True, help="the voucher-etl binary")
     parser.add_argument("--tansu", required=True)
     parser.add_argument("--docs", type=Path, required=True)
+    parser.add_argument("--postgres", required=True, help="the test PostgreSQL's URL")
+    parser.add_argument("--psql", required=True, help="psql, to set up the customer table")
+    parser.add_argument("--postgres-ctl", required=True,
+                        help="stops and starts the test PostgreSQL (tools/postgres.sh)")
     ARGS, rest = parser.parse_known_args()
     program = unittest.main(argv=[sys.argv[0], "-v", *rest], exit=False)
     work = getattr(EventsTest, "work", None)

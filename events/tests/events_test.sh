@@ -2,7 +2,8 @@
 # voucher-events on a real Kafka-protocol broker: starts tansu on 127.0.0.1 (SQLite storage, in
 # a temporary directory), and runs events/tests/events_test.py, which produces events and
 # reads results with confluent-kafka, against the real voucher-events, voucher-api and
-# voucher-etl binaries.
+# voucher-etl binaries. Events by customer id are answered from a real PostgreSQL
+# (tools/postgres.sh starts Debian's, as the PostgreSQL tests do).
 #
 # Usage: events/tests/events_test.sh [--install-only] [unittest arguments, e.g. -k readiness]
 # Environment:
@@ -11,8 +12,8 @@
 #   TANSU              the tansu binary (default: built once into $TANSU_ROOT/bin/tansu)
 #   TANSU_ROOT         where to build it (default: ~/.cache/voucher-service/tansu)
 #   VOUCHER_ETL_BIN, VOUCHER_API_BIN  the binaries to test (default: built; tools/binaries.sh)
-# Needs: cargo, python3 with venv, PyPI to install confluent-kafka once, and crates.io to build
-# tansu once (about 6 minutes on 2 cores).
+# Needs: cargo, python3 with venv, PyPI to install confluent-kafka once, crates.io to build
+# tansu once (about 6 minutes on 2 cores), and Debian's postgresql (installed when missing).
 set -euo pipefail
 
 # Pinned so that a run is repeatable; the venv is rebuilt when these change.
@@ -41,11 +42,18 @@ if [[ -z ${TANSU:-} ]]; then
         echo "$TANSU_VERSION" >"$TANSU_ROOT/version"
     fi
 fi
-[[ ${1:-} == --install-only ]] && exit 0
+# shellcheck source=tools/postgres.sh disable=SC1091
+source "$ROOT/tools/postgres.sh"
+if [[ ${1:-} == --install-only ]]; then
+    postgres_install
+    exit 0
+fi
 
 # shellcheck disable=SC1091
 source "$ROOT/tools/binaries.sh"
 voucher_binaries "$ROOT" "$TARGET"
+postgres_start
 "$VENV/bin/python" "$ROOT/events/tests/events_test.py" --events "$VOUCHER_EVENTS_BIN" \
     --api "$VOUCHER_API_BIN" --etl "$VOUCHER_ETL_BIN" --tansu "$TANSU" \
-    --docs "$ROOT/docs/events" "$@"
+    --docs "$ROOT/docs/events" --postgres "$VOUCHER_TEST_POSTGRES_URL" \
+    --psql "$PG_TEST_BIN/psql" --postgres-ctl "$PG_TEST_CTL" "$@"

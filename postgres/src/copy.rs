@@ -287,13 +287,13 @@ fn read_i32(buf: &[u8], at: usize) -> Option<i32> {
 }
 
 /// A value that does not fit its type's binary form; placed by [`Bad::at`].
-struct Bad {
+pub(crate) struct Bad {
     utf8: bool,
     len: usize,
 }
 
 impl Bad {
-    fn at(self, row: u64, column: usize, family: Family) -> DecodeError {
+    pub(crate) fn at(self, row: u64, column: usize, family: Family) -> DecodeError {
         if self.utf8 {
             DecodeError::Utf8 { row, column }
         } else {
@@ -307,7 +307,7 @@ impl Bad {
     }
 }
 
-fn decode_value(family: Family, b: &[u8]) -> Result<Value<'_>, Bad> {
+pub(crate) fn decode_value(family: Family, b: &[u8]) -> Result<Value<'_>, Bad> {
     let bad = Bad {
         utf8: false,
         len: b.len(),

@@ -36,6 +36,16 @@ impl PgError {
 }
 
 /// What failed at the server.
+/// A column of a table the caller reads (the customer store's) whose type it cannot read.
+/// Boxed in [`Failure`], so that every error carrying one stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnType {
+    pub table: String,
+    pub column: &'static str,
+    pub found: String,
+    pub accepted: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     #[error("cannot connect; is the server running and accepting TCP connections there?")]
@@ -66,6 +76,11 @@ pub enum Failure {
     UnknownColumn,
     #[error("the query has a syntax error")]
     Syntax,
+    #[error(
+        "table {}: column {} has type {}; accepted: {}",
+        .0.table, .0.column, .0.found, .0.accepted
+    )]
+    ColumnType(Box<ColumnType>),
     #[error("the user may not read what the query reads")]
     PermissionDenied,
     #[error("the query ran longer than the statement timeout{}", timeout_text(.0))]

@@ -6,18 +6,22 @@
 //! - [`Session`]: connecting with a connect and a statement timeout, TLS with rustls for
 //!   `sslmode=require`/`verify-ca`/`verify-full`, describing a query, streaming its rows;
 //! - [`copy`]: the binary COPY format decoded into the type families the history accepts;
+//! - [`customers`]: customer profiles by id, a batch of ids in one query;
 //! - [`PgError`]: every failure names the server (`host:port/database`, user) and what failed.
 //!
-//! No polars here: callers turn [`copy::Value`]s into whatever they need.
+//! No polars here: callers turn [`copy::Value`]s into whatever they need (profiles become the
+//! scoring core's own type).
 
 pub mod copy;
+pub mod customers;
 mod error;
 mod session;
 mod tls;
 pub mod url;
 
 pub use copy::{CopyDecoder, DecodeError, Family, RowSink, Value, type_list};
-pub use error::{Failure, PgError};
+pub use customers::CustomerLookup;
+pub use error::{ColumnType, Failure, PgError};
 pub use session::{
     ColumnInfo, ConnectOptions, CopyRows, Session, copy_statement, quote_identifier,
 };

@@ -21,7 +21,6 @@ pub fn sample_served() -> Served {
 
 /// Asserts that every flag of `command` has an environment twin named `VOUCHER_<FLAG>` (the
 /// convention of every binary's configuration).
-#[cfg(feature = "fixtures")]
 pub fn assert_env_twins(command: &clap::Command) {
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();

@@ -7,6 +7,8 @@
 //! - [`live`]: a loaded version, and [`live::Served`], the one seam through which every door
 //!   scores a request against what is served;
 //! - [`canary`]: a second version answering a share of customers, and the shadow comparison;
+//! - [`customers`]: the customer store that id-only requests are scored with (PostgreSQL, a
+//!   pool, one query per batch, a cache), and its readiness check;
 //! - [`metrics`]: the registry, the scoring counters of every door, the table gauges;
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`, with readiness from the drain, the
 //!   table and each binary's own checks;
@@ -14,6 +16,7 @@
 //! - [`ServeError`]: what can stop a serving process.
 
 pub mod canary;
+pub mod customers;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod health;

@@ -6,8 +6,9 @@
 //!
 //! [`Served`] is the one seam between the doors and the scoring core: a door takes one from
 //! [`crate::tables::Tables::served`] per request (or per batch, stream or batch of events) and
-//! scores every item through [`Served::score`]. Which version answers an item is decided there
-//! and nowhere else: the live one, or the canary's for the customers of its buckets
+//! scores every item through [`Served::score`] (or, with the customer store's answer for the
+//! item's batch, [`Served::score_with`]). Which version answers an item is decided there and
+//! nowhere else: the live one, or the canary's for the customers of its buckets
 //! ([`crate::canary`]), each request then also scored against the other for the shadow
 //! comparison.
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use voucher_shared::manifest::Manifest;
 use voucher_shared::publish::Version;
-use voucher_shared::score::{self, Scored, Snapshot, VoucherRequest};
+use voucher_shared::score::{self, Profiles, Scored, Snapshot, VoucherRequest};
 use voucher_shared::table::VoucherTable;
 
 use crate::canary::Canary;
@@ -95,19 +96,32 @@ impl Served {
         Served { live, canary }
     }
 
-    /// Scores one request at time `now` (seconds since the epoch, UTC), from the version the
-    /// customer's bucket picks; with a canary, also against the other version (shadow).
+    /// Scores one request at time `now` (seconds since the epoch, UTC), without a customer
+    /// store: an id-only request is missing its fields.
     pub fn score<'s>(&'s self, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
+        self.score_with(request, &Profiles::no_store(), now)
+    }
+
+    /// Scores one request of any form at time `now` (an id-only one with its customer's
+    /// profile from `profiles`, what the customer store answered for the request's batch),
+    /// from the version the customer's bucket picks; with a canary, also against the other
+    /// version (shadow).
+    pub fn score_with<'s>(
+        &'s self,
+        request: &VoucherRequest<'_>,
+        profiles: &Profiles,
+        now: i64,
+    ) -> Answer<'s> {
         let Some(canary) = &self.canary else {
-            return answer(&self.live, request, now);
+            return answer(&self.live, request, profiles, now);
         };
         let (arm, chosen, other) = if canary.answers(request) {
             (Arm::Canary, canary.table(), &self.live)
         } else {
             (Arm::Live, &self.live, canary.table())
         };
-        let answered = answer(chosen, request, now);
-        let shadow = score::score(request, other.snapshot(), now);
+        let answered = answer(chosen, request, profiles, now);
+        let shadow = score::score_with(request, profiles, other.snapshot(), now);
         canary.observe(arm, request, &answered.scored, &shadow);
         answered
     }
@@ -124,10 +138,15 @@ impl Served {
     }
 }
 
-fn answer<'s>(table: &'s LiveTable, request: &VoucherRequest<'_>, now: i64) -> Answer<'s> {
+fn answer<'s>(
+    table: &'s LiveTable,
+    request: &VoucherRequest<'_>,
+    profiles: &Profiles,
+    now: i64,
+) -> Answer<'s> {
     let snapshot = table.snapshot();
     Answer {
-        scored: score::score(request, snapshot, now),
+        scored: score::score_with(request, profiles, snapshot, now),
         version: snapshot.version_name(),
     }
 }

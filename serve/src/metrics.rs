@@ -219,7 +219,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "scored_total",
-                    "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream, events) and outcome (ok, invalid, no_segment, malformed).",
+                    "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream, events) and outcome (ok, invalid, no_segment, malformed, unknown_customer, customers_unavailable).",
                 ),
                 &["door", "outcome"],
             )?,

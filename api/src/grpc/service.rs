@@ -1,18 +1,22 @@
 //! `voucher.v1.VoucherService`: each call turns its message into the scoring core's request
-//! and the core's result into a message or a status.
+//! and the core's result into a message or a status. A stream is scored in windows (the
+//! messages already arrived, up to [`STREAM_WINDOW`]): the requests by id of a window are
+//! resolved with one lookup of the customer store.
 
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+use voucher_serve::customers::{Customers, RETRY_AFTER_SECS};
 use voucher_serve::live::Served;
-use voucher_serve::metrics::{Door, Metrics};
+use voucher_serve::metrics::{Door, DoorCounters, Metrics};
 use voucher_serve::tables::Tables;
 use voucher_shared::score::{
-    Json, Outcome, Refusal, ValidationError, VoucherRequest, VoucherResponse, now_secs,
+    Json, Outcome, Profiles, Refusal, ValidationError, VoucherRequest, VoucherResponse, now_secs,
 };
 
 use crate::config::Token;
@@ -25,6 +29,7 @@ use crate::grpc::proto::voucher_service_server::VoucherServiceServer;
 #[derive(Debug, Clone)]
 pub struct VoucherGrpc {
     tables: Arc<Tables>,
+    customers: Customers,
     metrics: Metrics,
     calls: GrpcMetrics,
     token: Option<Token>,
@@ -35,11 +40,17 @@ pub struct VoucherGrpc {
 pub const GET_VOUCHER: &str = "GetVoucher";
 pub const SCORE_VOUCHERS: &str = "ScoreVouchers";
 
+/// Messages of a stream scored together at most: those already arrived when the first of a
+/// window is read.
+pub const STREAM_WINDOW: usize = 256;
+
 impl VoucherGrpc {
-    /// The service on `tables`, counting into `metrics`' registry, guarded by `token` if set,
-    /// reading request messages of at most `max_message` bytes (the HTTP door's `--max-body`).
+    /// The service on `tables` (requests by id with `customers`), counting into `metrics`'
+    /// registry, guarded by `token` if set, reading request messages of at most `max_message`
+    /// bytes (the HTTP door's `--max-body`).
     pub fn new(
         tables: Arc<Tables>,
+        customers: Customers,
         metrics: Metrics,
         token: Option<Token>,
         max_message: usize,
@@ -47,6 +58,7 @@ impl VoucherGrpc {
         Ok(VoucherGrpc {
             calls: GrpcMetrics::register(metrics.registry())?,
             tables,
+            customers,
             metrics,
             token,
             max_message,
@@ -77,19 +89,30 @@ impl VoucherGrpc {
         })
     }
 
-    fn get(
+    async fn get(
         &self,
         request: &Request<proto::VoucherRequest>,
     ) -> Result<proto::VoucherResponse, Status> {
         let served = self.served()?;
-        let scored = served.score(&to_core(request.get_ref()), now_secs()).scored;
+        let core = to_core(request.get_ref());
+        let profiles = self
+            .customers
+            .resolve(core.lookup_id().into_iter().collect())
+            .await;
+        let scored = served.score_with(&core, &profiles, now_secs()).scored;
         self.metrics.door(Door::Grpc).count_scored(&scored);
         match scored {
             Ok(answer) => Ok(to_message(&answer)),
             Err(Refusal::Invalid(errors)) => Err(invalid_argument(&errors)),
-            Err(Refusal::NoSegment(no_segment)) => {
-                Err(Status::new(code(Outcome::NoSegment), no_segment.message))
-            }
+            Err(refusal @ Refusal::CustomersUnavailable(_)) => Err(Status::with_error_details(
+                code(Outcome::of_refusal(&refusal)),
+                refusal.message(),
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
+            )),
+            Err(refusal) => Err(Status::new(
+                code(Outcome::of_refusal(&refusal)),
+                refusal.message(),
+            )),
         }
     }
 }
@@ -103,7 +126,7 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         request: Request<proto::VoucherRequest>,
     ) -> Result<Response<proto::VoucherResponse>, Status> {
         Reached::mark(&request);
-        self.get(&request).map(Response::new)
+        self.get(&request).await.map(Response::new)
     }
 
     type ScoreVouchersStream = ResultStream;
@@ -113,47 +136,107 @@ impl proto::voucher_service_server::VoucherService for VoucherGrpc {
         request: Request<Streaming<proto::VoucherRequest>>,
     ) -> Result<Response<ResultStream>, Status> {
         Reached::mark(&request);
-        let served = self.served()?;
-        let counters = self.metrics.door(Door::GrpcStream).clone();
-        let mut index = 0;
-        let results = request.into_inner().map(move |item| {
-            // A message that cannot be read ends the stream, as tonic ends it, with our code.
-            let message = item.map_err(|status| match unreadable(&status) {
+        let scoring = StreamScoring {
+            served: self.served()?,
+            customers: self.customers.clone(),
+            counters: self.metrics.door(Door::GrpcStream).clone(),
+            index: 0,
+        };
+        let windows = request.into_inner().ready_chunks(STREAM_WINDOW);
+        let results = futures_util::stream::unfold(
+            (windows, scoring),
+            |(mut windows, mut scoring)| async move {
+                let window = windows.next().await?;
+                let results = scoring.score(window).await;
+                Some((futures_util::stream::iter(results), (windows, scoring)))
+            },
+        )
+        .flatten();
+        Ok(Response::new(Box::pin(results)))
+    }
+}
+
+/// What a `ScoreVouchers` stream scores with, and where it is.
+struct StreamScoring {
+    served: Served,
+    customers: Customers,
+    counters: DoorCounters,
+    /// The index of the next request.
+    index: u64,
+}
+
+impl StreamScoring {
+    /// The results of one window of messages, in order, its requests by id resolved with one
+    /// lookup. A message that could not be read ends the stream, as tonic ends it, with our
+    /// code ([`unreadable`]).
+    async fn score(
+        &mut self,
+        window: Vec<Result<proto::VoucherRequest, Status>>,
+    ) -> Vec<Result<proto::ScoreResult, Status>> {
+        let messages: Vec<&proto::VoucherRequest> =
+            window.iter().map_while(|m| m.as_ref().ok()).collect();
+        let requests: Vec<VoucherRequest<'_>> = messages.iter().map(|m| to_core(m)).collect();
+        let ids = requests
+            .iter()
+            .filter_map(VoucherRequest::lookup_id)
+            .collect();
+        let profiles = self.customers.resolve(ids).await;
+        let now = now_secs();
+        let mut results: Vec<_> = requests
+            .iter()
+            .map(|request| Ok(self.result(request, &profiles, now)))
+            .collect();
+        if let Some(Err(status)) = window.get(messages.len()) {
+            results.push(Err(match unreadable(status) {
                 Some(unreadable) => {
-                    counters.count(Outcome::Malformed);
+                    self.counters.count(Outcome::Malformed);
                     unreadable
                 }
-                None => status,
-            })?;
-            let scored = served.score(&to_core(&message), now_secs()).scored;
-            counters.count_scored(&scored);
-            let outcome = match scored {
-                Ok(answer) => proto::score_result::Outcome::Voucher(to_message(&answer)),
-                Err(Refusal::Invalid(errors)) => {
-                    proto::score_result::Outcome::Invalid(proto::Invalid {
-                        violations: errors
-                            .iter()
-                            .map(violation)
-                            .map(|v| proto::FieldViolation {
-                                field: v.field,
-                                description: v.description,
-                                reason: v.reason,
-                            })
-                            .collect(),
-                    })
-                }
-                Err(Refusal::NoSegment(no_segment)) => {
-                    proto::score_result::Outcome::NoSegment(no_segment.message)
-                }
-            };
-            let result = proto::ScoreResult {
-                index,
-                outcome: Some(outcome),
-            };
-            index += 1;
-            Ok(result)
-        });
-        Ok(Response::new(Box::pin(results)))
+                None => status.clone(),
+            }));
+        }
+        results
+    }
+
+    fn result(
+        &mut self,
+        request: &VoucherRequest<'_>,
+        profiles: &Profiles,
+        now: i64,
+    ) -> proto::ScoreResult {
+        let scored = self.served.score_with(request, profiles, now).scored;
+        self.counters.count_scored(&scored);
+        let outcome = match scored {
+            Ok(answer) => proto::score_result::Outcome::Voucher(to_message(&answer)),
+            Err(Refusal::Invalid(errors)) => {
+                proto::score_result::Outcome::Invalid(proto::Invalid {
+                    violations: errors
+                        .iter()
+                        .map(violation)
+                        .map(|v| proto::FieldViolation {
+                            field: v.field,
+                            description: v.description,
+                            reason: v.reason,
+                        })
+                        .collect(),
+                })
+            }
+            Err(Refusal::NoSegment(no_segment)) => {
+                proto::score_result::Outcome::NoSegment(no_segment.message)
+            }
+            Err(refusal @ Refusal::UnknownCustomer(_)) => {
+                proto::score_result::Outcome::UnknownCustomer(refusal.message())
+            }
+            Err(refusal @ Refusal::CustomersUnavailable(_)) => {
+                proto::score_result::Outcome::Unavailable(refusal.message())
+            }
+        };
+        let result = proto::ScoreResult {
+            index: self.index,
+            outcome: Some(outcome),
+        };
+        self.index += 1;
+        result
     }
 }
 

@@ -6,10 +6,11 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
+use voucher_serve::customers::{Customers, RETRY_AFTER_SECS};
 use voucher_serve::live::Served;
 use voucher_serve::metrics::{Door, DoorCounters};
 use voucher_shared::score::{
-    BodyError, Outcome, Refusal, ValidationError, VoucherRequest, now_secs,
+    BodyError, Outcome, Profiles, Refusal, ValidationError, VoucherRequest, now_secs,
 };
 
 use crate::http::errors::ApiError;
@@ -23,19 +24,32 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// The response header that names the table version of a batch or stream.
 pub const VERSION_HEADER: &str = "x-voucher-version";
 
-/// Scores one request given as JSON bytes, as the single route would.
+/// One item of a batch or stream, read as the single route reads its body.
+pub type Parsed<'b> = Result<VoucherRequest<'b>, BodyError>;
+
+/// The ids of the requests by id among `items`, for one lookup of the customer store.
+pub fn lookup_ids<'i, 'b: 'i>(items: impl IntoIterator<Item = &'i Parsed<'b>>) -> Vec<i64> {
+    items
+        .into_iter()
+        .filter_map(|item| item.as_ref().ok()?.lookup_id())
+        .collect()
+}
+
+/// Scores one read item as the single route would, with the customer store's answer for the
+/// item's batch or stream window.
 ///
 /// `line` is set for stream lines. Every answer names the version that gave it (a batch or
 /// stream may hold answers of the live version and of the canary's).
 pub fn score_item<'a>(
-    body: &[u8],
+    item: Parsed<'_>,
     served: &'a Served,
+    profiles: &Profiles,
     now: i64,
     line: Option<u64>,
     counters: &DoorCounters,
 ) -> ItemResult<'a> {
-    let (outcome, result) = match VoucherRequest::parse(body) {
-        Ok(request) => match served.score(&request, now).scored {
+    let (outcome, result) = match item {
+        Ok(request) => match served.score_with(&request, profiles, now).scored {
             Ok(answer) => (
                 Outcome::Ok,
                 ItemResult::Answer(ItemAnswer {
@@ -49,9 +63,7 @@ pub fn score_item<'a>(
                 }),
             ),
             Err(Refusal::Invalid(detail)) => invalid(line, detail),
-            Err(Refusal::NoSegment(no_segment)) => {
-                failed(line, Outcome::NoSegment, no_segment.message)
-            }
+            Err(refusal) => failed(line, Outcome::of_refusal(&refusal), refusal.message()),
         },
         Err(BodyError::Shape(error) | BodyError::Duplicate(error)) => invalid(line, vec![error]),
         Err(BodyError::Syntax(message)) => failed(line, Outcome::Malformed, message),
@@ -76,6 +88,7 @@ fn failed<'a>(line: Option<u64>, outcome: Outcome, detail: String) -> (Outcome, 
         line,
         status,
         detail,
+        retry_after: outcome.is_transient().then_some(RETRY_AFTER_SECS),
     });
     (outcome, result)
 }
@@ -97,7 +110,10 @@ fn failed<'a>(line: Option<u64>, outcome: Outcome, detail: String) -> (Outcome, 
                 (BatchResponse<'_> = "application/json"),
                 (ItemResult<'_> = "application/x-ndjson"),
             ),
-            headers(("x-voucher-version" = String, description = "The live table version (each answer names the version that gave it)"))),
+            headers(
+                ("x-voucher-version" = String, description = "The live table version (each answer names the version that gave it)"),
+                ("Retry-After" = u64, description = "JSON batches with an item refused because the customer store could not answer (status 503): seconds to wait before sending those items again"),
+            )),
         (status = 400, description = "The body is not JSON", body = crate::http::model::ErrorDetail),
         (status = 401, description = "A token is configured and the request lacks `Authorization: Bearer <token>`", body = crate::http::model::ErrorDetail),
         (status = 413, description = "More than 10,000 requests in a JSON array, or a body over the batch size limit", body = crate::http::model::ErrorDetail),
@@ -119,20 +135,29 @@ pub async fn vouchers(
         BodyKind::Ndjson => Ok(ndjson::respond(payload, served, &state)),
         BodyKind::Json => {
             let body = read_body(&req, payload, state.max_batch_body).await?;
-            let out = batch(&body, &served, state.metrics.door(Door::HttpBatch))?;
-            Ok(HttpResponse::Ok()
-                .insert_header(ContentType::json())
-                .insert_header((
-                    header::HeaderName::from_static(VERSION_HEADER),
-                    served.live().version_name(),
-                ))
-                .body(out))
+            let counters = state.metrics.door(Door::HttpBatch);
+            let (out, retry) = batch(&body, &served, &state.customers, counters).await?;
+            let mut response = HttpResponse::Ok();
+            response.insert_header(ContentType::json()).insert_header((
+                header::HeaderName::from_static(VERSION_HEADER),
+                served.live().version_name(),
+            ));
+            if retry {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Ok(response.body(out))
         }
     }
 }
 
-/// Scores a JSON array of requests into the batch answer's bytes.
-fn batch(body: &[u8], served: &Served, counters: &DoorCounters) -> Result<Vec<u8>, ApiError> {
+/// Scores a JSON array of requests into the batch answer's bytes, with one lookup of the
+/// customer store for the requests by id; `true` when an item is worth retrying.
+async fn batch(
+    body: &[u8],
+    served: &Served,
+    customers: &Customers,
+    counters: &DoorCounters,
+) -> Result<(Vec<u8>, bool), ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         Category::Data => ApiError::Invalid(vec![ValidationError {
             loc: vec!["body"],
@@ -151,14 +176,23 @@ fn batch(body: &[u8], served: &Served, counters: &DoorCounters) -> Result<Vec<u8
             limit: MAX_BATCH_ITEMS,
         });
     }
-    let now = now_secs();
-    let results = items
+    let parsed: Vec<Parsed<'_>> = items
         .iter()
-        .map(|item| score_item(item.get().as_bytes(), served, now, None, counters))
+        .map(|item| VoucherRequest::parse(item.get().as_bytes()))
         .collect();
-    serde_json::to_vec(&BatchResponse {
+    let profiles = customers.resolve(lookup_ids(&parsed)).await;
+    let now = now_secs();
+    let results: Vec<ItemResult<'_>> = parsed
+        .into_iter()
+        .map(|item| score_item(item, served, &profiles, now, None, counters))
+        .collect();
+    let retry = results
+        .iter()
+        .any(|r| matches!(r, ItemResult::Error(e) if e.retry_after.is_some()));
+    let out = serde_json::to_vec(&BatchResponse {
         version: served.live().version_name(),
         results,
     })
-    .map_err(|e| ApiError::Internal(format!("cannot serialize a batch answer: {e}")))
+    .map_err(|e| ApiError::Internal(format!("cannot serialize a batch answer: {e}")))?;
+    Ok((out, retry))
 }

@@ -4,6 +4,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 
+use voucher_serve::customers::RETRY_AFTER_SECS;
 use voucher_shared::score::{Outcome, Refusal};
 
 use crate::http::model::{ErrorDetail, ValidationError, ValidationErrors};
@@ -33,6 +34,12 @@ pub enum ApiError {
     Invalid(Vec<ValidationError>),
     #[error("{0}")]
     NoSegment(String),
+    /// A request by id for a customer the store does not hold.
+    #[error("{0}")]
+    UnknownCustomer(String),
+    /// A request by id while the customer store cannot answer.
+    #[error("{0}")]
+    CustomersUnavailable(String),
     #[error("Not Found")]
     NotFound,
     #[error("Method Not Allowed")]
@@ -46,6 +53,8 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::Invalid(errors) => ApiError::Invalid(errors),
             Refusal::NoSegment(no_segment) => ApiError::NoSegment(no_segment.message),
+            Refusal::UnknownCustomer(_) => ApiError::UnknownCustomer(refusal.message()),
+            Refusal::CustomersUnavailable(_) => ApiError::CustomersUnavailable(refusal.message()),
         }
     }
 }
@@ -62,6 +71,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => status_of(Outcome::Malformed),
             ApiError::Invalid(_) => status_of(Outcome::Invalid),
             ApiError::NoSegment(_) => status_of(Outcome::NoSegment),
+            ApiError::UnknownCustomer(_) => status_of(Outcome::UnknownCustomer),
+            ApiError::CustomersUnavailable(_) => status_of(Outcome::CustomersUnavailable),
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +87,9 @@ impl ResponseError for ApiError {
             }
             ApiError::NotReady { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            }
+            ApiError::CustomersUnavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
             }
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, allow.as_str()));
@@ -171,6 +185,23 @@ mod tests {
             (status, json["detail"].as_str()),
             (StatusCode::NOT_FOUND, Some("none covers it"))
         );
+
+        let (status, json, _) = body_of(&ApiError::from(Refusal::UnknownCustomer(77)));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            json["detail"].as_str().is_some_and(|d| d.contains("77")),
+            "{json}"
+        );
+        let down = ApiError::from(Refusal::CustomersUnavailable("connection refused".into()));
+        let (status, json, response) = body_of(&down);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            json["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("connection refused")),
+            "{json}"
+        );
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
 
         let (status, json, _) = body_of(&ApiError::Internal("disk on fire".into()));
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);

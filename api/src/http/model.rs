@@ -101,14 +101,18 @@ pub struct ItemInvalid {
     pub detail: Vec<ValidationError>,
 }
 
-/// Any other failure of one item: 404 (no segment covers it), or in a stream 400 (the line is
-/// not JSON) and 413 (the line is too long).
+/// Any other failure of one item: 404 (no segment covers it, or no such customer for a request
+/// by id), 503 (a request by id while the customer store cannot answer: retry it), or in a
+/// stream 400 (the line is not JSON) and 413 (the line is too long).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ItemError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
     pub status: u16,
     pub detail: String,
+    /// With status 503: seconds to wait before sending the item again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// The live table version and what produced it (`GET /api/v1/table`).

@@ -9,6 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use voucher_serve::customers::Customers;
 use voucher_serve::health;
 use voucher_serve::live::Served;
 use voucher_serve::metrics::{Door, Metrics};
@@ -97,6 +98,8 @@ pub fn table_json() -> serde_json::Value {
 /// What every worker shares (beside [`health::HealthState`], which the operations routes read).
 pub struct AppState {
     pub tables: Arc<Tables>,
+    /// The profiles of id-only requests.
+    pub customers: Customers,
     pub metrics: Metrics,
     pub token: Option<Token>,
     /// Largest body of the single route, and longest line of an NDJSON stream.
@@ -262,16 +265,20 @@ pub(crate) async fn read_body(
     post,
     path = "/api/v1/voucher",
     tag = "vouchers",
-    request_body(content = VoucherRequest<'_>, content_type = "application/json"),
+    request_body(
+        content = VoucherRequest<'_>,
+        content_type = "application/json",
+        description = "Every field; or, when the API has a customer store (`--customers-db`), only `customer_id` and `segment_name`: a request by id, answered exactly as the full request made of the customer's stored profile."
+    ),
     responses(
         (status = 200, description = "The voucher for the customer's segment", body = VoucherResponse<'_>),
         (status = 400, description = "The body is not JSON", body = ErrorDetail),
         (status = 401, description = "A token is configured and the request lacks `Authorization: Bearer <token>`", body = ErrorDetail),
-        (status = 404, description = "No segment of that type covers the customer's value", body = ErrorDetail),
+        (status = 404, description = "No segment of that type covers the customer's value; or, for a request by id, no such customer in the customer store", body = ErrorDetail),
         (status = 413, description = "The body is over the size limit", body = ErrorDetail),
         (status = 415, description = "The content type is not JSON", body = ErrorDetail),
         (status = 422, description = "Invalid fields, one entry each", body = crate::http::model::ValidationErrors),
-        (status = 503, description = "No table loaded yet", body = ErrorDetail,
+        (status = 503, description = "No table loaded yet; or, for a request by id, the customer store cannot answer (full requests are still answered)", body = ErrorDetail,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -292,7 +299,11 @@ pub async fn voucher(
         BodyError::Shape(error) | BodyError::Duplicate(error) => ApiError::Invalid(vec![error]),
     })?;
     let served = state.served()?;
-    let scored = served.score(&raw, now_secs()).scored;
+    let profiles = state
+        .customers
+        .resolve(raw.lookup_id().into_iter().collect())
+        .await;
+    let scored = served.score_with(&raw, &profiles, now_secs()).scored;
     state.metrics.door(Door::Http).count_scored(&scored);
     Ok(json(StatusCode::OK, to_json(&scored?)?))
 }

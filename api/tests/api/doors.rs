@@ -1,5 +1,7 @@
 //! Every door answers the same: one generated set of requests, valid and invalid of every kind,
-//! through the single route, the batch route, the NDJSON stream and gRPC (unary and stream).
+//! through the single route, the batch route, the NDJSON stream and gRPC (unary and stream);
+//! and, on a real PostgreSQL, each door's answer to a request by id equals its answer to the
+//! full request made of the stored profile.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use tonic_types::StatusExt as _;
 use voucher_api::grpc::proto;
 use voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient;
 
+use crate::customers::{sql, test_db};
 use crate::helpers::{TestApp, contract_rows, days_ago, json_of, publish};
 
 /// What a door said about one request, in a form every door can be brought to.
@@ -18,6 +21,7 @@ pub enum Outcome {
     Answer(i64, String, String, String, String),
     /// (field, message, kind) per bad field; the field is empty for the body as a whole.
     Invalid(Vec<(String, String, String)>),
+    /// 404 / NOT_FOUND: no segment covers it, or (by id) no such customer.
     NoSegment(String),
     /// Any other status, with its body.
     Other(u16, Value),
@@ -343,7 +347,13 @@ pub fn grpc_stream(app: &TestApp, requests: &[Value]) -> Vec<Outcome> {
                         })
                         .collect(),
                 ),
-                proto::score_result::Outcome::NoSegment(message) => Outcome::NoSegment(message),
+                proto::score_result::Outcome::NoSegment(message)
+                | proto::score_result::Outcome::UnknownCustomer(message) => {
+                    Outcome::NoSegment(message)
+                }
+                proto::score_result::Outcome::Unavailable(message) => {
+                    Outcome::Other(503, json!(message))
+                }
             });
         }
         out
@@ -396,6 +406,99 @@ fn the_single_route_batch_ndjson_and_grpc_answer_the_same() {
     assert_eq!(ndjson(&app, &requests), expected, "NDJSON");
     assert_eq!(grpc_unary(&app, &requests), expected, "gRPC GetVoucher");
     assert_eq!(grpc_stream(&app, &requests), expected, "gRPC ScoreVouchers");
+}
+
+/// `count` customers with generated profiles (covered or not by a segment), stored with the
+/// column types of a real table, and for each the full request of each segment type.
+fn stored_customers(db: &crate::customers::TestDb, table: &str, count: i64) -> Vec<Value> {
+    let countries = ["Peru", "Peru", "Latvia"];
+    let lasts = [
+        days_ago(3),
+        days_ago(45),
+        days_ago(100),
+        days_ago(400),
+        "2021-10-26 00:00:00".to_owned(),
+    ];
+    let totals = [0, 4, 5, 14, 37, 38, 120];
+    let mut rng = Lcg(2027);
+    let mut rows = Vec::new();
+    let mut full = Vec::new();
+    for i in 0..count {
+        let id = 5_000_000 + i;
+        let (country, last, total) = (*rng.pick(&countries), rng.pick(&lasts), *rng.pick(&totals));
+        rows.push((id, sql(country), sql(&format!("{last}+00")), total));
+        for segment_name in ["frequent_segment", "recency_segment"] {
+            full.push(json!({"customer_id": id, "country_code": country, "last_order_ts": last,
+                "first_order_ts": "2020-01-01", "total_orders": total, "segment_name": segment_name}));
+        }
+    }
+    let rows: Vec<(i64, String, String, String)> = rows
+        .into_iter()
+        .map(|(id, country, last, total)| (id, country, last, total.to_string()))
+        .collect();
+    let rows: Vec<crate::customers::Row<'_>> = rows
+        .iter()
+        .map(|(id, country, last, total)| {
+            (
+                *id,
+                country.as_str(),
+                last.as_str(),
+                "'2020-01-01'",
+                total.as_str(),
+            )
+        })
+        .collect();
+    db.customers(
+        table,
+        ["varchar(40)", "timestamptz", "date", "numeric"],
+        &rows,
+    );
+    full
+}
+
+#[test]
+fn postgres_requests_by_id_answer_as_the_full_requests_at_every_door() {
+    let Some(db) = test_db() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let full = stored_customers(&db, "customers_doors", 150);
+    let app = db.app(
+        dir.path(),
+        "customers_doors",
+        &["--customers-cache-size", "0"],
+    );
+    let mut expected = single(&app, &full);
+    let mut by_id: Vec<Value> = full
+        .iter()
+        .map(|r| json!({"customer_id": r["customer_id"], "segment_name": r["segment_name"]}))
+        .collect();
+    for unknown in [1, 2, 5_000_150] {
+        by_id.push(json!({"customer_id": unknown, "segment_name": "frequent_segment"}));
+        expected.push(Outcome::NoSegment(format!(
+            "customer {unknown} is not in the customer store"
+        )));
+    }
+    let kinds = kinds(&expected);
+    assert!(
+        kinds.get("answer") > Some(&50) && kinds.get("no_segment") > Some(&10),
+        "the set covers answers and refusals: {kinds:?}"
+    );
+    let queries = || {
+        app.metric(r#"voucher_api_customer_queries_total{result="ok"}"#)
+            .unwrap_or_default()
+    };
+    assert_eq!(single(&app, &by_id), expected, "single route");
+    let before = queries();
+    assert_eq!(batch(&app, &by_id), expected, "batch");
+    assert_eq!(queries() - before, 1.0, "one query answers a whole batch");
+    let before = queries();
+    assert_eq!(ndjson(&app, &by_id), expected, "NDJSON");
+    assert!(
+        queries() - before < by_id.len() as f64 / 10.0,
+        "a query answers a window of lines, not one"
+    );
+    assert_eq!(grpc_unary(&app, &by_id), expected, "gRPC GetVoucher");
+    assert_eq!(grpc_stream(&app, &by_id), expected, "gRPC ScoreVouchers");
 }
 
 #[test]

@@ -149,9 +149,13 @@ impl TestApp {
         argv.extend(["--tables-dir", &dir]);
         argv.extend(args);
         let mut config = Config::try_parse_from(argv).expect("test config");
-        // A token in the developer's environment must not leak into tests that set none.
+        // A token or customer store in the developer's environment must not leak into tests
+        // that set none.
         if !args.contains(&"--api-token") {
             config.api_token = None;
+        }
+        if !args.contains(&"--customers-db") {
+            config.customers.customers_db = None;
         }
         let (started, ready) = mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -3,6 +3,7 @@
 
 mod canary;
 mod contract;
+mod customers;
 mod doors;
 mod e2e;
 mod grpc;

@@ -121,6 +121,22 @@ class Page(unittest.TestCase):
         self.driver.save_screenshot(os.path.join(OUT, "page-422.png"))
         self.assertEqual(severe(self.driver, allowed=("422",)), [])
 
+    def test_the_look_up_by_id_mode_sends_only_the_id_and_the_segment_type(self):
+        self.open()
+        self.wait_for_text("fact-version", "")
+        self.driver.find_element(By.ID, "mode-id").click()
+        self.assertFalse(self.driver.find_element(By.ID, "country_code").is_displayed())
+        self.driver.find_element(By.CSS_SELECTOR, "#try-form button[type=submit]").click()
+        # This API has no customer store: a request by id lacks the profile's four fields,
+        # which the answer names (they are not on the form in this mode).
+        self.wait_for_text("answer", "refused 4 field(s)")
+        for field in ("country_code", "last_order_ts", "first_order_ts", "total_orders"):
+            self.assertIn(f"{field}: Field required", text(self.driver, "answer"))
+            self.assertEqual(text(self.driver, f"{field}-error"), "")
+        self.driver.find_element(By.ID, "mode-full").click()
+        self.assertTrue(self.driver.find_element(By.ID, "country_code").is_displayed())
+        self.assertEqual(severe(self.driver, allowed=("422",)), [])
+
     def test_a_new_version_appears_without_a_reload(self):
         table = self.open()
         self.wait_for_text("fact-version", table["version"])

@@ -17,13 +17,13 @@ use voucher_shared::publish::TablesDir;
 use crate::common::*;
 
 /// A connection for setting up tables, and the server's URL.
-struct Db {
+pub(crate) struct Db {
     runtime: tokio::runtime::Runtime,
     session: Session,
-    url: String,
+    pub(crate) url: String,
 }
 
-fn db() -> Option<Db> {
+pub(crate) fn db() -> Option<Db> {
     let Ok(url) = std::env::var("VOUCHER_TEST_POSTGRES_URL") else {
         eprintln!("skipped: VOUCHER_TEST_POSTGRES_URL is not set (run `make postgres-test`)");
         return None;
@@ -44,7 +44,7 @@ fn db() -> Option<Db> {
 }
 
 impl Db {
-    fn execute(&self, sql: &str) {
+    pub(crate) fn execute(&self, sql: &str) {
         self.runtime
             .block_on(self.session.client().batch_execute(sql))
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));

@@ -7,6 +7,7 @@
 
 mod json;
 mod outcome;
+mod profile;
 mod request;
 mod snapshot;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use json::Json;
 pub use outcome::{GrpcCode, Outcome};
+pub use profile::{Lookup, PROFILE_FIELDS, PROFILE_LOC, Profile, Profiles, Stored, score_with};
 #[cfg(feature = "openapi")]
 pub use request::SegmentTypeName;
 pub use request::{BodyError, Query, RequestFields, ValidationError, VoucherRequest, fields};
@@ -44,6 +46,26 @@ pub enum Refusal {
     Invalid(Vec<ValidationError>),
     /// The request is valid but no segment covers it.
     NoSegment(NoSegment),
+    /// An id-only request for a customer the customer store does not hold.
+    UnknownCustomer(i64),
+    /// An id-only request while the customer store cannot answer: why.
+    CustomersUnavailable(String),
+}
+
+impl Refusal {
+    /// What a door says of a refusal other than [`Refusal::Invalid`] (which lists its fields).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Invalid(errors) => format!("{} invalid field(s)", errors.len()),
+            Refusal::NoSegment(no_segment) => no_segment.message.clone(),
+            Refusal::UnknownCustomer(id) => {
+                format!("customer {id} is not in the customer store")
+            }
+            Refusal::CustomersUnavailable(why) => {
+                format!("the customer store cannot answer ({why}); retry later")
+            }
+        }
+    }
 }
 
 /// The outcome of scoring one request.

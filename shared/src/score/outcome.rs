@@ -22,6 +22,12 @@ pub enum Outcome {
     /// Not readable as a request at all: not JSON (or, in a stream, a line too long to read;
     /// or, for events, a payload that is not a JSON object).
     Malformed,
+    /// An id-only request for a customer the store does not hold
+    /// ([`Refusal::UnknownCustomer`]).
+    UnknownCustomer,
+    /// An id-only request while the customer store cannot answer
+    /// ([`Refusal::CustomersUnavailable`]): worth retrying, so never a dead letter.
+    CustomersUnavailable,
 }
 
 /// A gRPC status code, by its canonical number and name.
@@ -46,15 +52,21 @@ impl GrpcCode {
         number: 5,
         name: "NOT_FOUND",
     };
+    pub const UNAVAILABLE: GrpcCode = GrpcCode {
+        number: 14,
+        name: "UNAVAILABLE",
+    };
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (`outcome as usize` indexes this).
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Ok,
         Outcome::Invalid,
         Outcome::NoSegment,
         Outcome::Malformed,
+        Outcome::UnknownCustomer,
+        Outcome::CustomersUnavailable,
     ];
 
     /// The outcome of the scoring core's answer.
@@ -69,7 +81,15 @@ impl Outcome {
         match refusal {
             Refusal::Invalid(_) => Outcome::Invalid,
             Refusal::NoSegment(_) => Outcome::NoSegment,
+            Refusal::UnknownCustomer(_) => Outcome::UnknownCustomer,
+            Refusal::CustomersUnavailable(_) => Outcome::CustomersUnavailable,
         }
+    }
+
+    /// Whether the item is refused only for now (the customer store cannot answer): the HTTP
+    /// answer carries `Retry-After`, and an event is retried rather than dead-lettered.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Outcome::CustomersUnavailable)
     }
 
     /// The label of the `outcome` of the scoring metrics, and the `reason` of a dead letter.
@@ -79,6 +99,8 @@ impl Outcome {
             Outcome::Invalid => "invalid",
             Outcome::NoSegment => "no_segment",
             Outcome::Malformed => "malformed",
+            Outcome::UnknownCustomer => "unknown_customer",
+            Outcome::CustomersUnavailable => "customers_unavailable",
         }
     }
 
@@ -90,6 +112,8 @@ impl Outcome {
             Outcome::Invalid => 422,
             Outcome::NoSegment => 404,
             Outcome::Malformed => 400,
+            Outcome::UnknownCustomer => 404,
+            Outcome::CustomersUnavailable => 503,
         }
     }
 
@@ -99,7 +123,8 @@ impl Outcome {
         match self {
             Outcome::Ok => GrpcCode::OK,
             Outcome::Invalid | Outcome::Malformed => GrpcCode::INVALID_ARGUMENT,
-            Outcome::NoSegment => GrpcCode::NOT_FOUND,
+            Outcome::NoSegment | Outcome::UnknownCustomer => GrpcCode::NOT_FOUND,
+            Outcome::CustomersUnavailable => GrpcCode::UNAVAILABLE,
         }
     }
 }
@@ -122,10 +147,17 @@ mod tests {
                 ("invalid", 422, "INVALID_ARGUMENT"),
                 ("no_segment", 404, "NOT_FOUND"),
                 ("malformed", 400, "INVALID_ARGUMENT"),
+                ("unknown_customer", 404, "NOT_FOUND"),
+                ("customers_unavailable", 503, "UNAVAILABLE"),
             ]
         );
         for (index, outcome) in Outcome::ALL.into_iter().enumerate() {
             assert_eq!(outcome as usize, index);
+            assert_eq!(
+                outcome.is_transient(),
+                outcome.http_status() == 503,
+                "{outcome:?}"
+            );
             assert_eq!(
                 serde_json::to_value(outcome).expect("json"),
                 serde_json::json!(outcome.label()),
@@ -142,5 +174,9 @@ mod tests {
         });
         assert_eq!(Outcome::of(&Err(invalid)), Outcome::Invalid);
         assert_eq!(Outcome::of(&Err(none)), Outcome::NoSegment);
+        let unknown = Refusal::UnknownCustomer(7);
+        assert_eq!(Outcome::of(&Err(unknown)), Outcome::UnknownCustomer);
+        let down = Refusal::CustomersUnavailable("down".into());
+        assert_eq!(Outcome::of(&Err(down)), Outcome::CustomersUnavailable);
     }
 }

@@ -89,7 +89,9 @@ voucher_request! {
     /// The voucher request as sent. This one type gives both the field names that are read and
     /// the OpenAPI schema. Each field keeps its JSON kind, so that a wrong type is reported as a
     /// 422 entry for that field, with every other bad field, as FastAPI does. Unknown fields are
-    /// ignored; a field given twice is refused. Read with [`VoucherRequest::parse`].
+    /// ignored; a field given twice is refused. Read with [`VoucherRequest::parse`]. With a
+    /// customer store, `customer_id` and `segment_name` alone make a request by id (see
+    /// [`super::score_with`]).
     #[derive(Debug, Default, PartialEq)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
     #[cfg_attr(feature = "openapi", schema(example = json!({

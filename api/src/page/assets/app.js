@@ -6,6 +6,8 @@
 const TOKEN_KEY = "voucher-api-token";
 const POLL_MS = 5000;
 const FIELDS = ["customer_id", "country_code", "last_order_ts", "first_order_ts", "total_orders", "segment_name"];
+// What a request by id sends: the API takes the other fields from the customer's stored profile.
+const BY_ID = new Set(["customer_id", "segment_name"]);
 const NUMERIC = new Set(["customer_id", "total_orders"]);
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -297,11 +299,21 @@ function clearErrors() {
   }
 }
 
+function byId() {
+  return $("mode-id").checked;
+}
+
+// In the "look up by id" mode only the id and the segment type are sent.
+function showMode() {
+  $("profile-fields").hidden = byId();
+}
+
 // The form's values as the API reads them: numbers where a number belongs (when the text is
 // one, else the text, so that the API says what is wrong), empty fields left out.
 function requestFromForm() {
   const request = {};
   for (const field of FIELDS) {
+    if (byId() && !BY_ID.has(field)) continue;
     const text = $(field).value.trim();
     if (text === "") continue;
     request[field] = NUMERIC.has(field) && /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
@@ -328,18 +340,23 @@ async function tryCustomer(event) {
     } else if (status === 422) {
       answer.className = "answer failed";
       const general = [];
+      // An error is shown by its field when the person sent that field; a stored profile's
+      // (loc "profile") or a field not sent is said in the answer.
+      const shownByField = (error) => error.loc[0] === "body" && FIELDS.includes(error.loc[1]) &&
+        !(byId() && !BY_ID.has(error.loc[1]));
       for (const error of body.detail) {
         const field = error.loc[1];
-        if (FIELDS.includes(field)) {
+        if (shownByField(error)) {
           $(`${field}-error`).textContent = error.msg;
           $(field).setAttribute("aria-invalid", "true");
         } else {
-          general.push(error.msg);
+          general.push(field ? `${field}: ${error.msg}` : error.msg);
         }
       }
-      answer.textContent = `The API refused ${body.detail.length} field(s); see the messages by the fields.` + (general.length ? ` ${general.join(" ")}` : "");
-      const first = body.detail.map((e) => e.loc[1]).find((f) => FIELDS.includes(f));
-      if (first) $(first).focus();
+      answer.textContent = `The API refused ${body.detail.length} field(s)` +
+        (general.length ? `: ${general.join("; ")}` : "; see the messages by the fields.");
+      const first = body.detail.find(shownByField);
+      if (first) $(first.loc[1]).focus();
     } else {
       answer.className = "answer failed";
       answer.textContent = `No voucher (${status}): ${body && body.detail ? body.detail : "the API gave no reason"}`;
@@ -357,6 +374,8 @@ async function tryCustomer(event) {
 
 function start() {
   $("try-form").addEventListener("submit", tryCustomer);
+  for (const mode of ["mode-full", "mode-id"]) $(mode).addEventListener("change", showMode);
+  showMode();
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     token.set($("token").value.trim());
