@@ -170,6 +170,13 @@ impl Results {
                 self.push_keys(INVALID, (NONE, NONE), Some(&detail_json(&errors)), arm);
             }
             Err(Refusal::NoSegment(no_segment)) => self.uncovered(&no_segment.message, arm),
+            // Only a request by id scored with a customer store is refused so, and campaign
+            // scoring has none (it reads full requests); kept apart from a missing segment in
+            // the counts, with the core's message, should that ever change.
+            Err(refusal @ (Refusal::UnknownCustomer(_) | Refusal::CustomersUnavailable(_))) => {
+                self.counts.invalid += 1;
+                self.push_keys(INVALID, (NONE, NONE), Some(&refusal.message()), arm);
+            }
         }
     }
 
