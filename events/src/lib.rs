@@ -149,8 +149,9 @@ impl EventsApp {
 
     /// Consumes until SIGTERM or SIGINT; then readiness turns 503, the events already read are
     /// answered, their offsets committed, and the consumer leaves its group.
-    pub async fn run_until_stopped(self) -> Result<(), EventsError> {
-        let mut signals = Signals::install()?;
+    /// `signals` are installed by the caller before it says where it listens, so that a signal
+    /// sent as soon as that line is logged is handled, not fatal.
+    pub async fn run_until_stopped(self, mut signals: Signals) -> Result<(), EventsError> {
         // The health server runs beside the event loop, and is stopped after it. The loop stops
         // when draining starts.
         let server = self.server.handle();

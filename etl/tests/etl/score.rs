@@ -43,9 +43,7 @@ fn core_answers(requests: &[Value], snapshot: &Snapshot, now: DateTime<Utc>) -> 
                     None,
                     Some(serde_json::to_string(&errors).expect("json")),
                 ),
-                Err(Refusal::NoSegment(no_segment)) => {
-                    (status, None, None, Some(no_segment.message))
-                }
+                Err(refusal) => (status, None, None, Some(refusal.message())),
             }
         })
         .collect()
@@ -226,17 +224,6 @@ fn scored(path: &Path) -> (Vec<Row>, BTreeSet<Option<String>>) {
 }
 
 fn score(
-    customers: &Path,
-    tables: &Path,
-    output: &Path,
-    now: Option<DateTime<Utc>>,
-    extra: &[&str],
-) -> std::process::Output {
-    score_with(customers, tables, output, now, &[])
-}
-
-/// `voucher-etl score` with `extra` flags.
-fn score_with(
     customers: &Path,
     tables: &Path,
     output: &Path,
@@ -462,147 +449,4 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         "{}",
         stderr(&out)
     );
-}
-
-/// The fields and kinds of a 422 `detail` as the scorer writes it.
-fn bad_fields(detail: Option<&String>) -> Vec<(String, String)> {
-    let detail: Value = serde_json::from_str(detail.expect("a 422 has a detail")).expect("JSON");
-    detail
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|e| (e["loc"][1].to_string(), e["type"].to_string()))
-        .collect()
-}
-
-/// The four-door requests that have every field in a form a table column holds (text, and an
-/// integer order count), each given its own customer id.
-fn storable_requests(now: DateTime<Utc>) -> Vec<Value> {
-    let mut full: Vec<Value> = door_requests(1500, 26, false, now)
-        .into_iter()
-        .filter(|r| {
-            [
-                "country_code",
-                "last_order_ts",
-                "first_order_ts",
-                "segment_name",
-            ]
-            .iter()
-            .all(|f| r[*f].is_string())
-                && r["total_orders"].is_i64()
-        })
-        .collect();
-    for (i, request) in full.iter_mut().enumerate() {
-        request["customer_id"] = json!(1_000 + i);
-    }
-    full
-}
-
-/// Creates `table` holding the profile of each of `requests`, in text columns and an integer
-/// order count.
-fn store_customers(db: &crate::postgres::Db, table: &str, requests: &[Value]) {
-    let text =
-        |r: &Value, f: &str| format!("'{}'", r[f].as_str().expect("text").replace('\'', "''"));
-    let rows: Vec<String> = requests
-        .iter()
-        .map(|r| {
-            format!(
-                "({}, {}, {}, {}, {})",
-                r["customer_id"],
-                text(r, "country_code"),
-                text(r, "last_order_ts"),
-                text(r, "first_order_ts"),
-                r["total_orders"]
-            )
-        })
-        .collect();
-    db.execute(&format!(
-        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} \
-         (customer_id bigint PRIMARY KEY, country_code text, last_order_ts text, \
-         first_order_ts text, total_orders bigint); \
-         INSERT INTO {table} VALUES {}",
-        rows.join(", ")
-    ));
-}
-
-#[test]
-fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() {
-    let Some(db) = crate::postgres::db() else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (tables, version) = published_contract_table(dir.path());
-    let snapshot = Snapshot::new(version, &contract_table(), None);
-    let now = Utc::now().trunc_subsecs(0);
-    let full = storable_requests(now);
-    let expected = core_answers(&full, &snapshot, now);
-    let statuses: BTreeSet<i32> = expected.iter().map(|e| e.0).collect();
-    assert_eq!(
-        statuses,
-        [200, 404, 422].into(),
-        "the set covers every outcome"
-    );
-    store_customers(&db, "score_customers", &full);
-    let unknown = [1, 2, 999_999];
-    let by_id: Vec<Value> = full
-        .iter()
-        .map(|r| json!({"customer_id": r["customer_id"], "segment_name": r["segment_name"]}))
-        .chain(unknown.map(|id| json!({"customer_id": id, "segment_name": "recency_segment"})))
-        .collect();
-    let list = dir.path().join("ids.parquet");
-    write_parquet(&by_id, &list);
-    let output = dir.path().join("scored.parquet");
-    let store = [
-        "--customers-db",
-        &db.url,
-        "--customers-table",
-        "score_customers",
-    ];
-    let out = score_with(&list, &tables, &output, Some(now), &store);
-    assert_success(&out);
-    let (got, _) = scored(&output);
-    assert_eq!(got.len(), full.len() + unknown.len());
-    for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
-        if want.0 == 422 {
-            // The same fields refused; a stored value's under `loc` "profile".
-            assert_eq!(got.0, 422, "row {i}: {}", full[i]);
-            assert_eq!(
-                bad_fields(got.3.as_ref()),
-                bad_fields(want.3.as_ref()),
-                "row {i}"
-            );
-        } else {
-            assert_eq!(got, want, "row {i}: {}", full[i]);
-        }
-    }
-    for (row, id) in got[full.len()..].iter().zip(unknown) {
-        let detail = format!("customer {id} is not in the customer store");
-        assert_eq!((row.0, row.3.as_deref()), (404, Some(detail.as_str())));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(", 3 unknown customers"), "{stdout}");
-
-    // Without a store, the same list is the 422 of the missing fields; a table without the
-    // profile's columns fails the run, naming it, and writes nothing.
-    let out = score(&list, &tables, &output, Some(now));
-    assert_success(&out);
-    assert!(scored(&output).0.iter().all(|r| r.0 == 422));
-    db.execute(
-        "DROP TABLE IF EXISTS score_no_profile; CREATE TABLE score_no_profile (customer_id bigint)",
-    );
-    let output = dir.path().join("never.parquet");
-    let store = [
-        "--customers-db",
-        &db.url,
-        "--customers-table",
-        "score_no_profile",
-    ];
-    let out = score_with(&list, &tables, &output, Some(now), &store);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("score_no_profile"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!output.exists(), "nothing is written");
 }
