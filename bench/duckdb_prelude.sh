@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Sourced by the benchmarks that measure voucher-etl against DuckDB (bench/etl.sh,
 # bench/score.sh): release binaries, the Python environment with DuckDB and pyarrow, the data
 # directory. Sets DATA_DIR, VENV and ETL.
+# shellcheck disable=SC2034  # read by the scripts that source this one
 DATA_DIR=${BENCH_DATA_DIR:-bench/data}
 VENV=${BENCH_VENV:-bench/.venv}
 ETL="${CARGO_TARGET_DIR:-target}/release/voucher-etl"

@@ -92,10 +92,13 @@ EOF
         echo '#!/usr/bin/env bash'
         echo '# Stops or starts the test server of tools/postgres.sh: ctl stop|start'
         echo 'set -euo pipefail'
+        # The script's own $1 and $0, written literally.
+        # shellcheck disable=SC2016
         printf 'case ${1:-} in\n'
         printf '    start) exec %s -D %q -l %q -w -t 60 -o %q start >/dev/null ;;\n' \
             "${as[*]} $bins/pg_ctl" "$data" "$PG_TEST_DIR/server.log" "$options"
         printf '    stop) exec %s -D %q -m fast -w stop >/dev/null ;;\n' "${as[*]} $bins/pg_ctl" "$data"
+        # shellcheck disable=SC2016
         printf '    *) echo "usage: $0 stop|start" >&2; exit 2 ;;\nesac\n'
     } >"$PG_TEST_CTL"
     chmod 755 "$PG_TEST_CTL"

@@ -18,7 +18,6 @@ use tokio::sync::mpsc;
 use voucher_postgres::{
     ColumnInfo, ConnectOptions, DbUrl, Family, PgError, RowSink, Session, Value, type_list,
 };
-use voucher_shared::manifest::InputFile;
 use voucher_shared::segments::SegmentSet;
 
 use crate::EtlError;
@@ -114,18 +113,13 @@ pub fn tally(
         tally.rows_kept,
         tally.dropped.total()
     );
-    Ok(Tallied {
-        inputs: vec![InputFile {
-            file: shown,
-            query: Some(query.to_owned()),
-            rows_read,
-            rows_kept: tally.rows_kept,
-            dropped: tally.dropped,
-        }],
-        tally,
+    Ok(Tallied::of_input(
+        shown,
+        Some(query.to_owned()),
         rows_read,
-        reading: Some(planned),
-    })
+        tally,
+        planned,
+    ))
 }
 
 /// The history's columns in the query's result, each with the family it is read as; an

@@ -36,6 +36,28 @@ pub struct Tallied {
 }
 
 impl Tallied {
+    /// The tally of one input (a file, or a database `query`), read as `planned`.
+    pub(crate) fn of_input(
+        file: String,
+        query: Option<String>,
+        rows_read: u64,
+        tally: Tally,
+        planned: Planned,
+    ) -> Tallied {
+        Tallied {
+            inputs: vec![InputFile {
+                file,
+                query,
+                rows_read,
+                rows_kept: tally.rows_kept,
+                dropped: tally.dropped,
+            }],
+            tally,
+            rows_read,
+            reading: Some(planned),
+        }
+    }
+
     /// Adds `other`'s counts and inputs to these (see [`Tally::merge`]).
     fn add(&mut self, other: Tallied) -> Result<(), CountOverflow> {
         self.tally.merge(other.tally)?;
@@ -128,18 +150,13 @@ pub fn tally_input(
             tally.rows_kept,
             tally.dropped.total()
         );
-        all.add(Tallied {
-            inputs: vec![InputFile {
-                file: file.clone(),
-                query: None,
-                rows_read,
-                rows_kept: tally.rows_kept,
-                dropped: tally.dropped,
-            }],
-            tally,
+        all.add(Tallied::of_input(
+            file.clone(),
+            None,
             rows_read,
-            reading: Some(planned),
-        })
+            tally,
+            planned,
+        ))
         .map_err(|source| EtlError::Overflow {
             input: file.clone(),
             source,

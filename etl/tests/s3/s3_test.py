@@ -182,6 +182,8 @@ class S3Input(unittest.TestCase):
     def assert_refused(self, source, env, *expected):
         tables = self.tables("refused")
         live, live_table, _ = self.run_ok(str(self.local / "one.parquet"), tables)
+        log = tables / "publish-log.jsonl"
+        log_before = log.read_bytes()
         started = time.monotonic()
         done = etl("run", "--input", source, "--output", str(tables), "--countries", "all",
                    env=env, timeout=120)
@@ -194,7 +196,8 @@ class S3Input(unittest.TestCase):
         version, table, _ = published(tables)
         self.assertEqual((version, table), (live, live_table), "the live version changed")
         self.assertEqual(sorted(p.name for p in tables.iterdir() if not p.name.startswith(".")),
-                         sorted(["CURRENT", live]))
+                         sorted(["CURRENT", "publish-log.jsonl", live]))
+        self.assertEqual(log.read_bytes(), log_before, "a failed run logged a publish")
         return done.stderr
 
     def guarded_env(self, key_id=None, secret=None):

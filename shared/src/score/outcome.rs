@@ -40,22 +40,14 @@ pub struct GrpcCode {
 }
 
 impl GrpcCode {
-    pub const OK: GrpcCode = GrpcCode {
-        number: 0,
-        name: "OK",
-    };
-    pub const INVALID_ARGUMENT: GrpcCode = GrpcCode {
-        number: 3,
-        name: "INVALID_ARGUMENT",
-    };
-    pub const NOT_FOUND: GrpcCode = GrpcCode {
-        number: 5,
-        name: "NOT_FOUND",
-    };
-    pub const UNAVAILABLE: GrpcCode = GrpcCode {
-        number: 14,
-        name: "UNAVAILABLE",
-    };
+    const fn new(number: i32, name: &'static str) -> GrpcCode {
+        GrpcCode { number, name }
+    }
+
+    pub const OK: GrpcCode = GrpcCode::new(0, "OK");
+    pub const INVALID_ARGUMENT: GrpcCode = GrpcCode::new(3, "INVALID_ARGUMENT");
+    pub const NOT_FOUND: GrpcCode = GrpcCode::new(5, "NOT_FOUND");
+    pub const UNAVAILABLE: GrpcCode = GrpcCode::new(14, "UNAVAILABLE");
 }
 
 impl Outcome {
