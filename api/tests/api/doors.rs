@@ -27,9 +27,6 @@ pub enum Outcome {
     Other(u16, Value),
 }
 
-/// A field's value in a generated request; `None` leaves the field out.
-type Field = Option<Value>;
-
 /// A small deterministic generator (64-bit LCG), so that a failure can be replayed.
 struct Lcg(u64);
 
@@ -43,89 +40,11 @@ impl Lcg {
     }
 }
 
-/// `count` requests mixing valid values with every kind of invalid one. With `json_only`,
-/// also values only JSON can carry (wrong types, fractions, null); otherwise only what gRPC can
-/// say too (integers, strings, absent fields).
+/// `count` requests mixing valid values with every kind of invalid one (the generator every
+/// door's tests share, [`voucher_shared::fixtures::door_requests`]). With `json_only`, also
+/// values only JSON can carry; otherwise only what gRPC can say too.
 pub fn generated_requests(count: usize, seed: u64, json_only: bool) -> Vec<Value> {
-    let s = |v: &str| Some(json!(v));
-    let customer_ids: Vec<Field> = vec![Some(json!(1)), Some(json!(987_654)), None];
-    let countries: Vec<Field> = vec![
-        s("Peru"),
-        s("Peru"),
-        s("Latvia"),
-        s("Atlantis"),
-        s(""),
-        None,
-    ];
-    let lasts: Vec<Field> = vec![
-        Some(json!(days_ago(3))),
-        Some(json!(days_ago(45))),
-        Some(json!(days_ago(100))),
-        Some(json!(days_ago(400))),
-        s("2021-10-26"),
-        s("2021-10-26T00:00:00Z"),
-        Some(json!(days_ago(-2))),
-        s("2021-02-30"),
-        s("yesterday"),
-        None,
-    ];
-    let firsts: Vec<Field> = vec![
-        s("2020-01-01 00:00:00"),
-        s("2020-01-01"),
-        s("2099-01-01"),
-        s("x"),
-        None,
-    ];
-    let totals: Vec<Field> = vec![
-        Some(json!(0)),
-        Some(json!(4)),
-        Some(json!(5)),
-        Some(json!(14)),
-        Some(json!(37)),
-        Some(json!(38)),
-        Some(json!(-1)),
-        None,
-    ];
-    let types: Vec<Field> = vec![
-        s("frequent_segment"),
-        s("recency_segment"),
-        s("bogus"),
-        None,
-    ];
-    let mut extra_totals = totals.clone();
-    let mut extra_ids = customer_ids.clone();
-    let mut extra_countries = countries.clone();
-    if json_only {
-        extra_totals.extend([
-            Some(json!(14.0)),
-            Some(json!(2.5)),
-            s("14"),
-            Some(json!(true)),
-            Some(Value::Null),
-        ]);
-        extra_ids.extend([s("abc"), Some(json!(1.5)), Some(json!([1]))]);
-        extra_countries.extend([Some(json!(5)), Some(json!({"a": 1}))]);
-    }
-    let mut rng = Lcg(seed);
-    (0..count)
-        .map(|_| {
-            let mut request = serde_json::Map::new();
-            let fields = [
-                ("customer_id", rng.pick(&extra_ids).clone()),
-                ("country_code", rng.pick(&extra_countries).clone()),
-                ("last_order_ts", rng.pick(&lasts).clone()),
-                ("first_order_ts", rng.pick(&firsts).clone()),
-                ("total_orders", rng.pick(&extra_totals).clone()),
-                ("segment_name", rng.pick(&types).clone()),
-            ];
-            for (name, value) in fields {
-                if let Some(value) = value {
-                    request.insert(name.into(), value);
-                }
-            }
-            Value::Object(request)
-        })
-        .collect()
+    voucher_shared::fixtures::door_requests(count, seed, json_only, chrono::Utc::now())
 }
 
 fn text(value: &Value) -> String {
