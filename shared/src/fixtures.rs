@@ -48,10 +48,11 @@ pub fn contract_rows(base: i64) -> Vec<VoucherRow> {
 }
 
 /// A small deterministic generator (64-bit LCG), so that a failure can be replayed.
-struct Lcg(u64);
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    /// One of `items` (not empty), the next in the sequence.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)

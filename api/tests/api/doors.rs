@@ -11,6 +11,8 @@ use tonic_types::StatusExt as _;
 use voucher_api::grpc::proto;
 use voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient;
 
+use voucher_shared::fixtures::Lcg;
+
 use crate::customers::{sql, test_db};
 use crate::helpers::{TestApp, contract_rows, days_ago, json_of, publish};
 
@@ -25,19 +27,6 @@ pub enum Outcome {
     NoSegment(String),
     /// Any other status, with its body.
     Other(u16, Value),
-}
-
-/// A small deterministic generator (64-bit LCG), so that a failure can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        &items[((self.0 >> 33) % items.len() as u64) as usize]
-    }
 }
 
 /// `count` requests mixing valid values with every kind of invalid one (the generator every
