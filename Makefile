@@ -140,8 +140,9 @@ s3-test:
 # voucher-etl reading history from a real PostgreSQL (Debian's, started on 127.0.0.1 by the
 # script, installed when missing), voucher-postgres against it, and voucher-api's requests by
 # customer id at every door (then, alone, the server stopped and started under a running API).
+# Built as `make test` builds (the same rustc wrapper), so that nothing recompiles after it.
 postgres-test:
-	bash etl/tests/postgres_test.sh
+	$(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) )bash etl/tests/postgres_test.sh
 
 # Fuzzes voucher-api against its own OpenAPI document (schemathesis, in a venv it creates).
 api-fuzz:
