@@ -21,8 +21,9 @@ Kubernetes (k8s/ and its kustomization):
   Job is Indexed and each pod writes its own tally (the path holds $(JOB_COMPLETION_INDEX));
   the merge Job reads the directory the tallies are written to, on the same volume; every
   flag they pass is one `voucher-etl <command> --help` lists.
-Docker: the Dockerfiles' HEALTHCHECK routes are real routes on the image's own port, and
-EXPOSE lists the ports of its binary (the API's HTTP and gRPC ports, the consumer's health
+Docker: each builder copies the sources of every workspace crate its binary is built from
+(read from the Cargo manifests); the Dockerfiles' HEALTHCHECK routes are real routes on the
+image's own port, and EXPOSE lists the ports of its binary (the API's HTTP and gRPC ports, the consumer's health
 port); docker-compose.yml's named volumes are declared, the API's healthcheck route is real and
 it publishes the API port.
 
@@ -38,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -370,6 +372,30 @@ class Checker:
                         self.fail(where, f"EXPOSE {' '.join(words[1:])} lacks the {what} port {port}")
         if health_port and "HEALTHCHECK" not in text:
             self.fail(where, "no HEALTHCHECK")
+        self.check_dockerfile_sources(where, text)
+
+    def check_dockerfile_sources(self, where: str, text: str) -> None:
+        """The builder copies the sources of every workspace crate its binary is built from.
+
+        The dependency layer builds against empty stubs of every crate, so a crate whose sources
+        are never copied in still compiles there and only fails in the last step, inside the
+        image build.
+        """
+        built = re.findall(r"cargo build\b[^&;]*?(?:-p|--package)[ =](\S+)", text)
+        if not built:
+            self.fail(where, "no `cargo build -p <package>` in the builder stage")
+            return
+        crates = workspace_crates(self.root)
+        copied = set(re.findall(r"^COPY\s+(\S+)/src\s+\1/src\s*$", text, re.MULTILINE))
+        for package in sorted(set(built)):
+            if package not in crates:
+                self.fail(where, f"builds {package}, which is no workspace crate")
+                continue
+            for name in sorted(crate_closure(crates, package)):
+                directory = crates[name][0]
+                if directory not in copied:
+                    self.fail(where, f"builds {package}, which uses {name}, but never copies "
+                                     f"its sources (COPY {directory}/src {directory}/src)")
 
     def check_health_command(self, where: str, command: str, port: int | None = API_PORT) -> None:
         paths = re.findall(r"(?:GET |https?://[^/\s]+)(/[A-Za-z0-9_./-]*)", command)
@@ -434,6 +460,34 @@ def tally_dir(job: dict, container: dict, path: str) -> tuple[str, str, str] | N
     claim = volumes.get(mount["name"], {}).get("persistentVolumeClaim", {}).get("claimName", "")
     inside = path[len(mount["mountPath"].rstrip("/")) + 1:]
     return claim, mount.get("subPath", ""), str(Path(inside).parent)
+
+
+def workspace_crates(root: Path) -> dict[str, tuple[str, set[str]]]:
+    """Each workspace crate: its directory and the workspace crates it builds with."""
+    workspace = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]
+    local = {name for name, spec in workspace.get("dependencies", {}).items()
+             if isinstance(spec, dict) and "path" in spec}
+    crates = {}
+    for member in workspace["members"]:
+        manifest = tomllib.loads((root / member / "Cargo.toml").read_text())
+        uses = set()
+        for table in ("dependencies", "build-dependencies"):
+            for name, spec in manifest.get(table, {}).items():
+                if name in local or (isinstance(spec, dict) and "path" in spec):
+                    uses.add(name)
+        crates[manifest["package"]["name"]] = (member, uses)
+    return crates
+
+
+def crate_closure(crates: dict[str, tuple[str, set[str]]], package: str) -> set[str]:
+    seen, todo = set(), [package]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in crates:
+            continue
+        seen.add(name)
+        todo.extend(crates[name][1])
+    return seen
 
 
 def pinned(image: str) -> bool:

@@ -16,7 +16,8 @@ ROOT=$(cd "$HERE/.." && pwd)
 BROKEN=$HERE/broken
 # What the checks read, besides deploy/ itself (which they use from this repository).
 FILES=(k8s kind docker-compose.yml Dockerfile.api Dockerfile.etl Dockerfile.events .dockerignore docs/operations.md
-    data/segments.toml deploy/check.sh deploy/test_checks.sh deploy/build_images.sh)
+    data/segments.toml Cargo.toml shared/Cargo.toml serve/Cargo.toml postgres/Cargo.toml etl/Cargo.toml
+    api/Cargo.toml events/Cargo.toml bench/ceiling/Cargo.toml deploy/check.sh deploy/test_checks.sh deploy/build_images.sh)
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
