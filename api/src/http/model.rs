@@ -23,6 +23,21 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
+/// The refusals of the routes that list the live table (`GET /api/v1/segments`,
+/// `GET /api/v1/table`), for their OpenAPI responses.
+#[derive(utoipa::IntoResponses)]
+pub enum ListingRefusals {
+    /// A token is configured and the request lacks it
+    #[response(status = 401)]
+    Unauthorized(ErrorDetail),
+    /// No table loaded yet
+    #[response(
+        status = 503,
+        headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+    )]
+    NotReady(ErrorDetail),
+}
+
 /// The live table.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SegmentsResponse {

@@ -314,9 +314,7 @@ pub async fn voucher(
     tag = "vouchers",
     responses(
         (status = 200, description = "The live table", body = crate::http::model::SegmentsResponse),
-        (status = 401, description = "A token is configured and the request lacks it", body = ErrorDetail),
-        (status = 503, description = "No table loaded yet", body = ErrorDetail,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        crate::http::model::ListingRefusals,
     )
 )]
 pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -344,9 +342,7 @@ fn listing(state: &AppState, part: fn(&Listing) -> &Bytes) -> Result<HttpRespons
     tag = "vouchers",
     responses(
         (status = 200, description = "The live table version, when it was made, and the run that made it: inputs, rows read and kept, rows dropped per rule", body = crate::http::model::TableResponse),
-        (status = 401, description = "A token is configured and the request lacks it", body = ErrorDetail),
-        (status = 503, description = "No table loaded yet", body = ErrorDetail,
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        crate::http::model::ListingRefusals,
     )
 )]
 pub async fn table(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -12,9 +12,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use voucher_serve::canary::Canary;
 use voucher_shared::canary::CanaryRecord;
-use voucher_shared::diff::Diff;
-use voucher_shared::overview::{self, Overview};
+use voucher_shared::diff::{Change, Diff};
+use voucher_shared::gate::Check;
+use voucher_shared::overview::{self, Held, Overview};
 use voucher_shared::segments::SegmentType;
+use voucher_shared::versions::VersionInfo;
 
 use crate::http::errors::ApiError;
 use crate::http::model::{
@@ -68,32 +70,48 @@ fn render(overview: Overview, served: Option<&Canary>, live: Option<String>) -> 
         versions: overview
             .versions
             .into_iter()
-            .map(|v| VersionEntry {
-                version: v.version.to_string(),
-                state: v.state.name(),
-                created_at: v.created_at,
-                rows_kept: v.rows_kept,
-                table_rows: v.table_rows,
-                gate: v.gate.as_ref().map(|g| g.outcome.name()),
-                gate_failed: v.gate.as_ref().map(|g| g.failed),
-                rollback_target: v.rollback_target,
-            })
+            .map(VersionEntry::from)
             .collect(),
-        changes: overview.changes.map(|diff| VersionChanges {
+        changes: overview.changes.map(VersionChanges::from),
+        held: overview.held.into_iter().map(HeldVersion::from).collect(),
+        problems: overview.problems,
+    }
+}
+
+impl From<VersionInfo> for VersionEntry {
+    fn from(v: VersionInfo) -> Self {
+        let gate = v.gate.as_ref();
+        VersionEntry {
+            version: v.version.to_string(),
+            state: v.state.name(),
+            created_at: v.created_at,
+            rows_kept: v.rows_kept,
+            table_rows: v.table_rows,
+            gate: gate.map(|g| g.outcome.name()),
+            gate_failed: gate.map(|g| g.failed),
+            rollback_target: v.rollback_target,
+        }
+    }
+}
+
+impl From<Diff> for VersionChanges {
+    fn from(diff: Diff) -> Self {
+        let summary = &diff.summary;
+        let changed_share_by_segment_type = summary
+            .by_segment_type
+            .iter()
+            .map(|(t, a)| (t.name().to_owned(), a.changed_share))
+            .collect::<BTreeMap<_, _>>();
+        VersionChanges {
             from: diff.from.to_string(),
             to: diff.to.to_string(),
-            segments_changed: diff.summary.segments_changed,
-            changed_share: diff.summary.answers.changed_share,
-            changed_share_by_segment_type: diff
-                .summary
-                .by_segment_type
-                .iter()
-                .map(|(t, a)| (t.name().to_owned(), a.changed_share))
-                .collect::<BTreeMap<_, _>>(),
+            segments_changed: summary.segments_changed,
+            changed_share: summary.answers.changed_share,
+            changed_share_by_segment_type,
             segments: diff
                 .segments
                 .into_iter()
-                .filter(|s| s.change != voucher_shared::diff::Change::Unchanged)
+                .filter(|s| s.change != Change::Unchanged)
                 .map(|s| SegmentChange {
                     country_code: s.country_code,
                     segment_name: s.segment_name.name(),
@@ -103,30 +121,32 @@ fn render(overview: Overview, served: Option<&Canary>, live: Option<String>) -> 
                     to_amount: s.to_amount,
                 })
                 .collect(),
-        }),
-        held: overview
-            .held
-            .into_iter()
-            .map(|h| HeldVersion {
-                version: h.version.to_string(),
-                created_at: h.created_at,
-                baseline: h.baseline.map(|v| v.to_string()),
-                failed: h
-                    .failed
-                    .into_iter()
-                    .map(|c| FailedCheck {
-                        check: c.check.name(),
-                        subject: c.subject,
-                        observed: c.observed,
-                        bound: c.bound,
-                        observed_shown: c.check.show(c.observed),
-                        bound_shown: c.check.show(c.bound),
-                        detail: c.detail,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        problems: overview.problems,
+        }
+    }
+}
+
+impl From<Held> for HeldVersion {
+    fn from(held: Held) -> Self {
+        HeldVersion {
+            baseline: held.baseline.map(|v| v.to_string()),
+            failed: held.failed.into_iter().map(FailedCheck::from).collect(),
+            version: held.version.to_string(),
+            created_at: held.created_at,
+        }
+    }
+}
+
+impl From<Check> for FailedCheck {
+    fn from(c: Check) -> Self {
+        FailedCheck {
+            check: c.check.name(),
+            subject: c.subject,
+            observed: c.observed,
+            bound: c.bound,
+            observed_shown: c.check.show(c.observed),
+            bound_shown: c.check.show(c.bound),
+            detail: c.detail,
+        }
     }
 }
 
