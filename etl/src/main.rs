@@ -13,9 +13,10 @@ use voucher_etl::memory::{MemoryLimit, WindowPlan};
 use voucher_etl::postgres::PostgresRead;
 use voucher_etl::run::{GateOptions, RunOptions, Source, run};
 use voucher_etl::schedule::schedule;
-use voucher_etl::score::{self, ScoreOptions, score_customers};
+use voucher_etl::score::{self, CustomerSource, ScoreOptions, score_customers};
 use voucher_etl::tally::{self, ReadOptions};
 use voucher_etl::versions::{self, Canary};
+use voucher_postgres::{ConnectOptions, DbUrl};
 use voucher_shared::canary::Percent;
 use voucher_shared::gate::Bounds;
 use voucher_shared::publish::{Because, Version};
@@ -209,6 +210,15 @@ impl From<ScoreArgs> for ScoreOptions {
             now: a.now.unwrap_or_else(chrono::Utc::now),
             windows: a.windows.plan(),
             memory_limit: a.windows.memory_limit,
+            customer_store: a.customers_db.map(|url| CustomerSource {
+                url,
+                table: a.customers_table,
+                options: ConnectOptions {
+                    connect_timeout: a.customers_connect_timeout,
+                    statement_timeout: None,
+                    application_name: "voucher-etl score".into(),
+                },
+            }),
         }
     }
 }
@@ -249,6 +259,20 @@ struct ScoreArgs {
     /// The time recency is measured from (RFC 3339) [default: now].
     #[arg(long, env = "VOUCHER_SCORE_NOW")]
     now: Option<chrono::DateTime<chrono::Utc>>,
+    /// PostgreSQL database holding the customer profiles, for rows that give only
+    /// `customer_id` and `segment_name`: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]
+    /// (the password may come from PGPASSWORD). Without it, such rows are refused as missing
+    /// their fields; with it, a lookup that fails fails the run.
+    #[arg(long, env = "VOUCHER_CUSTOMERS_DB", hide_env_values = true, value_parser = DbUrl::from_arg)]
+    customers_db: Option<DbUrl>,
+    /// The table of customer profiles (`NAME` or `SCHEMA.NAME`), with the columns customer_id
+    /// (an integer type, indexed), country_code, last_order_ts, first_order_ts, total_orders.
+    #[arg(long, env = "VOUCHER_CUSTOMERS_TABLE", default_value = voucher_postgres::customers::DEFAULT_TABLE)]
+    customers_table: String,
+    /// Time limit for connecting to the customer store and logging in, e.g. `5s`.
+    #[arg(long, env = "VOUCHER_CUSTOMERS_CONNECT_TIMEOUT", default_value = "5s",
+        value_parser = humantime::parse_duration)]
+    customers_connect_timeout: Duration,
     #[command(flatten)]
     windows: WindowArgs,
 }

@@ -144,6 +144,12 @@ fn decode(part: &str, what: &str) -> Result<String, UrlError> {
 }
 
 impl DbUrl {
+    /// Parses a URL given as a command-line flag, with the password from `PGPASSWORD` when the
+    /// URL holds none: clap's value parser for every flag that names a database.
+    pub fn from_arg(input: &str) -> Result<Self, String> {
+        Self::parse(input, crate::env_password()).map_err(|e| e.to_string())
+    }
+
     /// Parses a URL; `env_password` (the value of `PGPASSWORD`, if set) is used when the URL
     /// holds no password.
     pub fn parse(input: &str, env_password: Option<String>) -> Result<Self, UrlError> {

@@ -8,12 +8,17 @@
 //! window is scored and written out before the next ones are read: memory follows the windows
 //! in flight (see [`crate::memory`]), not the list. Each row is read as the API reads a JSON
 //! body (see [`cells`]) and answered as the API answers it (see [`window`]).
+//!
+//! With a customer store (`--customers-db`, see [`store`]), a row that gives only
+//! `customer_id` and `segment_name` is answered from the customer's stored profile, as the
+//! API answers such a request: each window's ids are looked up together before it is scored.
 
 mod cells;
 mod list;
 mod ordered;
 mod pages;
 mod results;
+mod store;
 mod window;
 
 use std::fs::File;
@@ -32,7 +37,9 @@ use voucher_shared::table::{TableError, VoucherTable};
 
 use self::list::{CustomerList, ParquetList, Slice};
 use self::pages::{ColumnPages, PagedWriter};
-use self::results::Dictionaries;
+use self::results::{Dictionaries, Results};
+use self::store::CustomerStore;
+pub use self::store::{CustomerSource, IDS_PER_QUERY};
 use self::window::{Counts, Scorer};
 use crate::memory::{self, MemoryLimit, Planned, WindowPlan};
 use crate::output;
@@ -101,6 +108,13 @@ pub enum ScoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot look customers up in table {table} of the customer store")]
+    Customers {
+        table: String,
+        source: voucher_postgres::PgError,
+    },
+    #[error("cannot start the customer store's connection")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// What to score.
@@ -116,6 +130,8 @@ pub struct ScoreOptions {
     pub windows: WindowPlan,
     /// The memory to stay under; `None`: the cgroup's limit, if any (see [`crate::memory`]).
     pub memory_limit: Option<MemoryLimit>,
+    /// The customer store for rows by id; without it such rows miss their fields (422).
+    pub customer_store: Option<CustomerSource>,
 }
 
 /// How a campaign came out.
@@ -130,6 +146,8 @@ pub struct ScoreSummary {
     pub ok: u64,
     pub invalid: u64,
     pub no_segment: u64,
+    /// Rows by id whose customer the store does not hold.
+    pub unknown_customer: u64,
     /// How the list was read: windows, in flight, memory limit.
     pub reading: String,
 }
@@ -138,8 +156,8 @@ impl std::fmt::Display for ScoreSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment",
-            self.rows, self.version, self.ok, self.invalid, self.no_segment
+            "scored {} customers with table {}: {} vouchers, {} invalid, {} without a segment, {} unknown customers",
+            self.rows, self.version, self.ok, self.invalid, self.no_segment, self.unknown_customer
         )?;
         if let Some(canary) = &self.canary {
             writeln!(
@@ -170,6 +188,11 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         snapshot.version_name()
     );
     let canary = canary_snapshot(&opts.tables_dir, &snapshot);
+    let store = opts
+        .customer_store
+        .as_ref()
+        .map(CustomerStore::open)
+        .transpose()?;
     let dictionaries = Dictionaries::new(&snapshot, canary.as_ref().map(|(_, c)| c));
     let scorer = Scorer {
         snapshot: &snapshot,
@@ -177,6 +200,7 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         dictionaries: &dictionaries,
         now: opts.now.timestamp(),
         cells: list.cells(),
+        store: store.as_ref(),
     };
     let create = |source| ScoreError::Create {
         path: opts.output.clone(),
@@ -196,10 +220,11 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         ok: counts.ok,
         invalid: counts.invalid,
         no_segment: counts.no_segment,
+        unknown_customer: counts.unknown_customer,
         reading: planned.to_string(),
     };
     log::info!(
-        "scored {} customers from {} with table {} into {} in {:.1}s: {} vouchers, {} invalid, {} without a segment",
+        "scored {} customers from {} with table {} into {} in {:.1}s: {} vouchers, {} invalid, {} without a segment, {} unknown customers",
         summary.rows,
         opts.customers.display(),
         summary.version,
@@ -207,7 +232,8 @@ pub fn score_customers(opts: &ScoreOptions) -> Result<ScoreSummary, ScoreError> 
         started.elapsed().as_secs_f64(),
         summary.ok,
         summary.invalid,
-        summary.no_segment
+        summary.no_segment,
+        summary.unknown_customer
     );
     Ok(summary)
 }
@@ -256,13 +282,13 @@ fn result_schema() -> Schema {
 
 /// How reading the list and writing the output fail.
 #[derive(Clone, Copy)]
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     customers: &'a Path,
     output: &'a Path,
 }
 
 impl Errors<'_> {
-    fn read(self, source: PolarsError) -> ScoreError {
+    pub(super) fn read(self, source: PolarsError) -> ScoreError {
         ScoreError::Read {
             path: self.customers.to_owned(),
             source,
@@ -276,6 +302,9 @@ impl Errors<'_> {
         }
     }
 }
+
+/// The output file, buffered.
+type Out<'f> = BufWriter<&'f mut File>;
 
 /// What has been written so far.
 struct Written {
@@ -313,111 +342,113 @@ fn write_scored(
         rows: 0,
         counts: Counts::default(),
     };
+    let mut writing = Writing {
+        plan,
+        scorer,
+        errors,
+        written: &mut written,
+    };
     let out = BufWriter::new(file);
     match list {
         CustomerList::Parquet(parquet) if parquet.copyable() => {
-            write_copying_pages(parquet, plan, scorer, out, errors, &mut written)?
+            writing.copying_pages(parquet, out)?
         }
-        _ => write_frames(list, plan, scorer, out, errors, &mut written)?,
+        _ => writing.frames(list, out)?,
     }
     written.progress.finish();
     Ok((written.rows, written.counts))
 }
 
-/// Scores a Parquet list window by window, and writes each row group of it as it is, with the
-/// results' pages added (see [`pages`]).
-fn write_copying_pages(
-    list: &ParquetList,
+/// How a list's windows are scored and written.
+struct Writing<'a, 's> {
     plan: WindowPlan,
-    scorer: &Scorer<'_>,
-    out: BufWriter<&mut File>,
-    errors: Errors<'_>,
-    written: &mut Written,
-) -> Result<(), ScoreError> {
-    let mut writer = PagedWriter::new(out, list.metadata(), list.arrow_schema(), &result_schema())
-        .map_err(|e| errors.write(e))?;
-    let encoder = writer.encoder();
-    // The result pages of the row group being scored, one list per result column.
-    let mut results: Vec<ColumnPages> = Vec::new();
-    let score = |slice: &Slice| {
-        let frame = list.read_requests(slice)?;
-        let window = scorer.score(&frame)?;
-        let counts = window.counts;
-        let arrays = window.into_arrays(scorer.dictionaries)?;
-        Ok((*slice, encoder.encode(&arrays)?, counts))
-    };
-    let mut consume = |(slice, pages, counts): (Slice, Vec<ColumnPages>, Counts)| {
-        pages::append(&mut results, pages);
-        if slice.last {
-            let group = list.row_group(slice.group).ok_or_else(|| {
-                errors.read(polars_err!(ComputeError: "row group {} is missing", slice.group))
-            })?;
-            let mut columns =
-                pages::read_row_group(list.path(), group).map_err(|e| errors.read(e))?;
-            columns.append(&mut results);
-            writer
-                .write(group.num_rows() as u64, &columns)
-                .map_err(|e| errors.write(e))?;
-        }
-        written.add(slice.rows, counts);
-        Ok(())
-    };
-    ordered::map_in_order(
-        &list.slices(plan.window_rows),
-        usize::from(plan.in_flight),
-        |slice| score(slice).map_err(|e| errors.read(e)),
-        &mut consume,
-    )?;
-    writer.finish().map_err(|e| errors.write(e))
+    scorer: &'a Scorer<'s>,
+    errors: Errors<'a>,
+    written: &'a mut Written,
 }
 
-/// Scores a list window by window, and writes each window with its results as polars writes
-/// a frame: for CSV lists, and Parquet ones whose pages cannot be copied.
-fn write_frames(
-    list: &CustomerList,
-    plan: WindowPlan,
-    scorer: &Scorer<'_>,
-    out: BufWriter<&mut File>,
-    errors: Errors<'_>,
-    written: &mut Written,
-) -> Result<(), ScoreError> {
-    let mut schema = list.schema().clone();
-    schema.merge(result_schema());
-    let mut writer = ParquetWriter::new(out)
-        .with_compression(ParquetCompression::Zstd(None))
-        .batched(&schema)
-        .map_err(|e| errors.write(e))?;
-    let score = |frame: DataFrame| {
-        let window = scorer.score(&frame)?;
-        let counts = window.counts;
-        let mut frame = frame.hstack(&window.into_columns(scorer.dictionaries))?;
-        // A streamed CSV chunk's columns may be cut in pieces where the result columns are
-        // one: polars' writer needs every column cut alike.
-        frame.rechunk_mut();
-        Ok((frame, counts))
-    };
-    let mut consume = |(frame, counts): (DataFrame, Counts)| {
-        writer.write_batch(&frame).map_err(|e| errors.write(e))?;
-        written.add(frame.height() as u64, counts);
-        Ok(())
-    };
-    match list {
-        CustomerList::Parquet(parquet) => ordered::map_in_order(
-            &parquet.windows(plan.window_rows),
+impl Writing<'_, '_> {
+    /// Scores a Parquet list window by window, and writes each row group of it as it is, with the
+    /// results' pages added (see [`pages`]).
+    fn copying_pages(&mut self, list: &ParquetList, out: Out<'_>) -> Result<(), ScoreError> {
+        let (plan, scorer, errors) = (self.plan, self.scorer, self.errors);
+        let mut writer =
+            PagedWriter::new(out, list.metadata(), list.arrow_schema(), &result_schema())
+                .map_err(|e| errors.write(e))?;
+        let encoder = writer.encoder();
+        // The result pages of the row group being scored, one list per result column.
+        let mut results: Vec<ColumnPages> = Vec::new();
+        let score = |slice: &Slice| {
+            let frame = list.read_requests(slice).map_err(|e| errors.read(e))?;
+            let window = scorer.score(&frame, errors)?;
+            let counts = window.counts;
+            let encode =
+                |window: Results| encoder.encode(&window.into_arrays(scorer.dictionaries)?);
+            let pages = encode(window).map_err(|e| errors.write(e))?;
+            Ok((*slice, pages, counts))
+        };
+        let mut consume = |(slice, pages, counts): (Slice, Vec<ColumnPages>, Counts)| {
+            pages::append(&mut results, pages);
+            if slice.last {
+                let group = list.row_group(slice.group).ok_or_else(|| {
+                    errors.read(polars_err!(ComputeError: "row group {} is missing", slice.group))
+                })?;
+                let mut columns =
+                    pages::read_row_group(list.path(), group).map_err(|e| errors.read(e))?;
+                columns.append(&mut results);
+                writer
+                    .write(group.num_rows() as u64, &columns)
+                    .map_err(|e| errors.write(e))?;
+            }
+            self.written.add(slice.rows, counts);
+            Ok(())
+        };
+        ordered::map_in_order(
+            &list.slices(plan.window_rows),
             usize::from(plan.in_flight),
-            |&window| {
-                parquet
-                    .read(window)
-                    .and_then(score)
-                    .map_err(|e| errors.read(e))
-            },
+            score,
             &mut consume,
-        )?,
-        CustomerList::Csv(csv) => csv.stream(plan, |chunk| {
-            consume(score(chunk).map_err(|e| errors.read(e))?)
-        })?,
+        )?;
+        writer.finish().map_err(|e| errors.write(e))
     }
-    writer.finish().map(drop).map_err(|e| errors.write(e))
+
+    /// Scores a list window by window, and writes each window with its results as polars writes
+    /// a frame: for CSV lists, and Parquet ones whose pages cannot be copied.
+    fn frames(&mut self, list: &CustomerList, out: Out<'_>) -> Result<(), ScoreError> {
+        let (plan, scorer, errors) = (self.plan, self.scorer, self.errors);
+        let mut schema = list.schema().clone();
+        schema.merge(result_schema());
+        let mut writer = ParquetWriter::new(out)
+            .with_compression(ParquetCompression::Zstd(None))
+            .batched(&schema)
+            .map_err(|e| errors.write(e))?;
+        let score = |frame: DataFrame| {
+            let window = scorer.score(&frame, errors)?;
+            let counts = window.counts;
+            let mut frame = frame
+                .hstack(&window.into_columns(scorer.dictionaries))
+                .map_err(|e| errors.write(e))?;
+            // A streamed CSV chunk's columns may be cut in pieces where the result columns are
+            // one: polars' writer needs every column cut alike.
+            frame.rechunk_mut();
+            Ok((frame, counts))
+        };
+        let mut consume = |(frame, counts): (DataFrame, Counts)| {
+            writer.write_batch(&frame).map_err(|e| errors.write(e))?;
+            self.written.add(frame.height() as u64, counts);
+            Ok(())
+        };
+        match list {
+            CustomerList::Parquet(parquet) => ordered::map_in_order(
+                &parquet.windows(plan.window_rows),
+                usize::from(plan.in_flight),
+                |&window| score(parquet.read(window).map_err(|e| errors.read(e))?),
+                &mut consume,
+            )?,
+            CustomerList::Csv(csv) => csv.stream(plan, |chunk| consume(score(chunk)?))?,
+        }
+        writer.finish().map(drop).map_err(|e| errors.write(e))
+    }
 }
 
 /// The live version of a tables directory, as the API would load it.

@@ -19,13 +19,21 @@ use super::{DETAIL, SEGMENT, STATUS, TABLE_VERSION, VOUCHER};
 
 /// The outcomes a row can have; a row's status key is its place here, and the `status` column
 /// holds the HTTP status [`Outcome::http_status`] gives it (the single route's).
-const OUTCOMES: [Outcome; 3] = [Outcome::Ok, Outcome::NoSegment, Outcome::Invalid];
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Ok,
+    Outcome::NoSegment,
+    Outcome::Invalid,
+    Outcome::UnknownCustomer,
+    Outcome::CustomersUnavailable,
+];
 const OK: u32 = 0;
 const NO_SEGMENT: u32 = 1;
 const INVALID: u32 = 2;
+const UNKNOWN_CUSTOMER: u32 = 3;
+const CUSTOMERS_UNAVAILABLE: u32 = 4;
 
 /// The `status` column's values, by status key.
-fn statuses() -> [i32; 3] {
+fn statuses() -> [i32; 5] {
     OUTCOMES.map(|outcome| i32::from(outcome.http_status()))
 }
 
@@ -170,12 +178,20 @@ impl Results {
                 self.push_keys(INVALID, (NONE, NONE), Some(&detail_json(&errors)), arm);
             }
             Err(Refusal::NoSegment(no_segment)) => self.uncovered(&no_segment.message, arm),
-            // Only a request by id scored with a customer store is refused so, and campaign
-            // scoring has none (it reads full requests); kept apart from a missing segment in
-            // the counts, with the core's message, should that ever change.
-            Err(refusal @ (Refusal::UnknownCustomer(_) | Refusal::CustomersUnavailable(_))) => {
-                self.counts.invalid += 1;
-                self.push_keys(INVALID, (NONE, NONE), Some(&refusal.message()), arm);
+            Err(refusal @ Refusal::UnknownCustomer(_)) => {
+                self.counts.unknown_customer += 1;
+                self.push_keys(
+                    UNKNOWN_CUSTOMER,
+                    (NONE, NONE),
+                    Some(&refusal.message()),
+                    arm,
+                );
+            }
+            // Never from a store that answered: every id of a window is answered, or the
+            // lookup fails the run. Recorded as the API would, should that ever change.
+            Err(refusal @ Refusal::CustomersUnavailable(_)) => {
+                let detail = refusal.message();
+                self.push_keys(CUSTOMERS_UNAVAILABLE, (NONE, NONE), Some(&detail), arm);
             }
         }
     }

@@ -9,18 +9,22 @@
 //! [`score::score`] itself, which gives the refusal with its detail. Either way the rules are
 //! the core's. While a canary runs, a row whose customer is in the canary's share (the
 //! API's bucket rule, [`CanaryRecord::answers`]) is scored against the canary's version.
+//! With a customer store, the rows that give only `customer_id` and `segment_name` are looked
+//! up together first, and scored by the core with their profiles ([`score::score_with`]).
 
 use std::collections::HashMap;
 
 use polars::prelude::*;
 use voucher_shared::canary::CanaryRecord;
 use voucher_shared::score::{
-    self, CountrySegments, Entry, Query, RequestFields, Snapshot, VoucherRequest, fields,
+    self, CountrySegments, Entry, Profiles, Query, RequestFields, Snapshot, VoucherRequest, fields,
 };
 use voucher_shared::segments::SegmentType;
 
 use super::cells::{Cells, FieldColumn};
 use super::results::{Dictionaries, Results};
+use super::store::CustomerStore;
+use super::{Errors, ScoreError};
 
 /// How many rows of each outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub(super) struct Counts {
     pub ok: u64,
     pub invalid: u64,
     pub no_segment: u64,
+    /// Rows by id whose customer the store does not hold.
+    pub unknown_customer: u64,
     /// Rows the canary's version scored.
     pub canary: u64,
 }
@@ -37,6 +43,7 @@ impl std::ops::AddAssign for Counts {
         self.ok += other.ok;
         self.invalid += other.invalid;
         self.no_segment += other.no_segment;
+        self.unknown_customer += other.unknown_customer;
         self.canary += other.canary;
     }
 }
@@ -53,15 +60,33 @@ pub(super) struct Scorer<'s> {
     pub now: i64,
     /// Whether the list's strings are CSV cells (JSON scalars without quotes).
     pub cells: bool,
+    /// Where rows by id are looked up; without it, they miss their fields.
+    pub store: Option<&'s CustomerStore>,
 }
 
 impl<'s> Scorer<'s> {
     /// The results of `window`'s rows.
-    pub(super) fn score(&self, window: &DataFrame) -> PolarsResult<Results> {
+    pub(super) fn score(
+        &self,
+        window: &DataFrame,
+        errors: Errors<'_>,
+    ) -> Result<Results, ScoreError> {
         let columns =
-            RequestFields::try_from_fn(|name| FieldColumn::read(window, name, self.cells))?;
-        let cells = columns.as_ref().try_map(FieldColumn::cells)?;
+            RequestFields::try_from_fn(|name| FieldColumn::read(window, name, self.cells))
+                .map_err(|e| errors.read(e))?;
+        let cells = columns
+            .as_ref()
+            .try_map(FieldColumn::cells)
+            .map_err(|e| errors.read(e))?;
         let rows = window.height();
+        let profiles = match self.store {
+            Some(store) => store.profiles(
+                (0..rows)
+                    .filter_map(|i| VoucherRequest::from(cells.map(|c| c.json(i))).lookup_id())
+                    .collect(),
+            )?,
+            None => Profiles::no_store(),
+        };
         let mut results = Results::with_capacity(rows);
         let mut live = FastPath::new(self.snapshot, self.now);
         let mut canary = self
@@ -72,6 +97,14 @@ impl<'s> Scorer<'s> {
                 Some((record, fast)) if in_canary(record, &cells, i) => (fast, Arm::Canary),
                 _ => (&mut live, Arm::Live),
             };
+            if self.store.is_some() {
+                let request = VoucherRequest::from(cells.map(|c| c.json(i)));
+                if request.is_by_id() {
+                    let scored = score::score_with(&request, &profiles, fast.snapshot, self.now);
+                    results.push(self.dictionaries, scored, arm);
+                    continue;
+                }
+            }
             match fast.answer(&cells, i) {
                 Fast::Voucher(entry) => results.answer(self.dictionaries, entry, arm),
                 Fast::Uncovered(message) => results.uncovered(message, arm),

@@ -450,3 +450,168 @@ fn bad_customer_lists_are_refused_naming_the_file() {
         stderr(&out)
     );
 }
+
+/// The fields and kinds of a 422 `detail` as the scorer writes it.
+fn bad_fields(detail: Option<&String>) -> Vec<(String, String)> {
+    let detail: Value = serde_json::from_str(detail.expect("a 422 has a detail")).expect("JSON");
+    detail
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| (e["loc"][1].to_string(), e["type"].to_string()))
+        .collect()
+}
+
+/// The four-door requests that have every field in a form a table column holds (text, and an
+/// integer order count), each given its own customer id.
+fn storable_requests(now: DateTime<Utc>) -> Vec<Value> {
+    let profile_texts = [
+        "country_code",
+        "last_order_ts",
+        "first_order_ts",
+        "segment_name",
+    ];
+    let mut full: Vec<Value> = door_requests(1500, 26, false, now)
+        .into_iter()
+        .filter(|r| profile_texts.iter().all(|f| r[*f].is_string()) && r["total_orders"].is_i64())
+        .collect();
+    for (i, request) in full.iter_mut().enumerate() {
+        request["customer_id"] = json!(1_000 + i);
+    }
+    full
+}
+
+/// Creates `table` holding the profile of each of `requests`, in text columns and an integer
+/// order count.
+fn store_customers(db: &crate::postgres::Db, table: &str, requests: &[Value]) {
+    let text =
+        |r: &Value, f: &str| format!("'{}'", r[f].as_str().expect("text").replace('\'', "''"));
+    db.execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} \
+         (customer_id bigint PRIMARY KEY, country_code text, last_order_ts text, \
+         first_order_ts text, total_orders bigint)"
+    ));
+    for chunk in requests.chunks(500) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|r| {
+                format!(
+                    "({}, {}, {}, {}, {})",
+                    r["customer_id"],
+                    text(r, "country_code"),
+                    text(r, "last_order_ts"),
+                    text(r, "first_order_ts"),
+                    r["total_orders"]
+                )
+            })
+            .collect();
+        db.execute(&format!("INSERT INTO {table} VALUES {}", rows.join(", ")));
+    }
+}
+
+#[test]
+fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() {
+    let Some(db) = crate::postgres::db() else {
+        return;
+    };
+    let campaign = Campaign::new();
+    let full = storable_requests(campaign.now);
+    campaign.assert_every_outcome("the stored profiles", &full);
+    store_customers(&db, "score_customers", &full);
+    // Each stored customer asked for by id, then in full (answered without a lookup), then
+    // ids the store does not hold; in windows of 500 rows, so that a run looks up many times.
+    let unknown = [1_i64, 2, 999_999];
+    let by_id = |id: &Value, segment: &Value| json!({"customer_id": id, "segment_name": segment});
+    let list: Vec<Value> = full
+        .iter()
+        .map(|r| by_id(&r["customer_id"], &r["segment_name"]))
+        .chain(full.iter().cloned())
+        .chain(unknown.map(|id| by_id(&json!(id), &json!("recency_segment"))))
+        .collect();
+    let expected = core_answers(&full, &campaign.snapshot, campaign.now);
+    for (name, write) in [
+        ("ids.parquet", write_parquet as fn(&[Value], &Path)),
+        ("ids.csv", write_csv),
+    ] {
+        let path = campaign.path(name);
+        write(&list, &path);
+        let output = campaign.path("scored.parquet");
+        let store = [
+            "--customers-db",
+            &db.url,
+            "--customers-table",
+            "score_customers",
+            "--window-rows",
+            "500",
+        ];
+        let out = score(&path, &campaign.tables, &output, Some(campaign.now), &store);
+        assert_success(&out);
+        let (got, _) = scored(&output);
+        assert_eq!(got.len(), list.len(), "{name}");
+        assert_by_id_answers(name, &got, &full, &expected, &unknown);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(", 3 unknown customers"), "{stdout}");
+    }
+
+    // Without a store, the rows by id are the 422 of the missing fields; a table without the
+    // profile's columns fails the run, naming it, and writes nothing.
+    let ids = campaign.path("ids.parquet");
+    let output = campaign.path("scored.parquet");
+    let out = score(&ids, &campaign.tables, &output, Some(campaign.now), &[]);
+    assert_success(&out);
+    let (rows, _) = scored(&output);
+    assert!(rows[..full.len()].iter().all(|r| r.0 == 422));
+    db.execute(
+        "DROP TABLE IF EXISTS score_no_profile; CREATE TABLE score_no_profile (customer_id bigint)",
+    );
+    let never = campaign.path("never.parquet");
+    let store = [
+        "--customers-db",
+        &db.url,
+        "--customers-table",
+        "score_no_profile",
+    ];
+    let out = score(&ids, &campaign.tables, &never, Some(campaign.now), &store);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("score_no_profile"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!never.exists(), "nothing is written");
+}
+
+/// Checks the answers to the list of `postgres_rows_by_id_...`: `full` asked for by id (as the
+/// core answers `full`, a stored value refused under `loc` "profile"), `full` itself, then the
+/// `unknown` ids.
+fn assert_by_id_answers(
+    name: &str,
+    got: &[Row],
+    full: &[Value],
+    expected: &[Row],
+    unknown: &[i64],
+) {
+    let (ids, rest) = got.split_at(full.len());
+    let (in_full, unknowns) = rest.split_at(full.len());
+    for (i, (got, want)) in ids.iter().zip(expected).enumerate() {
+        if want.0 == 422 {
+            assert_eq!(got.0, 422, "{name} row {i}: {}", full[i]);
+            assert_eq!(
+                bad_fields(got.3.as_ref()),
+                bad_fields(want.3.as_ref()),
+                "row {i}"
+            );
+        } else {
+            assert_eq!(got, want, "{name} row {i}: {}", full[i]);
+        }
+    }
+    assert_eq!(in_full, expected, "{name}: the full rows");
+    for (row, id) in unknowns.iter().zip(unknown) {
+        let detail = format!("customer {id} is not in the customer store");
+        assert_eq!(
+            (row.0, row.3.as_deref()),
+            (404, Some(detail.as_str())),
+            "{name}"
+        );
+    }
+}

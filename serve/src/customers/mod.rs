@@ -47,7 +47,7 @@ pub struct CustomerArgs {
     /// `customer_id` and `segment_name`: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]
     /// (the password may come from PGPASSWORD). Without it, such requests are refused as
     /// missing their fields.
-    #[arg(long, env = "VOUCHER_CUSTOMERS_DB", hide_env_values = true, value_parser = parse_url)]
+    #[arg(long, env = "VOUCHER_CUSTOMERS_DB", hide_env_values = true, value_parser = DbUrl::from_arg)]
     pub customers_db: Option<DbUrl>,
 
     /// The table of customer profiles (`NAME` or `SCHEMA.NAME`), with the columns customer_id
@@ -81,10 +81,6 @@ pub struct CustomerArgs {
     #[arg(long, env = "VOUCHER_CUSTOMERS_CACHE_TTL", default_value = "60s",
         value_parser = humantime::parse_duration)]
     pub customers_cache_ttl: Duration,
-}
-
-fn parse_url(text: &str) -> Result<DbUrl, String> {
-    DbUrl::parse(text, voucher_postgres::env_password()).map_err(|e| e.to_string())
 }
 
 /// Why the store could not start.
