@@ -1,7 +1,9 @@
 //! The customer list: a Parquet file read in windows of its row groups, or a CSV file read in
 //! chunks by polars' streaming engine, so that memory follows a few windows, not the list.
 
+use std::collections::HashSet;
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -9,6 +11,7 @@ use std::sync::mpsc;
 use polars::io::parquet::metadata::{FileMetadata, FileMetadataRef};
 use polars::prelude::*;
 use polars_parquet::parquet::metadata::RowGroupMetadata;
+use voucher_shared::echo::Echo;
 use voucher_shared::score::VoucherRequest;
 
 use super::{RESULT_COLUMNS, ScoreError};
@@ -70,6 +73,23 @@ impl CustomerList {
     pub(super) fn cells(&self) -> bool {
         matches!(self, CustomerList::Csv(_))
     }
+}
+
+/// Refuses a list with two columns of one name: which one a field is read from would be a guess.
+fn check_unique<'n>(
+    path: &Path,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Result<(), ScoreError> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(ScoreError::DuplicateColumn {
+                path: path.to_owned(),
+                column: Echo(name).to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_columns(path: &Path, schema: &Schema) -> Result<(), ScoreError> {
@@ -145,6 +165,10 @@ impl ParquetList {
         let file = File::open(path).map_err(|e| read(e.into()))?;
         let mut reader = ParquetReader::new(file);
         let metadata = reader.get_metadata().map_err(read)?.clone();
+        // The footer's own column list: polars' schemas are maps by name, which keep one of
+        // two columns of the same name.
+        let names = metadata.schema().fields().iter().map(|f| f.name());
+        check_unique(path, names)?;
         let arrow_schema = reader.schema().map_err(read)?;
         let schema = Schema::from_arrow_schema(arrow_schema.as_ref());
         let columns: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
@@ -319,12 +343,24 @@ pub(super) struct CsvList {
 
 impl CsvList {
     fn open(path: &Path) -> Result<Self, ScoreError> {
+        let read = |source| csv_error(path, source);
+        // The header as data: polars renames a repeated name (`x_duplicated_0`) as it reads it.
+        let header = LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+            .with_has_header(false)
+            .with_infer_schema_length(Some(0))
+            .with_n_rows(Some(1))
+            .finish()
+            .and_then(LazyFrame::collect)
+            .map_err(read)?;
+        let names: Vec<String> = header
+            .columns()
+            .iter()
+            .filter_map(|c| c.str().ok()?.get(0).map(str::to_owned))
+            .collect();
+        check_unique(path, names.iter().map(String::as_str))?;
         let schema = Self::scan(path)
             .and_then(|mut lf| lf.collect_schema())
-            .map_err(|source| ScoreError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(read)?;
         Ok(CsvList {
             path: path.to_owned(),
             schema: Arc::unwrap_or_clone(schema),
@@ -346,10 +382,7 @@ impl CsvList {
         plan: WindowPlan,
         mut consume: impl FnMut(DataFrame) -> Result<(), ScoreError>,
     ) -> Result<(), ScoreError> {
-        let read = |source| ScoreError::Read {
-            path: self.path.clone(),
-            source,
-        };
+        let read = |source| csv_error(&self.path, source);
         let (sender, chunks) = mpsc::sync_channel::<DataFrame>(usize::from(plan.in_flight));
         let chunk_rows = NonZeroUsize::new(plan.window_rows as usize).unwrap_or(NonZeroUsize::MIN);
         let query = Self::scan(&self.path)
@@ -376,4 +409,36 @@ impl CsvList {
             read_result.map(drop).map_err(read)
         })
     }
+}
+
+/// A CSV list's read error; for text that is not UTF-8 (polars does not say where), the line
+/// and byte of the first such text, found by reading the file again.
+fn csv_error(path: &Path, source: PolarsError) -> ScoreError {
+    let message = source.to_string().to_ascii_lowercase();
+    if (message.contains("utf-8") || message.contains("utf8"))
+        && let Some((line, byte)) = first_non_utf8(path)
+    {
+        return ScoreError::NotUtf8 {
+            path: path.to_owned(),
+            line,
+            byte,
+        };
+    }
+    ScoreError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The line (from 1) and byte (from 0) of the first bytes of `path` that are not UTF-8.
+fn first_non_utf8(path: &Path) -> Option<(u64, usize)> {
+    let mut lines = BufReader::new(File::open(path).ok()?).split(b'\n');
+    let mut number = 0;
+    lines.find_map(|line| {
+        number += 1;
+        let line = line.ok()?;
+        std::str::from_utf8(&line)
+            .err()
+            .map(|e| (number, e.valid_up_to()))
+    })
 }

@@ -88,6 +88,14 @@ pub enum ScoreError {
         column: &'static str,
         found: String,
     },
+    #[error("customer list {} has more than one column named {column} (columns are read by name); rename or drop the others", path.display())]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error("customer list {}: line {line} is not UTF-8 text (byte {byte} of the line); save the list as UTF-8", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        line: u64,
+        byte: usize,
+    },
     #[error("customer list {} already has a column `{column}`, which the output adds; rename it", path.display())]
     ColumnClash { path: PathBuf, column: &'static str },
     #[error("no table version is published in {}", dir.display())]

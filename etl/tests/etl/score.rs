@@ -404,24 +404,32 @@ fn bad_customer_lists_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tables, _) = published_contract_table(dir.path());
     let output = dir.path().join("out.parquet");
-    let write = |name: &str, text: &str| {
+    let write = |name: &str, bytes: &[u8]| {
         let path = dir.path().join(name);
-        std::fs::write(&path, text).expect("write");
+        std::fs::write(&path, bytes).expect("write");
         path
     };
     let cases = [
         (dir.path().join("missing.csv"), "does not exist"),
-        (write("list.txt", "a,b\n"), "neither Parquet nor CSV"),
+        (write("list.txt", b"a,b\n"), "neither Parquet nor CSV"),
         (
-            write("other.csv", "name,email\nann,a@x\n"),
+            write("other.csv", b"name,email\nann,a@x\n"),
             "has none of the request columns",
         ),
         (
-            write("clash.csv", "total_orders,voucher\n1,2\n"),
+            write("clash.csv", b"total_orders,voucher\n1,2\n"),
             "already has a column `voucher`",
         ),
         (
-            write("broken.parquet", "not parquet"),
+            write("twice.csv", b"customer_id,total_orders,customer_id\n1,2,3\n"),
+            "has more than one column named \"customer_id\"",
+        ),
+        (
+            write("latin1.csv", b"customer_id,country_code\n1,Peru\n2,P\xe9ru\n"),
+            "line 3 is not UTF-8 text (byte 3 of the line)",
+        ),
+        (
+            write("broken.parquet", b"not parquet"),
             "cannot read customer list",
         ),
     ];
@@ -438,7 +446,7 @@ fn bad_customer_lists_are_refused_naming_the_file() {
     let empty_tables = dir.path().join("empty");
     std::fs::create_dir(&empty_tables).expect("mkdir");
     let out = score(
-        &write("ok.csv", "total_orders\n1\n"),
+        &write("ok.csv", b"total_orders\n1\n"),
         &empty_tables,
         &output,
         None,
