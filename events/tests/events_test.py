@@ -356,21 +356,26 @@ class EventsTest(unittest.TestCase):
             done = subprocess.run(command, capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 raise AssertionError(f"{command}: {done.stderr}")
-        cls.api_port = free_port()
-        cls.api_log = open(cls.work / "api.log", "ab")
-        cls.api = subprocess.Popen(
-            [ARGS.api, "--tables-dir", str(cls.tables),
-             "--port", str(cls.api_port), "--grpc-port", "0", "--workers", "1"],
-            stdout=cls.api_log, stderr=subprocess.STDOUT)
-        cls.addClassCleanup(lambda: (cls.api.terminate(), cls.api.wait(30), cls.api_log.close()))
-        wait_for("voucher-api to be ready", cls.api_ready, timeout=30)
+        cls.api_port = cls.start_api(cls.tables, "api", cls.addClassCleanup)
 
     @classmethod
-    def api_ready(cls):
-        try:
-            return http(f"http://127.0.0.1:{cls.api_port}/readyz")[0] == 200
-        except (urllib.error.URLError, ConnectionError):
-            return False
+    def start_api(cls, tables, name, cleanup):
+        """A voucher-api on `tables`, ready; its port. `cleanup` registers its stop."""
+        port = free_port()
+        log = open(cls.work / f"{name}.log", "ab")
+        api = subprocess.Popen(
+            [ARGS.api, "--tables-dir", str(tables),
+             "--port", str(port), "--grpc-port", "0", "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT)
+        cleanup(lambda: (api.terminate(), api.wait(30), log.close()))
+
+        def ready():
+            try:
+                return http(f"http://127.0.0.1:{port}/readyz")[0] == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+        wait_for(f"voucher-api ({name}) to be ready", ready, timeout=30)
+        return port
 
     @classmethod
     def stop_processes(cls):
@@ -387,9 +392,9 @@ class EventsTest(unittest.TestCase):
         process.wait_healthy()
         return process
 
-    def api_answers(self, events):
+    def api_answers(self, events, port=None):
         """The batch route's answer for each event's request fields (None for payloads that
-        are not a JSON object)."""
+        are not a JSON object), from the class's API or the one on `port`."""
         requests, where = [], []
         for _, payload, _ in events:
             try:
@@ -403,7 +408,7 @@ class EventsTest(unittest.TestCase):
                 where.append(None)
         answers = []
         for start in range(0, len(requests), 10_000):
-            status, body = http(f"http://127.0.0.1:{self.api_port}/api/v1/vouchers",
+            status, body = http(f"http://127.0.0.1:{port or self.api_port}/api/v1/vouchers",
                                 requests[start:start + 10_000])
             self.assertEqual(status, 200, body)
             answers.extend(body["results"])
@@ -754,6 +759,51 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
         committed, ends = self.broker.committed_and_ends("by-id", topics.events)
         self.assertEqual(committed, ends)
+
+    def test_a_canarys_customers_get_its_version_as_from_the_api(self):
+        # Two versions from two histories; the older one is the canary for half the customers.
+        tables = self.work / "canary-tables"
+        other = self.work / "history-14.parquet"
+        for command in ([ARGS.etl, "run", "--input", str(self.work / "history.parquet"),
+                         "--output", str(tables)],
+                        [ARGS.etl, "generate", "--rows", "20000", "--seed", "14", "--output",
+                         str(other)],
+                        [ARGS.etl, "run", "--input", str(other), "--output", str(tables),
+                         "--no-gate"]):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            self.assertEqual(done.returncode, 0, done.stderr)
+        live = (tables / "CURRENT").read_text().strip()
+        candidate, = {p.name for p in tables.iterdir() if p.is_dir() and p.name[:1].isdigit()} \
+            - {live}
+        done = subprocess.run([ARGS.etl, "canary", "--tables-dir", str(tables), candidate,
+                               "--percent", "50", "--reason", "events test", "--by", "test"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        port = self.start_api(tables, "canary-api", self.addCleanup)
+        wait_for("the API to serve the canary", lambda: http(
+            f"http://127.0.0.1:{port}/api/v1/versions")[1]["canary"]["served"], timeout=30)
+
+        topics = Topics(self.broker, "canary")
+        rng = random.Random(50)
+        now = datetime.now(timezone.utc)
+        full = [valid_event(rng, now, i) for i in range(400)]
+        self.broker.produce(topics.events,
+                            [(str(e["customer_id"]).encode(), json.dumps(e).encode()) for e in full])
+        consumer = self.start("canary", topics, "canary", "--batch-size", "100", tables=tables)
+        results = self.broker.read(topics.results, len(full))
+        answers = self.api_answers([(None, json.dumps(e).encode(), None) for e in full], port)
+        expected = {e["event_id"]: a for e, a in zip(full, answers)}
+        versions = Counter()
+        for _, _, _, value in results:
+            answer = expected[value["event_id"]]
+            self.assertEqual(answer["status"], 200, answer)
+            for field in ("version", "voucher", "segment"):
+                self.assertEqual(value[field], answer[field], (value, answer))
+            versions[value["version"]] += 1
+        self.assertEqual(set(versions), {live, candidate}, versions)
+        self.assertEqual(
+            consumer.metric('voucher_api_canary_answers_total{arm="canary"}'), versions[candidate])
+        self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
 
     def test_bad_settings_exit_at_once_with_a_clear_message(self):
         for extra, expected in ((["--kafka-option", "no.such.setting=1"], "no.such.setting"),
