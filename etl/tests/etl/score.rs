@@ -421,11 +421,17 @@ fn bad_customer_lists_are_refused_naming_the_file() {
             "already has a column `voucher`",
         ),
         (
-            write("twice.csv", b"customer_id,total_orders,customer_id\n1,2,3\n"),
+            write(
+                "twice.csv",
+                b"customer_id,total_orders,customer_id\n1,2,3\n",
+            ),
             "has more than one column named \"customer_id\"",
         ),
         (
-            write("latin1.csv", b"customer_id,country_code\n1,Peru\n2,P\xe9ru\n"),
+            write(
+                "latin1.csv",
+                b"customer_id,country_code\n1,Peru\n2,P\xe9ru\n",
+            ),
             "line 3 is not UTF-8 text (byte 3 of the line)",
         ),
         (
@@ -544,15 +550,9 @@ fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() 
         let path = campaign.path(name);
         write(&list, &path);
         let output = campaign.path("scored.parquet");
-        let store = [
-            "--customers-db",
-            &db.url,
-            "--customers-table",
-            "score_customers",
-            "--window-rows",
-            "500",
-        ];
-        let out = score(&path, &campaign.tables, &output, Some(campaign.now), &store);
+        let mut args = store(&db.url, "score_customers").to_vec();
+        args.extend(["--window-rows", "500"]);
+        let out = score(&path, &campaign.tables, &output, Some(campaign.now), &args);
         assert_success(&out);
         let (got, _) = scored(&output);
         assert_eq!(got.len(), list.len(), "{name}");
@@ -573,13 +573,8 @@ fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() 
         "DROP TABLE IF EXISTS score_no_profile; CREATE TABLE score_no_profile (customer_id bigint)",
     );
     let never = campaign.path("never.parquet");
-    let store = [
-        "--customers-db",
-        &db.url,
-        "--customers-table",
-        "score_no_profile",
-    ];
-    let out = score(&ids, &campaign.tables, &never, Some(campaign.now), &store);
+    let args = store(&db.url, "score_no_profile");
+    let out = score(&ids, &campaign.tables, &never, Some(campaign.now), &args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("score_no_profile"),
@@ -587,6 +582,11 @@ fn postgres_rows_by_id_are_scored_as_the_full_rows_made_of_the_stored_profile() 
         stderr(&out)
     );
     assert!(!never.exists(), "nothing is written");
+}
+
+/// The arguments that look rows by id up in `table` of the database at `url`.
+fn store<'a>(url: &'a str, table: &'a str) -> [&'a str; 4] {
+    ["--customers-db", url, "--customers-table", table]
 }
 
 /// Checks the answers to the list of `postgres_rows_by_id_...`: `full` asked for by id (as the
