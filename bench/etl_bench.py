@@ -66,7 +66,13 @@ ORDER BY ALL
 
 
 # Which rows each engine reads, by the `--countries` value voucher-etl is given.
-COUNTRIES = {"Peru": "country_code = 'Peru'", "all": "country_code IS NOT NULL"}
+# Every country: the country-code rule of shared/src/country.rs (1 to 64 bytes, no leading or
+# trailing whitespace, no control characters).
+COUNTRIES = {
+    "Peru": "country_code = 'Peru'",
+    "all": "country_code IS NOT NULL AND octet_length(encode(country_code)) BETWEEN 1 AND 64 "
+           "AND NOT regexp_matches(country_code, '^[\\s\\pZ]|[\\s\\pZ]$|[\\x00-\\x1f\\x7f-\\x{9f}]')",
+}
 
 
 def run_etl(file, tables, countries):
