@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
 use voucher_serve::customers::{self, Customers};
@@ -233,14 +231,8 @@ fn http_server(
     let requests = HttpMetrics::register(state.metrics.registry())?;
     let address = format!("{}:{}", config.host, config.port);
     let server = HttpServer::new(move || {
-        let meter = requests.worker_meter();
         App::new()
-            .wrap(from_fn(move |req, next| {
-                http_metrics::meter(meter.clone(), req, next)
-            }))
-            // No answer is to be sniffed as anything but its declared type (the page's files
-            // set it themselves, with their CSP).
-            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+            .wrap(http_metrics::Meter(requests.worker_meter()))
             .configure(|cfg| routes::configure(cfg, &state, &health))
     })
     .workers(config.worker_count())

@@ -2,15 +2,17 @@
 //! labelled by route pattern, never by raw path, so label cardinality stays bounded.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Error, HttpRequest};
+use pin_project_lite::pin_project;
 use prometheus::{Histogram, IntCounter, Registry};
 use voucher_serve::metrics::Calls;
 
@@ -60,55 +62,144 @@ pub struct WorkerMeter(Rc<WorkerHandles>);
 
 struct WorkerHandles {
     metrics: HttpMetrics,
-    /// status -> route -> (request counter, latency histogram).
-    handles: RefCell<HashMap<u16, HashMap<String, RouteHandles>>>,
+    /// The (route, status) pairs seen so far, the last one counted first: a few dozen at most
+    /// (routes times statuses), and a worker answers mostly one, so a scan that usually stops
+    /// at the first costs less than hashing the route.
+    handles: RefCell<Vec<RouteHandles>>,
 }
 
-type RouteHandles = (IntCounter, Histogram);
+struct RouteHandles {
+    status: StatusCode,
+    route: String,
+    count: IntCounter,
+    latency: Histogram,
+}
 
 impl WorkerMeter {
     /// Counts and times one answered request.
     fn observe(&self, route: &str, status: StatusCode, started: Instant) {
         let elapsed = started.elapsed().as_secs_f64();
         let mut handles = self.0.handles.borrow_mut();
-        let by_route = handles.entry(status.as_u16()).or_default();
-        if let Some((count, latency)) = by_route.get(route) {
-            count.inc();
-            latency.observe(elapsed);
-            return;
+        let known = handles
+            .iter()
+            .position(|h| h.status == status && h.route == route);
+        let at = match known {
+            Some(at) => at,
+            None => {
+                let calls = &self.0.metrics.0;
+                handles.push(RouteHandles {
+                    status,
+                    route: route.to_owned(),
+                    count: calls.count.with_label_values(&[route, status.as_str()]),
+                    latency: calls.latency.with_label_values(&[route]),
+                });
+                handles.len() - 1
+            }
+        };
+        if at != 0 {
+            handles.swap(0, at);
         }
-        let calls = &self.0.metrics.0;
-        let count = calls.count.with_label_values(&[route, status.as_str()]);
-        let latency = calls.latency.with_label_values(&[route]);
-        count.inc();
-        latency.observe(elapsed);
-        by_route.insert(route.to_owned(), (count, latency));
+        let first = &handles[0];
+        first.count.inc();
+        first.latency.observe(elapsed);
     }
 }
 
-/// Middleware (wrap the whole app with `from_fn`) that counts and times every request under
-/// its route pattern. It sits outside every other middleware, so answers those give (such as
-/// the token guard's 401) are counted under their route too.
-pub async fn meter(
-    meter: WorkerMeter,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let result = next.call(req).await;
-    let (status, request) = match &result {
-        Ok(response) => (response.status(), Some(response.request())),
-        Err(error) => (error.as_response_error().status_code(), None),
-    };
-    // Every route's resource is named by its path (see `routes::configure`): no allocation.
-    let route = request
-        .and_then(HttpRequest::match_name)
-        .unwrap_or(UNMATCHED);
-    meter.observe(route, status, started);
-    if status.is_server_error() {
-        log_server_error(route, status, &result);
+/// Middleware around the whole app (one per worker, [`HttpMetrics::worker_meter`]): counts and
+/// times every request under its route pattern, and marks every answer
+/// `X-Content-Type-Options: nosniff` unless it says otherwise (no answer is to be sniffed as
+/// anything but its declared type; the page's files set it themselves, with their CSP). It
+/// sits outside every other middleware, so answers those give (such as the token guard's 401)
+/// are counted under their route too.
+///
+/// A hand-written future rather than `from_fn` and `DefaultHeaders`: those box the rest of the
+/// chain's future on every request, which the single route paid for (bench/RESULTS.md).
+pub struct Meter(pub WorkerMeter);
+
+impl<S, B> Transform<S, ServiceRequest> for Meter
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = MeterService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(MeterService {
+            service,
+            meter: self.0.clone(),
+        }))
     }
-    result
+}
+
+pub struct MeterService<S> {
+    service: S,
+    meter: WorkerMeter,
+}
+
+impl<S, B> Service<ServiceRequest> for MeterService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Metered<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Metered {
+            started: Instant::now(),
+            inner: self.service.call(req),
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// One request's answer on its way out of [`Meter`].
+    pub struct Metered<F> {
+        #[pin]
+        inner: F,
+        meter: WorkerMeter,
+        started: Instant,
+    }
+}
+
+impl<F, B> Future for Metered<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx));
+        let (status, request) = match &result {
+            Ok(response) => (response.status(), Some(response.request())),
+            Err(error) => (error.as_response_error().status_code(), None),
+        };
+        // Every route's resource is named by its path (see `routes::configure`): no allocation.
+        let route = request
+            .and_then(HttpRequest::match_name)
+            .unwrap_or(UNMATCHED);
+        this.meter.observe(route, status, *this.started);
+        if status.is_server_error() {
+            log_server_error(route, status, &result);
+        }
+        if let Ok(response) = &mut result {
+            let headers = response.headers_mut();
+            if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+                headers.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+            }
+        }
+        Poll::Ready(result)
+    }
 }
 
 fn log_server_error<B>(

@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::{Condition, Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use voucher_serve::customers::Customers;
@@ -124,15 +124,23 @@ impl AppState {
 }
 
 /// Registers every route of [`routes`]: those under [`GUARDED_SCOPE`] in a scope that checks
-/// the token. Called once per worker.
+/// the token, when one is configured. Called once per worker.
+///
+/// The scope goes first: actix tries resources in the order they were registered, and the
+/// scoring routes are the hot ones (behind the others, every request paid for the `/docs/`
+/// pattern's regex and eight more comparisons; perf, bench/RESULTS.md).
 pub fn configure(
     cfg: &mut web::ServiceConfig,
     state: &web::Data<AppState>,
     health: &web::Data<health::HealthState>,
 ) {
     let mut guarded = web::scope(GUARDED_SCOPE)
-        .wrap(from_fn(require_token))
+        .wrap(Condition::new(
+            state.token.is_some(),
+            from_fn(require_token),
+        ))
         .default_service(web::to(not_found));
+    let mut open = Vec::new();
     cfg.app_data(state.clone()).app_data(health.clone());
     for route in routes() {
         let method = route.method.clone();
@@ -151,13 +159,15 @@ pub fn configure(
             }));
         match relative {
             Some(_) => guarded = guarded.service(resource),
-            None => {
-                cfg.service(resource);
-            }
+            None => open.push(resource),
         }
     }
+    cfg.service(guarded);
+    for resource in open {
+        cfg.service(resource);
+    }
     // Registered last, so it only sees paths no route matched.
-    cfg.service(guarded).service(
+    cfg.service(
         web::resource(UNMATCHED_PATTERN)
             .name(UNMATCHED)
             .to(not_found),
