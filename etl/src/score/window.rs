@@ -79,12 +79,19 @@ impl<'s> Scorer<'s> {
             .try_map(FieldColumn::cells)
             .map_err(|e| errors.read(e))?;
         let rows = window.height();
+        // With a store, the rows by id (each request is built once here, the others never
+        // again) and their customers, looked up together.
+        let mut by_id = vec![false; if self.store.is_some() { rows } else { 0 }];
         let profiles = match self.store {
-            Some(store) => store.profiles(
-                (0..rows)
-                    .filter_map(|i| VoucherRequest::from(cells.map(|c| c.json(i))).lookup_id())
-                    .collect(),
-            )?,
+            Some(store) => {
+                let mut ids = Vec::new();
+                for (i, flag) in by_id.iter_mut().enumerate() {
+                    let request = VoucherRequest::from(cells.map(|c| c.json(i)));
+                    *flag = request.is_by_id();
+                    ids.extend(request.lookup_id());
+                }
+                store.profiles(ids)?
+            }
             None => Profiles::no_store(),
         };
         let mut results = Results::with_capacity(rows);
@@ -97,13 +104,11 @@ impl<'s> Scorer<'s> {
                 Some((record, fast)) if in_canary(record, &cells, i) => (fast, Arm::Canary),
                 _ => (&mut live, Arm::Live),
             };
-            if self.store.is_some() {
+            if by_id.get(i) == Some(&true) {
                 let request = VoucherRequest::from(cells.map(|c| c.json(i)));
-                if request.is_by_id() {
-                    let scored = score::score_with(&request, &profiles, fast.snapshot, self.now);
-                    results.push(self.dictionaries, scored, arm);
-                    continue;
-                }
+                let scored = score::score_with(&request, &profiles, fast.snapshot, self.now);
+                results.push(self.dictionaries, scored, arm);
+                continue;
             }
             match fast.answer(&cells, i) {
                 Fast::Voucher(entry) => results.answer(self.dictionaries, entry, arm),
