@@ -14,7 +14,7 @@
 #   STREAM_LINES      requests per stream run (default: CUSTOMERS)
 #   WRK_DURATION      wrk run length (default: 10s)
 #   ROUNDS            rounds (default: 3)
-# Needs: cargo, curl, wrk, python3, Debian's postgresql (installed when missing, as root).
+# Needs: cargo, and curl, wrk, python3 and Debian's postgresql (installed when missing, as root).
 # Targets: NDJSON >= 200,000 requests by id per second; the single route by id >= 0.5x its
 # rate with every field.
 set -euo pipefail
@@ -29,9 +29,9 @@ RESULTS=$ROOT/bench/RESULTS.md
 
 log() { printf 'customers.sh: %s\n' "$*" >&2; }
 
-for tool in curl wrk python3; do
-    command -v "$tool" >/dev/null || { log "$tool is missing (apt-get install curl wrk python3)"; exit 1; }
-done
+# shellcheck source=tools/need.sh disable=SC1091
+source "$ROOT/tools/need.sh"
+need_tools curl wrk python3 || exit 1
 (( STREAM_LINES <= CUSTOMERS )) || { log "STREAM_LINES must not exceed CUSTOMERS"; exit 1; }
 
 # shellcheck disable=SC1091

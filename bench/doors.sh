@@ -11,7 +11,7 @@
 #   STREAM_LINES      requests per stream run (default: 2000000)
 #   WRK_DURATION      wrk run length (default: 10s)
 #   ROUNDS            rounds (default: 3)
-# Needs: cargo, curl, wrk, python3.
+# Needs: cargo, and curl, wrk and python3 (Debian packages, installed when missing as root).
 # Targets: a stream door >= 500k requests/s and >= 4x the single route's requests/s.
 set -euo pipefail
 
@@ -24,9 +24,9 @@ RESULTS=$ROOT/bench/RESULTS.md
 
 log() { printf 'doors.sh: %s\n' "$*" >&2; }
 
-for tool in curl wrk python3; do
-    command -v "$tool" >/dev/null || { log "$tool is missing (apt-get install curl wrk python3)"; exit 1; }
-done
+# shellcheck source=tools/need.sh disable=SC1091
+source "$ROOT/tools/need.sh"
+need_tools curl wrk python3 || exit 1
 
 # Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
 # shellcheck disable=SC1091

@@ -9,7 +9,7 @@
 #   WRK_DURATION      wrk run length (default: 15s)
 #   WRK_ROUNDS        wrk runs per server, alternating; the median counts (default: 3)
 #   HEY_REQUESTS      hey request count (default: 1000)
-# Needs: cargo, hey and wrk (Debian packages `hey`, `wrk`), curl, python3.
+# Needs: cargo, hey, wrk, curl and python3 (Debian packages, installed when missing as root).
 # Targets: voucher-api >= 90% of the ceiling's req/s, and p99 within 1 ms of the ceiling's.
 set -euo pipefail
 
@@ -23,12 +23,9 @@ BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 
 
 log() { printf 'load_test.sh: %s\n' "$*" >&2; }
 
-for tool in hey wrk curl python3; do
-    if ! command -v "$tool" >/dev/null; then
-        log "$tool is missing (apt-get install hey wrk curl python3)"
-        exit 1
-    fi
-done
+# shellcheck source=tools/need.sh disable=SC1091
+source "$ROOT/tools/need.sh"
+need_tools hey wrk curl python3 || exit 1
 
 # Makes WORK, a scratch directory; at exit the servers are stopped and WORK is removed.
 # shellcheck disable=SC1091
