@@ -13,10 +13,12 @@
 //! missing, deleted or invalid) is logged and counted once and serves nothing: the live version
 //! answers everyone, and no request fails because of it.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,6 +79,18 @@ pub struct Tables {
     canary: ArcSwapOption<Canary>,
     /// The live version, published after each change to those who wait for one.
     changes: watch::Sender<Option<Version>>,
+    /// Which `Tables` this is, for [`Tables::with_served`]'s per-thread copy.
+    id: u64,
+    /// Bumped after every change of `live` or `canary`.
+    generation: AtomicU64,
+}
+
+/// Tells apart the `Tables` of one process (tests run several).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of what a `Tables` serves: its id, its generation then, and the copy.
+    static SERVED: RefCell<Option<(u64, u64, Served)>> = const { RefCell::new(None) };
 }
 
 /// What the reloader remembers between polls.
@@ -101,6 +115,8 @@ impl Tables {
             live: ArcSwapOption::empty(),
             canary: ArcSwapOption::empty(),
             changes: watch::Sender::new(None),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -125,8 +141,38 @@ impl Tables {
         self.live.load()
     }
 
+    /// Calls `score` with what is served, for a door that scores synchronously (the single
+    /// route); `None` before a table loads.
+    ///
+    /// Each thread keeps a copy of what it was last served and takes a new one only after a
+    /// change: a request then touches no reference count that another core's requests touch
+    /// too (taking a [`Served`] costs two atomic increments and decrements of counts every
+    /// worker shares, which the single route's throughput showed; bench/RESULTS.md). A thread
+    /// therefore holds a replaced version until its next request.
+    pub fn with_served<R>(&self, score: impl FnOnce(&Served) -> R) -> Option<R> {
+        // Read before the tables: a change after this read bumps it again, so the copy taken
+        // below is replaced at the next call.
+        let generation = self.generation.load(Ordering::Acquire);
+        SERVED.with(|cell| {
+            let Ok(mut copy) = cell.try_borrow_mut() else {
+                // Called from within `score`: no copy to lend.
+                return self.served().map(|served| score(&served));
+            };
+            let fresh = matches!(&*copy, Some((id, at, _)) if *id == self.id && *at == generation);
+            if !fresh {
+                *copy = Some((self.id, generation, self.served()?));
+            }
+            copy.as_ref().map(|(_, _, served)| score(served))
+        })
+    }
+
     pub fn is_loaded(&self) -> bool {
-        self.live.load().is_some()
+        self.with_served(|_| ()).is_some()
+    }
+
+    /// Marks a change of what is served, for [`Tables::with_served`].
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The live version now and after every change, for those who wait for a table or follow
@@ -195,6 +241,7 @@ impl Tables {
                 metrics.reload(ReloadResult::Success);
                 let table = Arc::new(table);
                 self.live.store(Some(Arc::clone(&table)));
+                self.changed();
                 self.changes.send_replace(Some(wanted));
                 // Logged once served: readers of the log (operators, tests) may rely on it.
                 log::info!(
@@ -323,6 +370,7 @@ impl Tables {
     fn set_canary(&self, canary: Option<Canary>, metrics: &Metrics) {
         metrics.canary().set(canary.as_ref().map(Canary::record));
         self.canary.store(canary.map(Arc::new));
+        self.changed();
     }
 
     /// Serves no canary, and logs and counts why (once for a lasting error).
@@ -471,6 +519,36 @@ mod tests {
             "a later good version still loads"
         );
         assert_eq!(tables.live().as_ref().map(|t| t.version()), Some(newer));
+    }
+
+    #[test]
+    fn a_threads_copy_of_what_is_served_follows_every_change() {
+        let version_of = |tables: &Tables| tables.with_served(|s| s.live().version());
+        let metrics = Metrics::new().expect("metrics");
+        let (one, two) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let (first, second) = (Tables::new(one.path()), Tables::new(two.path()));
+        let (mut state_one, mut state_two) = (PollState::default(), PollState::default());
+        assert_eq!(version_of(&first), None);
+        assert!(!first.is_loaded());
+
+        let old = publish(first.dir(), 0, &good_bytes());
+        assert!(first.poll(&mut state_one, &metrics));
+        assert_eq!(version_of(&first), Some(old));
+        let other = publish(second.dir(), 5, &good_bytes());
+        assert!(second.poll(&mut state_two, &metrics));
+        // This thread now asks two `Tables` in turn: each answers with its own version.
+        assert_eq!(version_of(&second), Some(other));
+        assert_eq!(version_of(&first), Some(old));
+
+        let new = publish(first.dir(), 1, &good_bytes());
+        assert!(first.poll(&mut state_one, &metrics));
+        assert_eq!(version_of(&first), Some(new), "a reload replaces the copy");
+        assert_eq!(version_of(&second), Some(other));
+        // Called from within a call: answered from a fresh copy.
+        assert_eq!(first.with_served(|_| version_of(&first)), Some(Some(new)));
     }
 
     #[test]

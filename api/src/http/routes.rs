@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::{Condition, Next, from_fn};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use voucher_serve::customers::Customers;
@@ -117,54 +117,50 @@ pub struct AppState {
 impl AppState {
     /// What is served, or 503 before a table is loaded.
     pub fn served(&self) -> Result<Served, ApiError> {
-        self.tables.served().ok_or(ApiError::NotReady {
+        self.tables.served().ok_or_else(|| self.not_ready())
+    }
+
+    /// The answer before a table is loaded.
+    pub fn not_ready(&self) -> ApiError {
+        ApiError::NotReady {
             retry_after_secs: self.retry_after_secs,
-        })
+        }
     }
 }
 
 /// Registers every route of [`routes`]: those under [`GUARDED_SCOPE`] in a scope that checks
 /// the token, when one is configured. Called once per worker.
 ///
-/// The scope goes first: actix tries resources in the order they were registered, and the
-/// scoring routes are the hot ones (behind the others, every request paid for the `/docs/`
-/// pattern's regex and eight more comparisons; perf, bench/RESULTS.md).
+/// The guarded routes go first: actix tries resources in the order they were registered, and
+/// the scoring routes are the hot ones (behind the others, every request paid for the `/docs/`
+/// pattern's regex and eight more comparisons; perf, bench/RESULTS.md). Without a token they
+/// are registered at their full paths, not in a scope: a scope is one more router that every
+/// request passes through.
 pub fn configure(
     cfg: &mut web::ServiceConfig,
     state: &web::Data<AppState>,
     health: &web::Data<health::HealthState>,
 ) {
-    let mut guarded = web::scope(GUARDED_SCOPE)
-        .wrap(Condition::new(
-            state.token.is_some(),
-            from_fn(require_token),
-        ))
-        .default_service(web::to(not_found));
-    let mut open = Vec::new();
     cfg.app_data(state.clone()).app_data(health.clone());
-    for route in routes() {
-        let method = route.method.clone();
-        let relative = route
-            .path
-            .strip_prefix(GUARDED_SCOPE)
-            .filter(|_| route.needs_token());
-        // Named by its full path: the metrics label requests with the name.
-        let resource = web::resource(relative.unwrap_or(route.path))
-            .name(route.path)
-            .route((route.handler)(web::method(method.clone())))
-            // Other methods: 405 with `Allow`.
-            .default_service(web::to(move || {
-                let allow = method.clone();
-                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
-            }));
-        match relative {
-            Some(_) => guarded = guarded.service(resource),
-            None => open.push(resource),
+    let (guarded, open): (Vec<Route>, Vec<Route>) = routes().partition(Route::needs_token);
+    if state.token.is_some() {
+        let scope = guarded.into_iter().fold(
+            web::scope(GUARDED_SCOPE)
+                .wrap(from_fn(require_token))
+                .default_service(web::to(not_found)),
+            |scope, route| {
+                let relative = route.path.strip_prefix(GUARDED_SCOPE).unwrap_or(route.path);
+                scope.service(resource(&route, relative))
+            },
+        );
+        cfg.service(scope);
+    } else {
+        for route in guarded {
+            cfg.service(resource(&route, route.path));
         }
     }
-    cfg.service(guarded);
-    for resource in open {
-        cfg.service(resource);
+    for route in open {
+        cfg.service(resource(&route, route.path));
     }
     // Registered last, so it only sees paths no route matched.
     cfg.service(
@@ -172,6 +168,27 @@ pub fn configure(
             .name(UNMATCHED)
             .to(not_found),
     );
+}
+
+/// The resource of `route`, at `path` (its own, or relative to a scope).
+fn resource(route: &Route, path: &str) -> actix_web::Resource {
+    let method = route.method.clone();
+    // Named by its full path: the metrics label requests with the name.
+    web::resource(path)
+        .name(route.path)
+        .route((route.handler)(web::method(method.clone())))
+        // Other methods: 405 with `Allow`.
+        .default_service(web::to(move || {
+            let allow = method.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+        }))
+}
+
+/// The state [`configure`] registers, borrowed from a request.
+fn app_state(req: &HttpRequest) -> Result<&AppState, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|data| &***data)
+        .ok_or_else(|| ApiError::Internal("the app state is not registered".to_owned()))
 }
 
 /// The token guard of [`GUARDED_SCOPE`].
@@ -190,10 +207,6 @@ pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(ContentType::json())
         .body(body)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError::Internal(format!("cannot serialize: {e}")))
 }
 
 /// Checks the bearer token in constant time, when one is configured.
@@ -292,15 +305,12 @@ pub(crate) async fn read_body(
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
-pub async fn voucher(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn voucher(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    // Borrowed, not extracted: `web::Data` would clone the `Arc` every worker shares, and
+    // its count's cache line would move between cores on every request.
+    let state = app_state(&req)?;
     if !state.tables.is_loaded() {
-        return Err(ApiError::NotReady {
-            retry_after_secs: state.retry_after_secs,
-        });
+        return Err(state.not_ready());
     }
     body_kind(&req, false)?;
     let body = read_body(&req, payload, state.max_body).await?;
@@ -308,14 +318,19 @@ pub async fn voucher(
         BodyError::Syntax(message) => ApiError::BadRequest(message),
         BodyError::Shape(error) | BodyError::Duplicate(error) => ApiError::Invalid(vec![error]),
     })?;
-    let served = state.served()?;
     let profiles = state
         .customers
         .resolve(raw.lookup_id().into_iter().collect())
         .await;
-    let scored = served.score_with(&raw, &profiles, now_secs()).scored;
-    state.metrics.door(Door::Http).count_scored(&scored);
-    Ok(json(StatusCode::OK, to_json(&scored?)?))
+    let now = now_secs();
+    state
+        .tables
+        .with_served(|served| {
+            let scored = served.score_with(&raw, &profiles, now).scored;
+            state.metrics.door(Door::Http).count_scored(&scored);
+            Ok(json(StatusCode::OK, scored?.json.as_bytes().to_vec()))
+        })
+        .unwrap_or_else(|| Err(state.not_ready()))
 }
 
 #[utoipa::path(
@@ -334,9 +349,7 @@ pub async fn segments(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
 /// Answers with a part of the live version's listing, or 503 before a version is loaded.
 fn listing(state: &AppState, part: fn(&Listing) -> &Bytes) -> Result<HttpResponse, ApiError> {
     let live = state.tables.live();
-    let live = live.as_ref().ok_or(ApiError::NotReady {
-        retry_after_secs: state.retry_after_secs,
-    })?;
+    let live = live.as_ref().ok_or_else(|| state.not_ready())?;
     let listing = state
         .listings
         .of(live)

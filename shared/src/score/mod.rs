@@ -37,6 +37,19 @@ pub struct VoucherResponse<'a> {
     pub segment: &'a str,
     /// The table version that answered.
     pub version: &'a str,
+    /// This answer as JSON, as the fields above serialize: rendered once per table version
+    /// (see [`Entry::json`]), so that a door answering with just this copies it rather than
+    /// serializing the fields on every request.
+    #[serde(skip)]
+    pub json: &'a str,
+}
+
+impl VoucherResponse<'_> {
+    /// The fields as JSON (what [`VoucherResponse::json`] holds once scored).
+    pub fn to_json(&self) -> String {
+        // Strings and an integer: serde_json cannot fail on them.
+        serde_json::to_string(self).expect("a VoucherResponse serializes")
+    }
 }
 
 /// Why a request got no voucher. How each door says it is [`Outcome`]'s.
@@ -85,6 +98,7 @@ pub fn score<'s>(request: &VoucherRequest<'_>, snapshot: &'s Snapshot, now: i64)
         segment_name: query.segment_type.name(),
         segment: &entry.segment.label,
         version: snapshot.version_name(),
+        json: &entry.json,
     })
 }
 
@@ -128,6 +142,7 @@ mod tests {
                 segment_name: "frequent_segment",
                 segment: "14-37",
                 version: CONTRACT_VERSION,
+                json: r#"{"voucher":2640,"country_code":"Peru","segment_name":"frequent_segment","segment":"14-37","version":"20261123T101000Z"}"#,
             })
         );
         // 2026-10-01 to 2026-11-23 is 53 days: the recency segment 30-60, the first one.

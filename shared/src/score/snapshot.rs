@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use crate::echo::{Plain, few};
 use crate::manifest::Manifest;
 use crate::publish::Version;
+use crate::score::VoucherResponse;
 use crate::segments::{Segment, SegmentType};
 use crate::table::VoucherTable;
 
@@ -17,6 +18,9 @@ use crate::table::VoucherTable;
 pub struct Entry {
     pub segment: Segment,
     pub voucher: i64,
+    /// The answer to a request this entry covers, as JSON: what [`VoucherResponse`]
+    /// serializes to, with the snapshot's version and the country as the table spells it.
+    pub json: Box<str>,
 }
 
 /// The segments of one country, one list per segment type, each ordered by lower bound.
@@ -37,7 +41,7 @@ pub struct NoSegment {
 pub struct Snapshot {
     version: Version,
     version_name: Box<str>,
-    countries: HashMap<Box<str>, Country>,
+    countries: HashMap<Box<str>, Country, foldhash::fast::RandomState>,
     types: Vec<SegmentType>,
     rows: usize,
     /// What produced the version, when its `manifest.json` could be read.
@@ -54,7 +58,7 @@ fn slot(segment_type: SegmentType) -> usize {
 
 impl Snapshot {
     pub fn new(version: Version, table: &VoucherTable, manifest: Option<Manifest>) -> Self {
-        let mut countries: HashMap<Box<str>, Country> = HashMap::new();
+        let mut countries: HashMap<Box<str>, Country, _> = HashMap::default();
         let mut types = Vec::new();
         for row in table.rows() {
             countries
@@ -64,20 +68,35 @@ impl Snapshot {
             .push(Entry {
                 segment: row.segment(),
                 voucher: row.voucher_amount,
+                json: Box::default(),
             });
             if !types.contains(&row.segment_name) {
                 types.push(row.segment_name);
             }
         }
-        for country in countries.values_mut() {
-            for entries in &mut country.by_type {
+        let version_name: Box<str> = version.to_string().into();
+        for (name, country) in &mut countries {
+            for segment_type in SegmentType::ALL {
+                let entries = &mut country.by_type[slot(segment_type)];
                 entries.sort_by_key(|e| e.segment.lower);
+                for entry in entries {
+                    entry.json = VoucherResponse {
+                        voucher: entry.voucher,
+                        country_code: name,
+                        segment_name: segment_type.name(),
+                        segment: &entry.segment.label,
+                        version: &version_name,
+                        json: "",
+                    }
+                    .to_json()
+                    .into();
+                }
             }
         }
         types.sort();
         Snapshot {
             version,
-            version_name: version.to_string().into(),
+            version_name,
             countries,
             types,
             rows: table.rows().len(),
@@ -202,6 +221,62 @@ impl<'s> CountrySegments<'s> {
 mod tests {
     use super::*;
     use crate::fixtures::contract_snapshot as sample_live;
+    use crate::table::VoucherRow;
+
+    #[test]
+    fn every_entry_holds_its_answer_as_json() {
+        use crate::fixtures::{CONTRACT_VERSION, contract_rows};
+        use crate::segments::SegmentSet;
+        let odd = "Côte \"d'Ivoire\" \\ 東京";
+        let mut rows = contract_rows(2640);
+        let segments = SegmentSet::builtin();
+        let recency = segments
+            .get(SegmentType::Recency)
+            .expect("recency segments");
+        rows.push(VoucherRow::of_segment(
+            odd,
+            SegmentType::Recency,
+            &recency[0],
+            7,
+            4,
+            10,
+        ));
+        let table = VoucherTable::new(rows).expect("a valid table");
+        let version = Version::parse(CONTRACT_VERSION).expect("version");
+        let snapshot = Snapshot::new(version, &table, None);
+        let mut seen = 0;
+        for country in snapshot.countries() {
+            for segment_type in SegmentType::ALL {
+                for entry in snapshot.segments(country, segment_type) {
+                    let answer: serde_json::Value =
+                        serde_json::from_str(&entry.json).expect("JSON");
+                    assert_eq!(
+                        answer,
+                        serde_json::json!({
+                            "voucher": entry.voucher,
+                            "country_code": country,
+                            "segment_name": segment_type.name(),
+                            "segment": entry.segment.label,
+                            "version": CONTRACT_VERSION,
+                        })
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, table.rows().len());
+        let (name, entry) = snapshot
+            .find(odd, SegmentType::Recency, 40)
+            .expect("covered");
+        assert_eq!(name, odd);
+        assert!(
+            entry
+                .json
+                .contains(r#""country_code":"Côte \"d'Ivoire\" \\ 東京""#),
+            "{}",
+            entry.json
+        );
+    }
 
     #[test]
     fn finds_the_covering_segment_at_every_bound() {
