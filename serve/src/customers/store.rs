@@ -2,18 +2,20 @@
 //! gRPC's, the consumer's), a pool of connections (deadpool, each connection made with
 //! voucher-postgres's connect and holding the prepared lookup), and the dispatcher.
 //!
-//! The dispatcher takes the first ids asked, waits for a free connection, then takes every
-//! other ask already waiting and sends all their ids in one query. Under load, queries thus
-//! grow with the traffic instead of multiplying: the asks of many single requests, or of many
-//! stream windows, share one query.
+//! The dispatcher takes the first ids asked and every other ask already waiting; while other
+//! queries are in flight, a small batch also waits briefly for more asks or for them to end
+//! (see [`GATHER_IDS`]); then it waits for a free connection, takes what came meanwhile and
+//! sends all their ids in one query. Under load, queries thus grow with the traffic instead of
+//! multiplying: the asks of many single requests, or of many stream windows, share one query.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, Object, PoolError, RecycleError, RecycleResult, TimeoutType};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use voucher_postgres::customers::CustomerLookup;
 use voucher_postgres::{ConnectOptions, DbUrl, Failure, PgError, Session};
 use voucher_shared::score::Profile;
@@ -22,6 +24,16 @@ use super::{CHECK_INTERVAL, StartError, StoreError, StoreMetrics, StoreState};
 
 /// Ids of several asks merged into one query at most (one larger ask is sent alone).
 const MAX_MERGED_IDS: usize = 16_384;
+
+/// While queries are in flight, a batch of fewer ids than this waits (up to [`GATHER_WAIT`])
+/// for more asks or for those queries to end before it takes another connection: each query
+/// costs the server a fixed amount besides its ids, and on a busy server many small queries in
+/// parallel answered fewer ids per second than fewer larger ones (9 ids per query and 52,000
+/// requests by id per second with four connections, 19 and 57,000 so; bench/RESULTS.md).
+const GATHER_IDS: usize = 64;
+
+/// The longest a batch waits so, so that a slow query delays the others by this at most.
+const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// What the store thread needs.
 pub(crate) struct Settings {
@@ -111,6 +123,7 @@ async fn dispatch(
     mut stopped: oneshot::Receiver<()>,
     settings: Arc<Settings>,
 ) {
+    let in_flight = Arc::new(InFlight::default());
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut asked_since_check = false;
@@ -127,23 +140,108 @@ async fn dispatch(
             first = asked.recv() => {
                 let Some(first) = first else { break };
                 asked_since_check = true;
-                let connection = pool.get().await;
-                let mut asks = vec![first];
-                let mut ids = asks[0].ids.len();
-                while ids < MAX_MERGED_IDS {
-                    let Ok(ask) = asked.try_recv() else { break };
-                    ids += ask.ids.len();
-                    asks.push(ask);
+                let mut batch = Batch::of(first);
+                batch.take_waiting(&mut asked);
+                if in_flight.busy() && batch.ids < GATHER_IDS {
+                    batch.gather(&mut asked, &in_flight).await;
                 }
+                let connection = pool.get().await;
+                batch.take_waiting(&mut asked);
                 // Those who gave up waiting need no answer.
+                let mut asks = batch.asks;
                 asks.retain(|ask| !ask.reply.is_closed());
                 if !asks.is_empty() {
-                    tokio::spawn(answer(pool.clone(), connection, asks, Arc::clone(&settings)));
+                    let query = in_flight.start();
+                    let (pool, settings) = (pool.clone(), Arc::clone(&settings));
+                    tokio::spawn(async move {
+                        answer(pool, connection, asks, settings).await;
+                        drop(query);
+                    });
                 }
             }
         }
     }
     pool.close();
+}
+
+/// The asks one query will answer.
+struct Batch {
+    asks: Vec<Ask>,
+    /// Their ids, counted with repeats.
+    ids: usize,
+}
+
+impl Batch {
+    fn of(first: Ask) -> Batch {
+        Batch {
+            ids: first.ids.len(),
+            asks: vec![first],
+        }
+    }
+
+    fn add(&mut self, ask: Ask) {
+        self.ids += ask.ids.len();
+        self.asks.push(ask);
+    }
+
+    /// Adds the asks already waiting, up to [`MAX_MERGED_IDS`].
+    fn take_waiting(&mut self, asked: &mut mpsc::UnboundedReceiver<Ask>) {
+        while self.ids < MAX_MERGED_IDS {
+            let Ok(ask) = asked.try_recv() else { break };
+            self.add(ask);
+        }
+    }
+
+    /// Adds asks as they come until [`GATHER_IDS`], no query is in flight any more, or
+    /// [`GATHER_WAIT`] passes.
+    async fn gather(&mut self, asked: &mut mpsc::UnboundedReceiver<Ask>, in_flight: &InFlight) {
+        let deadline = tokio::time::sleep(GATHER_WAIT);
+        tokio::pin!(deadline);
+        while self.ids < GATHER_IDS {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = in_flight.ended.notified() => {
+                    if !in_flight.busy() {
+                        break;
+                    }
+                }
+                ask = asked.recv() => match ask {
+                    Some(ask) => self.add(ask),
+                    None => break,
+                },
+            }
+        }
+    }
+}
+
+/// The queries in flight, and a signal each time one ends.
+#[derive(Default)]
+struct InFlight {
+    queries: AtomicUsize,
+    ended: Notify,
+}
+
+impl InFlight {
+    fn busy(&self) -> bool {
+        self.queries.load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a query until the guard is dropped (also if its task panics).
+    fn start(self: &Arc<Self>) -> QueryGuard {
+        self.queries.fetch_add(1, Ordering::AcqRel);
+        QueryGuard(Arc::clone(self))
+    }
+}
+
+struct QueryGuard(Arc<InFlight>);
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        self.0.queries.fetch_sub(1, Ordering::AcqRel);
+        // A permit if nobody waits yet: a batch gathering next leaves at once, which costs at
+        // most one smaller query.
+        self.0.ended.notify_one();
+    }
 }
 
 /// Looks up the ids of `asks` in one query and answers each ask with its own.
