@@ -45,7 +45,7 @@ pub struct VoucherResponse<'a> {
 }
 
 impl VoucherResponse<'_> {
-    /// The fields as JSON (what [`VoucherResponse::json`] holds once scored).
+    /// The fields as JSON (what [`VoucherResponse::json`] holds once the snapshot rendered it).
     pub fn to_json(&self) -> String {
         // Strings and an integer: serde_json cannot fail on them.
         serde_json::to_string(self).expect("a VoucherResponse serializes")
@@ -92,14 +92,7 @@ pub fn score<'s>(request: &VoucherRequest<'_>, snapshot: &'s Snapshot, now: i64)
     let (country_code, entry) = snapshot
         .find(query.country_code, query.segment_type, query.value)
         .map_err(Refusal::NoSegment)?;
-    Ok(VoucherResponse {
-        voucher: entry.voucher,
-        country_code,
-        segment_name: query.segment_type.name(),
-        segment: &entry.segment.label,
-        version: snapshot.version_name(),
-        json: &entry.json,
-    })
+    Ok(entry.answer(country_code, query.segment_type, snapshot.version_name()))
 }
 
 /// The current time in seconds since the epoch, as [`score`] takes it.

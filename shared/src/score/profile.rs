@@ -354,23 +354,6 @@ mod tests {
             p.first_order_ts,
             Json::Str(Cow::Borrowed("1970-01-01T00:00:00.000000Z"))
         );
-        for (micros, expected) in [
-            (1_635_206_400_000_001, "2021-10-26T00:00:00.000001Z"),
-            (-1, "1969-12-31T23:59:59.999999Z"),
-            (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
-        ] {
-            let p = Profile::new(
-                Stored::Null,
-                Stored::Timestamp(micros),
-                Stored::Null,
-                Stored::Null,
-            );
-            assert_eq!(
-                p.last_order_ts,
-                Json::Str(Cow::Borrowed(expected)),
-                "{micros}"
-            );
-        }
         assert_eq!(p.total_orders, Json::Int(14));
         let p = Profile::new(
             Stored::Int(5),
@@ -380,6 +363,23 @@ mod tests {
         );
         assert_eq!(p.country_code, Json::Int(5));
         assert_eq!(p.total_orders, Json::Str(Cow::Borrowed("many")));
+        for (micros, expected) in [
+            (1_635_206_400_000_001, "2021-10-26T00:00:00.000001Z"),
+            (-1, "1969-12-31T23:59:59.999999Z"),
+            (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
+        ] {
+            let stored = Profile::new(
+                Stored::Null,
+                Stored::Timestamp(micros),
+                Stored::Null,
+                Stored::Null,
+            );
+            assert_eq!(
+                stored.last_order_ts,
+                Json::Str(Cow::Borrowed(expected)),
+                "{micros}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,26 @@ pub struct Entry {
     pub json: Box<str>,
 }
 
+impl Entry {
+    /// The answer this entry gives to a request of `country` and `segment_type` in version
+    /// `version` (with its JSON once [`Snapshot::new`] has rendered it).
+    pub(crate) fn answer<'a>(
+        &'a self,
+        country: &'a str,
+        segment_type: SegmentType,
+        version: &'a str,
+    ) -> VoucherResponse<'a> {
+        VoucherResponse {
+            voucher: self.voucher,
+            country_code: country,
+            segment_name: segment_type.name(),
+            segment: &self.segment.label,
+            version,
+            json: &self.json,
+        }
+    }
+}
+
 /// The segments of one country, one list per segment type, each ordered by lower bound.
 #[derive(Debug, Default)]
 struct Country {
@@ -80,16 +100,8 @@ impl Snapshot {
                 let entries = &mut country.by_type[slot(segment_type)];
                 entries.sort_by_key(|e| e.segment.lower);
                 for entry in entries {
-                    entry.json = VoucherResponse {
-                        voucher: entry.voucher,
-                        country_code: name,
-                        segment_name: segment_type.name(),
-                        segment: &entry.segment.label,
-                        version: &version_name,
-                        json: "",
-                    }
-                    .to_json()
-                    .into();
+                    let json = entry.answer(name, segment_type, &version_name).to_json();
+                    entry.json = json.into();
                 }
             }
         }
