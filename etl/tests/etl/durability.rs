@@ -72,30 +72,39 @@ fn the_staging_directory_of_a_killed_run_is_removed_by_the_next_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let history = dir.path().join("history.parquet");
     generate(&history, 400_000, 9);
-    let tables = dir.path().join("tables");
     let input = history.to_str().expect("utf-8");
-    let mut child = bin()
-        .args(["run", "--input", input, "--output"])
-        .arg(&tables)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // Kill -9 while it has a staging directory (it makes one before it reads the history).
-    let started = Instant::now();
-    while staging_dirs(&tables).is_empty() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the run ended before staging"
-        );
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "no staging directory appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
+    // Kill -9 while it has a staging directory (it makes one before it reads the history). On
+    // a loaded machine this thread may wake only after the run has published: then the kill
+    // came too late for this test, and it tries again in a fresh directory.
+    let mut tables = dir.path().join("tables-0");
+    'attempt: for attempt in 1..=5 {
+        tables = dir.path().join(format!("tables-{attempt}"));
+        let too_late = |tables: &std::path::Path| tables.join("CURRENT").exists();
+        let mut child = bin()
+            .args(["run", "--input", input, "--output"])
+            .arg(&tables)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        while staging_dirs(&tables).is_empty() {
+            if child.try_wait().expect("wait").is_some() {
+                assert!(too_late(&tables), "the run ended before staging");
+                continue 'attempt;
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "no staging directory appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        if !(staging_dirs(&tables).is_empty() && too_late(&tables)) {
+            break;
+        }
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
     let left = staging_dirs(&tables);
     assert_eq!(left.len(), 1, "the killed run left its staging directory");
 
