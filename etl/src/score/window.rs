@@ -177,17 +177,17 @@ impl<'s> FastPath<'s> {
 
     /// The answer to row `i`.
     fn answer(&mut self, c: &RequestFields<Cells<'_>>, i: usize) -> Fast<'s, '_> {
-        let Some((country, query)) = self.query(c, i) else {
+        let Some(query) = self.query(c, i) else {
             return Fast::Core;
         };
-        if let Some(entry) = country.covering(query.segment_type, query.value) {
+        if let Some(entry) = query.country.covering(query.segment_type, query.value) {
             return Fast::Voucher(entry);
         }
         let snapshot = self.snapshot;
-        let key = (country.name(), query.segment_type, query.value);
+        let key = (query.country.name(), query.segment_type, query.value);
         let message = self.uncovered.entry(key).or_insert_with(|| {
             snapshot
-                .find(key.0, key.1, key.2)
+                .find_in(query.country, query.segment_type, query.value)
                 .err()
                 .map(|none| none.message)
         });
@@ -198,17 +198,11 @@ impl<'s> FastPath<'s> {
     }
 
     /// What row `i` looks up, when it passes every check.
-    fn query(
-        &mut self,
-        c: &RequestFields<Cells<'_>>,
-        i: usize,
-    ) -> Option<(CountrySegments<'s>, Query<'s>)> {
+    fn query(&mut self, c: &RequestFields<Cells<'_>>, i: usize) -> Option<Query<'s>> {
         let (snapshot, now) = (self.snapshot, self.now);
         fields::customer_id(&c.customer_id.json(i)).ok()?;
         let country = self.countries.get(c.country_code.text_key(i), || {
-            fields::country_code(&c.country_code.json(i), snapshot)
-                .ok()
-                .and_then(|name| snapshot.country(name))
+            fields::country_code(&c.country_code.json(i), snapshot).ok()
         })?;
         let last = order_time(&mut self.last_orders, &c.last_order_ts, i, now)?;
         let first = order_time(&mut self.first_orders, &c.first_order_ts, i, now)?;
@@ -217,8 +211,7 @@ impl<'s> FastPath<'s> {
         let segment_type = self.segment_types.get(c.segment_name.text_key(i), || {
             fields::segment_name(&c.segment_name.json(i), snapshot).ok()
         })?;
-        let query = Query::new(country.name(), segment_type, total_orders, last, now);
-        Some((country, query))
+        Some(Query::new(country, segment_type, total_orders, last, now))
     }
 }
 

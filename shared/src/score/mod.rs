@@ -89,10 +89,14 @@ pub type Scored<'a> = Result<VoucherResponse<'a>, Refusal>;
 /// The answer borrows only from the snapshot, so it can outlive the request's buffer.
 pub fn score<'s>(request: &VoucherRequest<'_>, snapshot: &'s Snapshot, now: i64) -> Scored<'s> {
     let query = request.validate(snapshot, now).map_err(Refusal::Invalid)?;
-    let (country_code, entry) = snapshot
-        .find(query.country_code, query.segment_type, query.value)
+    let entry = snapshot
+        .find_in(query.country, query.segment_type, query.value)
         .map_err(Refusal::NoSegment)?;
-    Ok(entry.answer(country_code, query.segment_type, snapshot.version_name()))
+    Ok(entry.answer(
+        query.country.name(),
+        query.segment_type,
+        snapshot.version_name(),
+    ))
 }
 
 /// The current time in seconds since the epoch, as [`score`] takes it.

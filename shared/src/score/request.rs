@@ -17,6 +17,7 @@ use serde_json::error::Category;
 
 use super::Snapshot;
 use super::json::Json;
+use super::snapshot::CountrySegments;
 use crate::country::{COUNTRY_CODE_RULE, CountryCodeError, check_country_code};
 use crate::echo::{Echo, MAX_LISTED, Plain, few};
 use crate::numbers::{whole_count, whole_integer};
@@ -172,10 +173,11 @@ pub enum BodyError {
     Duplicate(ValidationError),
 }
 
-/// A valid request: what to look up.
+/// A valid request: what to look up, in the table its fields were checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query<'a> {
-    pub country_code: &'a str,
+pub struct Query<'s> {
+    /// The request's country in the table: looked up once, when the field was checked.
+    pub country: CountrySegments<'s>,
     pub segment_type: SegmentType,
     /// The quantity the segment type is measured on: orders, or days since the last order.
     pub value: i64,
@@ -254,13 +256,17 @@ impl<'a> VoucherRequest<'a> {
 
     /// Checks every field against the live table and the current time (`now`, seconds since
     /// the epoch, UTC) and returns what to look up, or one error per bad field.
-    pub fn validate(&self, table: &Snapshot, now: i64) -> Result<Query<'_>, Vec<ValidationError>> {
+    pub fn validate<'s>(
+        &self,
+        table: &'s Snapshot,
+        now: i64,
+    ) -> Result<Query<'s>, Vec<ValidationError>> {
         let mut errors = Vec::new();
         let e = &mut errors;
         let (name, value) = field!(self.customer_id);
         check(e, name, customer_id(value));
         let (name, value) = field!(self.country_code);
-        let country_code = check(e, name, country(value, table));
+        let country = check(e, name, country(value, table));
         let (name, value) = field!(self.last_order_ts);
         let last = check(e, name, time(value, now));
         let (name, value) = field!(self.first_order_ts);
@@ -269,29 +275,23 @@ impl<'a> VoucherRequest<'a> {
         let total_orders = check(e, name, count(value));
         let (name, value) = field!(self.segment_name);
         let segment_type = check(e, name, segment_type(value, table));
-        match (country_code, last, first, total_orders, segment_type) {
-            (Some(country_code), Some(last), Some(_), Some(total_orders), Some(segment_type))
+        match (country, last, first, total_orders, segment_type) {
+            (Some(country), Some(last), Some(_), Some(total_orders), Some(segment_type))
                 if errors.is_empty() =>
             {
-                Ok(Query::new(
-                    country_code,
-                    segment_type,
-                    total_orders,
-                    last,
-                    now,
-                ))
+                Ok(Query::new(country, segment_type, total_orders, last, now))
             }
             _ => Err(errors),
         }
     }
 }
 
-impl<'a> Query<'a> {
+impl<'s> Query<'s> {
     /// What a request whose fields passed their checks looks up: the quantity its segment type
     /// is measured on, from `total_orders` or from the last order (seconds since the epoch)
     /// and `now`.
     pub fn new(
-        country_code: &'a str,
+        country: CountrySegments<'s>,
         segment_type: SegmentType,
         total_orders: i64,
         last_order: i64,
@@ -305,7 +305,7 @@ impl<'a> Query<'a> {
             }
         };
         Query {
-            country_code,
+            country,
             segment_type,
             value,
         }
@@ -482,8 +482,8 @@ fn string<'v>(value: &'v Json<'_>) -> Check<&'v str> {
     }
 }
 
-/// `country_code`: a country of the live table.
-pub fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
+/// `country_code`: a country of the live table, as the table holds it.
+pub fn country<'s>(value: &Json<'_>, table: &'s Snapshot) -> Check<CountrySegments<'s>> {
     let name = string(value)?;
     if let Err(why) = check_country_code(name) {
         let kind = match why {
@@ -499,8 +499,8 @@ pub fn country<'v>(value: &'v Json<'_>, table: &Snapshot) -> Check<&'v str> {
             ),
         ));
     }
-    if table.has_country(name) {
-        return Ok(name);
+    if let Some(country) = table.country(name) {
+        return Ok(country);
     }
     let known = table.countries();
     let more = if known.len() > MAX_LISTED {
@@ -605,17 +605,25 @@ mod tests {
         serde_json::to_vec(&json).expect("json")
     }
 
-    fn validate(bytes: &[u8]) -> Result<Query<'static>, Vec<(String, &'static str)>> {
+    /// A valid request's [`Query`], owned.
+    #[derive(Debug, PartialEq)]
+    struct Looked {
+        country: String,
+        segment_type: SegmentType,
+        value: i64,
+    }
+
+    fn validate(bytes: &[u8]) -> Result<Looked, Vec<(String, &'static str)>> {
         let live = sample_live();
         let raw = VoucherRequest::parse(bytes).expect("parses");
         raw.validate(&live, NOW)
-            .map(|q| Query {
-                country_code: if q.country_code == "Peru" {
-                    "Peru"
-                } else {
-                    "other"
-                },
-                ..q
+            .map(|q| {
+                assert_eq!(live.country(q.country.name()), Some(q.country));
+                Looked {
+                    country: q.country.name().to_owned(),
+                    segment_type: q.segment_type,
+                    value: q.value,
+                }
             })
             .map_err(|errors| {
                 errors
@@ -647,8 +655,8 @@ mod tests {
         let q = validate(&body(&[])).expect("valid");
         assert_eq!(
             q,
-            Query {
-                country_code: "Peru",
+            Looked {
+                country: "Peru".into(),
                 segment_type: SegmentType::Frequent,
                 value: 14
             }

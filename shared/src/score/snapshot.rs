@@ -143,10 +143,6 @@ impl Snapshot {
         names
     }
 
-    pub fn has_country(&self, country: &str) -> bool {
-        self.countries.contains_key(country)
-    }
-
     /// The segments of a country and type, ordered by lower bound; empty when there are none.
     pub fn segments(&self, country: &str, segment_type: SegmentType) -> &[Entry] {
         self.countries
@@ -170,13 +166,38 @@ impl Snapshot {
         segment_type: SegmentType,
         value: i64,
     ) -> Result<(&str, &Entry), NoSegment> {
-        let found = self.country(country);
-        if let Some(c) = found
-            && let Some(entry) = c.covering(segment_type, value)
-        {
-            return Ok((c.name, entry));
+        match self.country(country) {
+            Some(c) => self
+                .find_in(c, segment_type, value)
+                .map(|entry| (c.name, entry)),
+            None => Err(self.no_segment(country, &[], segment_type, value)),
         }
-        let entries = found.map_or(&[][..], |c| c.segments(segment_type));
+    }
+
+    /// [`Snapshot::find`] in a country already looked up.
+    pub fn find_in<'s>(
+        &'s self,
+        country: CountrySegments<'s>,
+        segment_type: SegmentType,
+        value: i64,
+    ) -> Result<&'s Entry, NoSegment> {
+        country.covering(segment_type, value).ok_or_else(|| {
+            self.no_segment(
+                country.name,
+                country.segments(segment_type),
+                segment_type,
+                value,
+            )
+        })
+    }
+
+    fn no_segment(
+        &self,
+        country: &str,
+        entries: &[Entry],
+        segment_type: SegmentType,
+        value: i64,
+    ) -> NoSegment {
         // The country is the request's, checked against the table, and the segments the
         // table's: both are bounded all the same (see `crate::echo`).
         let country = Plain(country);
@@ -197,7 +218,7 @@ impl Snapshot {
                 few(entries.iter().map(|e| &e.segment))
             );
         }
-        Err(NoSegment { message })
+        NoSegment { message }
     }
 }
 
@@ -207,6 +228,15 @@ pub struct CountrySegments<'s> {
     name: &'s str,
     country: &'s Country,
 }
+
+/// One country of one snapshot: the same name in the same table.
+impl PartialEq for CountrySegments<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.country, other.country) && self.name == other.name
+    }
+}
+
+impl Eq for CountrySegments<'_> {}
 
 impl<'s> CountrySegments<'s> {
     /// The country's name, as the table spells it.
