@@ -5,6 +5,10 @@ use voucher_api::http::routes;
 use voucher_api::server::Application;
 use voucher_serve::signals::Signals;
 
+// See the dependency's comment in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let Cli { command, config } = Cli::parse();
     if let Some(Command::Routes) = command {
