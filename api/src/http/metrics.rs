@@ -352,6 +352,9 @@ fn log_server_error<B>(
     status: StatusCode,
     result: &Result<ServiceResponse<B>, Error>,
 ) {
+    let Some(more) = ServerErrorLog::admit(route, status, Instant::now()) else {
+        return;
+    };
     let (request, cause) = match result {
         Ok(response) => (
             Some(response.request()),
@@ -363,17 +366,95 @@ fn log_server_error<B>(
         || route.to_owned(),
         |r| format!("{} {}", r.method(), r.path()),
     );
+    let more = match more {
+        0 => String::new(),
+        n => format!(
+            " ({n} more {} on this route since its last line, not logged)",
+            status.as_u16()
+        ),
+    };
     log::error!(
-        "{target} -> {}: {}",
+        "{target} -> {}: {}{more}",
         status.as_u16(),
         cause.as_deref().unwrap_or("no cause recorded")
     );
+}
+
+/// Server errors logged at most once per [`ServerErrorLog::EVERY`] for each route and status:
+/// when the customer store is down, every request by id gets a 503, and a line each would be
+/// tens of thousands of lines a second saying the same. The metrics count every one; the line
+/// that is logged says how many were not.
+#[derive(Debug, Default)]
+struct ServerErrorLog {
+    /// Per route and status: when a line was last logged, and the errors since.
+    routes: Vec<(String, StatusCode, Instant, u64)>,
+}
+
+static SERVER_ERRORS: Mutex<ServerErrorLog> = Mutex::new(ServerErrorLog { routes: Vec::new() });
+
+impl ServerErrorLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Whether to log an error of `route` and `status` now, and if so how many were not
+    /// logged since the last line.
+    fn admit(route: &str, status: StatusCode, now: Instant) -> Option<u64> {
+        SERVER_ERRORS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decide(route, status, now)
+    }
+
+    fn decide(&mut self, route: &str, status: StatusCode, now: Instant) -> Option<u64> {
+        let Some((_, _, last, since)) = self
+            .routes
+            .iter_mut()
+            .find(|(r, s, _, _)| r == route && *s == status)
+        else {
+            self.routes.push((route.to_owned(), status, now, 0));
+            return Some(0);
+        };
+        if now.saturating_duration_since(*last) < Self::EVERY {
+            *since += 1;
+            return None;
+        }
+        *last = now;
+        Some(std::mem::take(since))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use voucher_serve::metrics::Metrics;
+
+    #[test]
+    fn server_errors_are_logged_once_a_second_per_route_and_status_with_the_rest_counted() {
+        let mut log = ServerErrorLog::default();
+        let start = Instant::now();
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        let at = |ms| start + std::time::Duration::from_millis(ms);
+        assert_eq!(log.decide("/api/v1/voucher", unavailable, at(0)), Some(0));
+        for ms in 1..1000 {
+            assert_eq!(log.decide("/api/v1/voucher", unavailable, at(ms)), None);
+        }
+        // Another status, another route: their own first lines.
+        let internal = StatusCode::INTERNAL_SERVER_ERROR;
+        assert_eq!(log.decide("/api/v1/voucher", internal, at(500)), Some(0));
+        assert_eq!(
+            log.decide("/api/v1/vouchers", unavailable, at(500)),
+            Some(0)
+        );
+        assert_eq!(
+            log.decide("/api/v1/voucher", unavailable, at(1000)),
+            Some(999)
+        );
+        assert_eq!(log.decide("/api/v1/voucher", unavailable, at(1001)), None);
+        assert_eq!(
+            log.decide("/api/v1/voucher", unavailable, at(5000)),
+            Some(1)
+        );
+        assert_eq!(log.routes.len(), 3);
+    }
 
     #[test]
     fn routes_count_by_status_including_rare_ones_through_every_worker() {
