@@ -174,7 +174,7 @@ impl Snapshot {
         }
     }
 
-    /// [`Snapshot::find`] in a country already looked up.
+    /// [`Snapshot::find`] in a country that this snapshot's [`Snapshot::country`] returned.
     pub fn find_in<'s>(
         &'s self,
         country: CountrySegments<'s>,
