@@ -429,10 +429,8 @@ impl Row {
 /// Counts parsed rows. A kept row's group is (country, frequent segment, recency segment),
 /// numbered densely so its amounts are found by index (see [`Amounts`]).
 struct Counter {
-    frequent: Vec<Segment>,
-    recency: Vec<Segment>,
-    frequent_index: SegmentIndex,
-    recency_index: SegmentIndex,
+    frequent: SegmentIndex,
+    recency: SegmentIndex,
     countries: Vec<String>,
     /// Each country's number: its place in `countries`.
     ids: HashMap<String, usize>,
@@ -444,13 +442,10 @@ struct Counter {
 
 impl Counter {
     fn new(segments: &SegmentSet) -> Self {
-        let list = |t| segments.get(t).unwrap_or(&[]).to_vec();
-        let (frequent, recency) = (list(SegmentType::Frequent), list(SegmentType::Recency));
+        let index = |t| SegmentIndex::new(segments.get(t).unwrap_or(&[]).to_vec());
         Counter {
-            frequent_index: SegmentIndex::new(&frequent),
-            recency_index: SegmentIndex::new(&recency),
-            frequent,
-            recency,
+            frequent: index(SegmentType::Frequent),
+            recency: index(SegmentType::Recency),
             countries: Vec::new(),
             ids: HashMap::new(),
             dropped: DropCounts::default(),
@@ -461,12 +456,12 @@ impl Counter {
 
     /// Groups per country: each type's segments, plus "in none of them".
     fn groups_per_country(&self) -> usize {
-        (self.frequent.len() + 1) * (self.recency.len() + 1)
+        (self.frequent.segments.len() + 1) * (self.recency.segments.len() + 1)
     }
 
     /// The number of a group; a segment index equal to its list's length means none.
     fn group(&self, country: usize, frequent: usize, recency: usize) -> usize {
-        country * self.groups_per_country() + frequent * (self.recency.len() + 1) + recency
+        country * self.groups_per_country() + frequent * (self.recency.segments.len() + 1) + recency
     }
 
     /// Counts the rows of a frame shaped like [`parsed`]'s output.
@@ -514,8 +509,8 @@ impl Counter {
             let (orders, amount) = (row.orders.unwrap_or(-1), row.amount.unwrap_or(0));
             let days =
                 i64::from(row.timestamp.unwrap_or(0)) - i64::from(row.last_order.unwrap_or(0));
-            let frequent = self.frequent_index.of(orders);
-            let recency = self.recency_index.of(days);
+            let frequent = self.frequent.of(orders);
+            let recency = self.recency.of(days);
             let group = self.group(country, frequent, recency);
             self.groups[group].add(amount);
         }
@@ -548,15 +543,15 @@ impl Counter {
                 .map(|(_, n)| n)
                 .sum();
             tally.rows_kept_by_country.insert(country.clone(), kept);
-            for (frequent, recency) in (0..=self.frequent.len())
-                .flat_map(|f| (0..=self.recency.len()).map(move |r| (f, r)))
+            for (frequent, recency) in (0..=self.frequent.segments.len())
+                .flat_map(|f| (0..=self.recency.segments.len()).map(move |r| (f, r)))
             {
                 let amounts = &self.groups[self.group(country_id, frequent, recency)];
                 for (amount, n) in amounts.iter() {
                     // Kept rows of no segment count only in `rows_kept`.
                     for (segment_type, list, index) in [
-                        (SegmentType::Frequent, &self.frequent, frequent),
-                        (SegmentType::Recency, &self.recency, recency),
+                        (SegmentType::Frequent, &self.frequent.segments, frequent),
+                        (SegmentType::Recency, &self.recency.segments, recency),
                     ] {
                         if let Some(segment) = list.get(index) {
                             tally.add(country, segment_type, index, segment, amount, n);
@@ -682,50 +677,40 @@ impl<'a, T: NativeType> Values<'a, T> {
     }
 }
 
-/// The index of the segment holding a value in a list of segments, or the list's length when
-/// none does: a table for the small values that most rows have (orders, days), a scan of the
-/// bounds beyond it. A scan of the segments for every row was a tenth of a run's time.
+/// A list of segments of one type, and the index of the segment holding a value (the list's
+/// length when none does): from a table for the small values that most rows have (orders,
+/// days), by a scan beyond it. A scan for every row was a tenth of a run's time.
 struct SegmentIndex {
+    segments: Vec<Segment>,
     /// By value, from 0 up to [`SegmentIndex::TABLE`].
-    table: Vec<u32>,
-    /// Each segment's inclusive bounds, in list order.
-    bounds: Vec<(i64, i64)>,
+    table: Vec<usize>,
 }
 
 impl SegmentIndex {
     const TABLE: usize = 4096;
 
-    fn new(segments: &[Segment]) -> SegmentIndex {
-        let bounds: Vec<(i64, i64)> = segments
-            .iter()
-            .map(|s| (s.lower, s.upper.unwrap_or(i64::MAX)))
-            .collect();
+    fn new(segments: Vec<Segment>) -> SegmentIndex {
         let mut index = SegmentIndex {
+            segments,
             table: Vec::new(),
-            bounds,
         };
-        // Lists too long for the table's entries scan their bounds for every value.
-        if u32::try_from(segments.len()).is_ok() {
-            index.table = (0..Self::TABLE as i64)
-                .map(|value| index.scan(value) as u32)
-                .collect();
-        }
+        index.table = (0..Self::TABLE as i64).map(|v| index.scan(v)).collect();
         index
     }
 
     #[inline(always)]
     fn of(&self, value: i64) -> usize {
         match usize::try_from(value).ok().and_then(|v| self.table.get(v)) {
-            Some(&at) => at as usize,
+            Some(&at) => at,
             None => self.scan(value),
         }
     }
 
     fn scan(&self, value: i64) -> usize {
-        self.bounds
+        self.segments
             .iter()
-            .position(|&(lower, upper)| lower <= value && value <= upper)
-            .unwrap_or(self.bounds.len())
+            .position(|s| s.contains(value))
+            .unwrap_or(self.segments.len())
     }
 }
 
@@ -853,7 +838,7 @@ mod tests {
             segment(10, Some(4100)),
             segment(5000, None),
         ];
-        let index = SegmentIndex::new(&list);
+        let index = SegmentIndex::new(list.clone());
         let table = SegmentIndex::TABLE as i64;
         let values = (-10..20).chain(table - 5..table + 5).chain([
             4100,
@@ -870,7 +855,7 @@ mod tests {
                 .unwrap_or(list.len());
             assert_eq!(index.of(value), scanned, "value {value}");
         }
-        assert_eq!(SegmentIndex::new(&[]).of(3), 0);
+        assert_eq!(SegmentIndex::new(Vec::new()).of(3), 0);
     }
 
     #[test]
