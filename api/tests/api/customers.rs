@@ -13,7 +13,7 @@ use voucher_api::grpc::proto;
 use voucher_api::grpc::proto::voucher_service_client::VoucherServiceClient;
 use voucher_postgres::{ConnectOptions, DbUrl, Session};
 
-use crate::doors::runtime;
+use crate::doors::{Outcome, from_http, runtime};
 use crate::helpers::{TestApp, contract_rows, days_ago, json_of, publish, wait_until};
 
 /// Generous for a loaded CI machine.
@@ -188,6 +188,85 @@ fn postgres_a_profile_updated_in_the_table_is_answered_within_the_caches_ttl() {
     assert!(
         text.contains(r#"voucher_api_customer_cache_total{result="hit"}"#),
         "{text}"
+    );
+}
+
+#[test]
+fn postgres_single_requests_in_flight_together_share_queries() {
+    let Some(db) = test_db() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    publish(dir.path(), contract_rows(2640));
+    let ids: Vec<i64> = (100..140).collect();
+    let last = sql(&days_ago(10));
+    let orders: Vec<String> = ids.iter().map(|id| (id % 38).to_string()).collect();
+    let rows: Vec<Row<'_>> = ids
+        .iter()
+        .zip(&orders)
+        .map(|(id, orders)| {
+            (
+                *id,
+                "'Peru'",
+                last.as_str(),
+                "'2020-01-01 00:00:00'",
+                orders.as_str(),
+            )
+        })
+        .collect();
+    db.customers(
+        "customers_shared",
+        ["text", "timestamp", "timestamp", "integer"],
+        &rows,
+    );
+    let app = db.app(
+        dir.path(),
+        "customers_shared",
+        &["--customers-cache-size", "0", "--customers-timeout", "30s"],
+    );
+    let outcome = |request: &Value| {
+        let (status, body) = json_of(app.post_voucher(request));
+        from_http(status, &body, "")
+    };
+    // The full requests, answered without the store, and once by id to open a connection.
+    let expected: Vec<Outcome> = ids
+        .iter()
+        .zip(&orders)
+        .map(|(id, orders)| {
+            outcome(&json!({"customer_id": id, "country_code": "Peru",
+                "last_order_ts": days_ago(10), "first_order_ts": "2020-01-01 00:00:00",
+                "total_orders": orders.parse::<i64>().expect("orders"),
+                "segment_name": "frequent_segment"}))
+        })
+        .collect();
+    assert!(
+        expected.iter().all(|o| matches!(o, Outcome::Answer(..))),
+        "{expected:?}"
+    );
+    assert_eq!(outcome(&by_id(ids[0], "frequent_segment")), expected[0]);
+    let queries = || {
+        app.metric(r#"voucher_api_customer_queries_total{result="ok"}"#)
+            .unwrap_or_default()
+    };
+    let before = queries();
+
+    // The table locked, the store's queries wait; the requests sent meanwhile wait for them.
+    db.execute("BEGIN; LOCK TABLE customers_shared IN ACCESS EXCLUSIVE MODE");
+    let answers = std::thread::scope(|scope| {
+        let sent: Vec<_> = ids
+            .iter()
+            .map(|id| scope.spawn(move || outcome(&by_id(*id, "frequent_segment"))))
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        db.execute("COMMIT");
+        sent.into_iter()
+            .map(|t| t.join().expect("request thread"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(answers, expected);
+    let shared = queries() - before;
+    assert!(
+        shared <= 10.0,
+        "{} requests in flight together took {shared} queries",
+        ids.len()
     );
 }
 

@@ -3,8 +3,8 @@
 //! voucher-postgres's connect and holding the prepared lookup), and the dispatcher.
 //!
 //! The dispatcher takes the first ids asked and every other ask already waiting; while other
-//! queries are in flight, a small batch also waits briefly for more asks or for them to end
-//! (see [`GATHER_IDS`]); then it waits for a free connection, takes what came meanwhile and
+//! queries are in flight, a small batch also waits briefly for them to end (see
+//! [`GATHER_IDS`]); then it waits for a free connection, takes what came meanwhile and
 //! sends all their ids in one query. Under load, queries thus grow with the traffic instead of
 //! multiplying: the asks of many single requests, or of many stream windows, share one query.
 
@@ -26,9 +26,9 @@ use super::{CHECK_INTERVAL, StartError, StoreError, StoreMetrics, StoreState};
 const MAX_MERGED_IDS: usize = 16_384;
 
 /// While queries are in flight, a batch of fewer ids than this waits (up to [`GATHER_WAIT`])
-/// for more asks or for those queries to end before it takes another connection: each query
-/// costs the server a fixed amount besides its ids, and on a busy server many small queries in
-/// parallel answered fewer ids per second than fewer larger ones (9 ids per query and 52,000
+/// for those queries to end, taking the asks that came meanwhile, before it takes another
+/// connection: each query costs the server a fixed amount besides its ids, and on a busy
+/// server many small queries in parallel answered fewer ids per second than fewer larger ones (9 ids per query and 52,000
 /// requests by id per second with four connections, 19 and 57,000 so; bench/RESULTS.md).
 const GATHER_IDS: usize = 64;
 
@@ -192,25 +192,20 @@ impl Batch {
         }
     }
 
-    /// Adds asks as they come until [`GATHER_IDS`], no query is in flight any more, or
-    /// [`GATHER_WAIT`] passes.
+    /// Waits until no query is in flight any more or [`GATHER_WAIT`] passes, then adds the asks
+    /// that came meanwhile. It does not listen for asks while it waits: every ask it listened
+    /// for would wake this thread (an eventfd write in the sender's thread, and a context
+    /// switch here), which on 2 cores cost more than the batching saved (bench/RESULTS.md).
     async fn gather(&mut self, asked: &mut mpsc::UnboundedReceiver<Ask>, in_flight: &InFlight) {
         let deadline = tokio::time::sleep(GATHER_WAIT);
         tokio::pin!(deadline);
-        while self.ids < GATHER_IDS {
+        while in_flight.busy() {
             tokio::select! {
                 _ = &mut deadline => break,
-                _ = in_flight.ended.notified() => {
-                    if !in_flight.busy() {
-                        break;
-                    }
-                }
-                ask = asked.recv() => match ask {
-                    Some(ask) => self.add(ask),
-                    None => break,
-                },
+                _ = in_flight.ended.notified() => {}
             }
         }
+        self.take_waiting(asked);
     }
 }
 
