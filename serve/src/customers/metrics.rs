@@ -97,14 +97,14 @@ impl StoreMetrics {
     }
 
     pub(crate) fn lookups(&self, counts: &Counts) {
-        self.found.inc_by(counts.found);
-        self.unknown.inc_by(counts.unknown);
-        self.unavailable.inc_by(counts.unavailable);
+        add(&self.found, counts.found);
+        add(&self.unknown, counts.unknown);
+        add(&self.unavailable, counts.unavailable);
     }
 
     pub(crate) fn cache(&self, hits: usize, misses: usize) {
-        self.hits.inc_by(hits as u64);
-        self.misses.inc_by(misses as u64);
+        add(&self.hits, hits as u64);
+        add(&self.misses, misses as u64);
     }
 
     pub(crate) fn query(&self, ok: bool, ids: usize, seconds: f64) {
@@ -119,5 +119,13 @@ impl StoreMetrics {
 
     pub(crate) fn up(&self, up: bool) {
         self.up.set(i64::from(up));
+    }
+}
+
+/// Adds `n` unless it is 0: a request by id counts one id, and each addition is an atomic
+/// write to a cache line every worker shares.
+fn add(counter: &IntCounter, n: u64) {
+    if n > 0 {
+        counter.inc_by(n);
     }
 }

@@ -2,11 +2,13 @@
 //! gRPC's, the consumer's), a pool of connections (deadpool, each connection made with
 //! voucher-postgres's connect and holding the prepared lookup), and the dispatcher.
 //!
-//! The dispatcher takes the first ids asked and every other ask already waiting; while other
-//! queries are in flight, a small batch also waits briefly for them to end (see
-//! [`GATHER_IDS`]); then it waits for a free connection, takes what came meanwhile and
-//! sends all their ids in one query. Under load, queries thus grow with the traffic instead of
-//! multiplying: the asks of many single requests, or of many stream windows, share one query.
+//! The dispatcher sends the ids asked in one query as soon as no query is in flight, with every
+//! other ask waiting by then. While queries are in flight it does not listen for asks (each
+//! would wake its thread): it takes them all when a query ends, or [`GATHER_WAIT`] after it
+//! began to wait, whichever comes first; then it waits for a free connection, takes what came
+//! meanwhile and sends all their ids in one query. Under load, queries thus grow with the
+//! traffic instead of multiplying: the asks of many single requests, or of many stream
+//! windows, share one query.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,14 +27,11 @@ use super::{CHECK_INTERVAL, StartError, StoreError, StoreMetrics, StoreState};
 /// Ids of several asks merged into one query at most (one larger ask is sent alone).
 const MAX_MERGED_IDS: usize = 16_384;
 
-/// While queries are in flight, a batch of fewer ids than this waits (up to [`GATHER_WAIT`])
-/// for those queries to end, taking the asks that came meanwhile, before it takes another
-/// connection: each query costs the server a fixed amount besides its ids, and on a busy
-/// server many small queries in parallel answered fewer ids per second than fewer larger ones (9 ids per query and 52,000
-/// requests by id per second with four connections, 19 and 57,000 so; bench/RESULTS.md).
-const GATHER_IDS: usize = 64;
-
-/// The longest a batch waits so, so that a slow query delays the others by this at most.
+/// The longest asks wait for a query in flight to end before they take another connection, so
+/// that a slow query delays the others by this at most. Each query costs the server a fixed
+/// amount besides its ids, and on a busy server many small queries in parallel answered fewer
+/// ids per second than fewer larger ones (9 ids per query and 52,000 requests by id per second
+/// with four connections, 19 and 57,000 so; bench/RESULTS.md).
 const GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// What the store thread needs.
@@ -137,26 +136,20 @@ async fn dispatch(
                 }
                 asked_since_check = false;
             }
-            first = asked.recv() => {
+            first = asked.recv(), if !in_flight.busy() => {
                 let Some(first) = first else { break };
                 asked_since_check = true;
                 let mut batch = Batch::of(first);
                 batch.take_waiting(&mut asked);
-                if in_flight.busy() && batch.ids < GATHER_IDS {
-                    batch.gather(&mut asked, &in_flight).await;
-                }
-                let connection = pool.get().await;
+                send(batch, &pool, &mut asked, &in_flight, &settings).await;
+            }
+            // Not listening for asks meanwhile: they wait in the channel without waking anyone.
+            () = in_flight.settled(GATHER_WAIT), if in_flight.busy() => {
+                let mut batch = Batch::default();
                 batch.take_waiting(&mut asked);
-                // Those who gave up waiting need no answer.
-                let mut asks = batch.asks;
-                asks.retain(|ask| !ask.reply.is_closed());
-                if !asks.is_empty() {
-                    let query = in_flight.start();
-                    let (pool, settings) = (pool.clone(), Arc::clone(&settings));
-                    tokio::spawn(async move {
-                        answer(pool, connection, asks, settings).await;
-                        drop(query);
-                    });
+                if !batch.asks.is_empty() {
+                    asked_since_check = true;
+                    send(batch, &pool, &mut asked, &in_flight, &settings).await;
                 }
             }
         }
@@ -164,7 +157,32 @@ async fn dispatch(
     pool.close();
 }
 
+/// Waits for a free connection, adds the asks that came meanwhile, and sends the batch's ids in
+/// one query answered on a task of its own.
+async fn send(
+    mut batch: Batch,
+    pool: &Pool,
+    asked: &mut mpsc::UnboundedReceiver<Ask>,
+    in_flight: &Arc<InFlight>,
+    settings: &Arc<Settings>,
+) {
+    let connection = pool.get().await;
+    batch.take_waiting(asked);
+    // Those who gave up waiting need no answer.
+    let mut asks = batch.asks;
+    asks.retain(|ask| !ask.reply.is_closed());
+    if !asks.is_empty() {
+        let query = in_flight.start();
+        let (pool, settings) = (pool.clone(), Arc::clone(settings));
+        tokio::spawn(async move {
+            answer(pool, connection, asks, settings).await;
+            drop(query);
+        });
+    }
+}
+
 /// The asks one query will answer.
+#[derive(Default)]
 struct Batch {
     asks: Vec<Ask>,
     /// Their ids, counted with repeats.
@@ -191,22 +209,6 @@ impl Batch {
             self.add(ask);
         }
     }
-
-    /// Waits until no query is in flight any more or [`GATHER_WAIT`] passes, then adds the asks
-    /// that came meanwhile. It does not listen for asks while it waits: every ask it listened
-    /// for would wake this thread (an eventfd write in the sender's thread, and a context
-    /// switch here), which on 2 cores cost more than the batching saved (bench/RESULTS.md).
-    async fn gather(&mut self, asked: &mut mpsc::UnboundedReceiver<Ask>, in_flight: &InFlight) {
-        let deadline = tokio::time::sleep(GATHER_WAIT);
-        tokio::pin!(deadline);
-        while in_flight.busy() {
-            tokio::select! {
-                _ = &mut deadline => break,
-                _ = in_flight.ended.notified() => {}
-            }
-        }
-        self.take_waiting(asked);
-    }
 }
 
 /// The queries in flight, and a signal each time one ends.
@@ -221,6 +223,14 @@ impl InFlight {
         self.queries.load(Ordering::Acquire) > 0
     }
 
+    /// Returns when a query ends or after `wait`.
+    async fn settled(&self, wait: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.ended.notified() => {}
+        }
+    }
+
     /// Counts a query until the guard is dropped (also if its task panics).
     fn start(self: &Arc<Self>) -> QueryGuard {
         self.queries.fetch_add(1, Ordering::AcqRel);
@@ -233,7 +243,7 @@ struct QueryGuard(Arc<InFlight>);
 impl Drop for QueryGuard {
     fn drop(&mut self) {
         self.0.queries.fetch_sub(1, Ordering::AcqRel);
-        // A permit if nobody waits yet: a batch gathering next leaves at once, which costs at
+        // A permit if nobody waits yet: the dispatcher's next wait ends at once, which costs at
         // most one smaller query.
         self.0.ended.notify_one();
     }
