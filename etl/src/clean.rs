@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
-use polars_arrow::array::{Array, Utf8ViewArray, View};
-use polars_arrow::bitmap::Bitmap;
+use polars_arrow::array::{Array, PrimitiveArray, Utf8ViewArray, View};
+use polars_arrow::bitmap::{Bitmap, MutableBitmap};
 use polars_arrow::types::NativeType;
 use voucher_shared::country::{COUNTRY_CODE_RULE, check_country_code, is_country_code};
 use voucher_shared::numbers::{parse_count, whole_amount, whole_count};
@@ -722,9 +722,7 @@ fn days_field(_: &Schema, f: &Field) -> PolarsResult<Field> {
 fn days_udf(c: Column) -> PolarsResult<Column> {
     let name = c.name().clone();
     let days: Int32Chunked = match c.dtype() {
-        DataType::String => {
-            arity::unary_elementwise(c.str()?, |s: Option<&str>| s.and_then(parse_utc_date))
-        }
+        DataType::String => parse_strings(c.str()?, parse_utc_date),
         DataType::Date => c.to_physical_repr().i32()?.clone(),
         DataType::Datetime(unit, _) => {
             // Datetimes are stored as UTC instants whatever their zone, so the UTC date is a
@@ -748,14 +746,129 @@ fn days_udf(c: Column) -> PolarsResult<Column> {
 fn count_udf(c: Column) -> PolarsResult<Column> {
     let name = c.name().clone();
     let counts: Int64Chunked = match c.dtype() {
-        DataType::String => {
-            arity::unary_elementwise(c.str()?, |s: Option<&str>| s.and_then(parse_count))
-        }
+        DataType::String => parse_strings(c.str()?, parse_count),
         _ => arity::unary_elementwise(c.cast(&DataType::Float64)?.f64()?, |v: Option<f64>| {
             v.and_then(whole_count)
         }),
     };
     Ok(counts.with_name(name).into_column())
+}
+
+/// `parse` of each string of `strings`; null where it gives nothing. Each chunk's strings are
+/// looked up in a [`ViewMemo`] first: order dates and order counts repeat a few thousand
+/// strings over millions of rows (their Parquet columns are dictionary-encoded), and parsing
+/// each row's string again was a sixth of a run with every country (perf).
+fn parse_strings<T>(
+    strings: &StringChunked,
+    parse: fn(&str) -> Option<T::Native>,
+) -> ChunkedArray<T>
+where
+    T: PolarsNumericType,
+    T::Native: Into<i64> + TryFrom<i64>,
+{
+    let chunks = strings.downcast_iter().map(|array| {
+        VIEW_MEMO.with_borrow_mut(|memo| {
+            memo.start();
+            let mut values = Vec::with_capacity(array.len());
+            let mut validity = MutableBitmap::with_capacity(array.len());
+            for (i, view) in array.views().iter().enumerate() {
+                let parsed = if array.is_valid(i) {
+                    memo.get(*view, || parse(array.value(i)).map(Into::into))
+                        .and_then(|v| T::Native::try_from(v).ok())
+                } else {
+                    None
+                };
+                values.push(parsed.unwrap_or_default());
+                validity.push(parsed.is_some());
+            }
+            PrimitiveArray::from_vec(values).with_validity(Some(validity.into()))
+        })
+    });
+    ChunkedArray::from_chunk_iter(strings.name().clone(), chunks)
+}
+
+thread_local! {
+    /// Each thread's memo, reused from chunk to chunk (see [`ViewMemo::start`]).
+    static VIEW_MEMO: std::cell::RefCell<ViewMemo> = std::cell::RefCell::new(ViewMemo::default());
+}
+
+/// What a parse gave for each string of one array, by the string's view: in one array, equal
+/// views are equal strings (a short string is in its view; a long one's view says where it
+/// is), and a dictionary-encoded column's rows of one string share one view. Direct-mapped:
+/// a slot holds the last string hashed to it. A column of mostly distinct strings (event
+/// times) stops using it after a trial, so that it costs those no more than the trial.
+struct ViewMemo {
+    slots: Vec<MemoSlot>,
+    /// The array being read: slots of other arrays are empty for it.
+    array: u32,
+    lookups: usize,
+    misses: usize,
+}
+
+#[derive(Clone, Copy, Default)]
+struct MemoSlot {
+    view: u128,
+    value: i64,
+    array: u32,
+    parsed: bool,
+}
+
+impl Default for ViewMemo {
+    fn default() -> Self {
+        ViewMemo {
+            slots: vec![MemoSlot::default(); ViewMemo::SLOTS],
+            array: 0,
+            lookups: 0,
+            misses: 0,
+        }
+    }
+}
+
+impl ViewMemo {
+    /// Twice the distinct order dates of a large file's chunk, so that few evict each other.
+    const SLOTS: usize = 8192;
+    /// Lookups before deciding whether the memo pays for an array: enough for a column of a
+    /// few thousand strings to show that it repeats them.
+    const TRIAL: usize = 16_384;
+
+    /// Starts on a new array: its views mean nothing for the last one's strings.
+    fn start(&mut self) {
+        self.array = self.array.wrapping_add(1);
+        if self.array == 0 {
+            // Numbers start at 1 so that no slot belongs to an array before it is written.
+            self.slots.fill(MemoSlot::default());
+            self.array = 1;
+        }
+        self.lookups = 0;
+        self.misses = 0;
+    }
+
+    #[inline]
+    fn get(&mut self, view: View, parse: impl FnOnce() -> Option<i64>) -> Option<i64> {
+        if self.lookups == Self::TRIAL {
+            // Most strings were new: parse the rest of this array directly.
+            if self.misses * 2 > Self::TRIAL {
+                return parse();
+            }
+        } else {
+            self.lookups += 1;
+        }
+        let key = view.as_u128();
+        let mixed = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &mut self.slots[(mixed >> (64 - Self::SLOTS.trailing_zeros())) as usize];
+        if slot.array == self.array && slot.view == key {
+            return slot.parsed.then_some(slot.value);
+        }
+        self.misses += 1;
+        let value = parse();
+        *slot = MemoSlot {
+            view: key,
+            value: value.unwrap_or_default(),
+            array: self.array,
+            parsed: value.is_some(),
+        };
+        value
+    }
 }
 
 /// `voucher_amount` as a whole number > 0; null where it is not one.
@@ -823,6 +936,88 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `parse_strings` of `chunks` against parsing each string on its own.
+    fn parses_as_each_row(chunks: &[Vec<Option<String>>], parse: fn(&str) -> Option<i64>) {
+        let arrays = chunks.iter().map(Utf8ViewArray::from_slice);
+        let strings = StringChunked::from_chunk_iter("s".into(), arrays);
+        let parsed: Int64Chunked = parse_strings(&strings, parse);
+        let expected: Vec<Option<i64>> = chunks
+            .iter()
+            .flatten()
+            .map(|s| s.as_deref().and_then(parse))
+            .collect();
+        assert_eq!(parsed.iter().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn memoised_parsing_equals_parsing_each_row() {
+        let days = |s: &str| parse_utc_date(s).map(i64::from);
+        let repeated: Vec<Option<String>> = (0..40_000)
+            .map(|i| match i % 7 {
+                0 => None,
+                1 => Some(format!("2021-06-{:02} 00:00:00+00:00", i % 30 + 1)),
+                2 => Some(format!("2020-01-{:02}", i % 31 + 1)),
+                3 => Some("2021-02-30".into()),
+                4 => Some(String::new()),
+                5 => Some(format!("2021-06-{:02} 23:59:59-05:00", i % 30 + 1)),
+                _ => Some("not a date, and longer than a view holds".into()),
+            })
+            .collect();
+        // Past the memo's trial, where a column of new strings is parsed row by row.
+        let distinct: Vec<Option<String>> = (0..40_000)
+            .map(|i| {
+                Some(format!(
+                    "2021-01-01 {:02}:{:02}:{:02}.{i}",
+                    i / 3600 % 24,
+                    i / 60 % 60,
+                    i % 60
+                ))
+            })
+            .collect();
+        parses_as_each_row(&[repeated.clone(), distinct, repeated], days);
+        let counts: Vec<Option<String>> = (0..20_000)
+            .map(|i| Some(format!("{}.0", i % 40)).filter(|_| i % 11 != 0))
+            .chain(["-1", "1e3", " 7 ", "3.5", "abc"].map(|s| Some(s.into())))
+            .collect();
+        parses_as_each_row(&[counts], parse_count);
+    }
+
+    #[test]
+    fn memoised_parsing_never_answers_for_another_chunks_string() {
+        // Each chunk's one long string is at offset 0 of its first buffer with the same length
+        // and first bytes: equal views, different strings.
+        let chunk = |s: &str| vec![Some(s.to_owned()); 3];
+        let days = |s: &str| parse_utc_date(s).map(i64::from);
+        parses_as_each_row(
+            &[
+                chunk("2021-06-30 00:00:00+00:00"),
+                chunk("2021-07-01 00:00:00+00:00"),
+            ],
+            days,
+        );
+    }
+
+    #[test]
+    fn the_memo_forgets_every_slot_when_its_array_numbers_wrap() {
+        let view = View::new_from_bytes(b"2021-06-30 00:00:00+00:00", 0, 0);
+        let mut memo = ViewMemo {
+            array: u32::MAX - 1,
+            ..ViewMemo::default()
+        };
+        memo.start();
+        assert_eq!(memo.get(view, || Some(1)), Some(1));
+        assert_eq!(memo.get(view, || Some(2)), Some(1), "found again");
+        memo.start();
+        assert_eq!(memo.array, 1);
+        // Had the slot been kept, the array numbered as it was would find it.
+        memo.array = u32::MAX;
+        assert_eq!(
+            memo.get(view, || Some(3)),
+            Some(3),
+            "not the wrapped array's"
+        );
+    }
 
     #[test]
     fn the_segment_index_finds_what_a_scan_of_the_segments_finds() {
