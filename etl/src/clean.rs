@@ -825,7 +825,8 @@ impl Default for ViewMemo {
 }
 
 impl ViewMemo {
-    /// Twice the distinct order dates of a large file's chunk, so that few evict each other.
+    /// Room for the few thousand distinct order dates of a chunk of a large file, with few of
+    /// them evicting each other.
     const SLOTS: usize = 8192;
     /// Lookups before deciding whether the memo pays for an array: enough for a column of a
     /// few thousand strings to show that it repeats them.

@@ -144,6 +144,7 @@ async fn dispatch(
                 send(batch, &pool, &mut asked, &in_flight, &settings).await;
             }
             // Not listening for asks meanwhile: they wait in the channel without waking anyone.
+            // (A query that runs longer wakes this every GATHER_WAIT, asks or not.)
             () = in_flight.settled(GATHER_WAIT), if in_flight.busy() => {
                 let mut batch = Batch::default();
                 batch.take_waiting(&mut asked);
