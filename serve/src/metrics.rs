@@ -14,6 +14,11 @@ use voucher_shared::score::{Outcome, Scored};
 
 use crate::live::LiveTable;
 
+mod cells;
+
+use cells::ScoredCounts;
+pub use cells::{Cell, family, labelled};
+
 /// Latency buckets of the request doors (HTTP, gRPC), in seconds: an answer takes well under a
 /// millisecond, so the low end is fine-grained.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -60,20 +65,17 @@ impl Door {
     }
 }
 
-/// The scoring counters of one door, resolved once so that counting an item is one atomic add.
+/// The scoring counters of one door (see [`cells`] for why each thread counts apart).
 #[derive(Debug, Clone)]
-pub struct DoorCounters([IntCounter; Outcome::ALL.len()]);
+pub struct DoorCounters {
+    counts: ScoredCounts,
+    door: Door,
+}
 
 impl DoorCounters {
-    fn new(scored: &IntCounterVec, door: Door) -> Self {
-        DoorCounters(
-            Outcome::ALL.map(|outcome| scored.with_label_values(&[door.label(), outcome.label()])),
-        )
-    }
-
     /// Counts one item.
     pub fn count(&self, outcome: Outcome) {
-        self.0[outcome as usize].inc();
+        self.counts.count(self.door, outcome);
     }
 
     /// Counts one answer of the scoring core.
@@ -216,12 +218,9 @@ impl Metrics {
         let registry = Registry::new_custom(Some("voucher_api".into()), None)?;
         let scored = register(
             &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "scored_total",
-                    "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream, events) and outcome (ok, invalid, no_segment, malformed, unknown_customer, customers_unavailable).",
-                ),
-                &["door", "outcome"],
+            ScoredCounts::new(
+                "scored_total",
+                "Requests scored, by door (http, http_batch, http_ndjson, grpc, grpc_stream, events) and outcome (ok, invalid, no_segment, malformed, unknown_customer, customers_unavailable).",
             )?,
         )?;
         let reloads = register(
@@ -245,7 +244,10 @@ impl Metrics {
             )?,
         )?;
         Ok(Metrics {
-            doors: Arc::new(Door::ALL.map(|door| DoorCounters::new(&scored, door))),
+            doors: Arc::new(Door::ALL.map(|door| DoorCounters {
+                counts: scored.clone(),
+                door,
+            })),
             table: TableGauges::register(&registry)?,
             reloads,
             checks,

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -24,7 +23,7 @@ use pin_project_lite::pin_project;
 use prometheus::Registry;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
-use voucher_serve::metrics::LATENCY_BUCKETS;
+use voucher_serve::metrics::{Cell, LATENCY_BUCKETS, family, labelled};
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -82,24 +81,6 @@ impl HttpMetrics {
             metrics: self.clone(),
             handles: RefCell::default(),
         }))
-    }
-}
-
-/// A count that one thread adds to and scrapes read: the writer's add is a plain load and
-/// store (no lock-prefixed instruction), which a reader on another thread sees whole.
-#[derive(Debug, Default)]
-struct Cell(AtomicU64);
-
-impl Cell {
-    fn add(&self, n: u64) {
-        self.0.store(
-            self.0.load(Ordering::Relaxed).wrapping_add(n),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -175,31 +156,6 @@ impl Collector for HttpMetrics {
             family(&self.0.duration, MetricType::HISTOGRAM, durations),
         ]
     }
-}
-
-fn labelled(labels: &[(&str, &str)]) -> proto::Metric {
-    let mut metric = proto::Metric::default();
-    metric.set_label(
-        labels
-            .iter()
-            .map(|(name, value)| {
-                let mut pair = proto::LabelPair::default();
-                pair.set_name((*name).to_owned());
-                pair.set_value((*value).to_owned());
-                pair
-            })
-            .collect(),
-    );
-    metric
-}
-
-fn family(desc: &Desc, kind: MetricType, metrics: Vec<proto::Metric>) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(desc.fq_name.clone());
-    family.set_help(desc.help.clone());
-    family.set_field_type(kind);
-    family.set_metric(metrics);
-    family
 }
 
 /// The request metrics of one HTTP worker: its own cells of each (route, status). Workers are
