@@ -7,7 +7,7 @@
 # Environment:
 #   CARGO_TARGET_DIR  where cargo builds (default: <repo>/target)
 #   WRK_DURATION      wrk run length (default: 15s)
-#   WRK_ROUNDS        wrk runs per server, alternating; the median counts (default: 3)
+#   WRK_ROUNDS        wrk runs per server, alternating; the median counts (default: 5)
 #   HEY_REQUESTS      hey request count (default: 1000)
 # Needs: cargo, hey, wrk, curl and python3 (Debian packages, installed when missing as root).
 # Targets: voucher-api >= 90% of the ceiling's req/s, and p99 within 1 ms of the ceiling's.
@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WRK_DURATION=${WRK_DURATION:-15s}
-WRK_ROUNDS=${WRK_ROUNDS:-3}
+WRK_ROUNDS=${WRK_ROUNDS:-5}
 HEY_REQUESTS=${HEY_REQUESTS:-1000}
 RESULTS=$ROOT/bench/RESULTS.md
 BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}'
@@ -122,8 +122,10 @@ read -r HEY_CEIL_RPS HEY_CEIL_P99 HEY_CEIL_BAD < <(run_hey "$CEILING" "$WORK/hey
 # On a small machine the load generator shares the cores with the server, and other work on
 # the machine moves a single run's figures by tens of percent. So the two servers alternate over
 # a few rounds; each round's ceiling and voucher-api runs are back to back and compared with each
-# other, and the round with the median req/s ratio is the one reported.
+# other, and the round with the median req/s ratio is the one reported. Every round's ratio is
+# recorded too: a median of a few rounds moves by several points from run to run here.
 ROUNDS=()
+RATIOS=()
 WRK_CEIL_BAD=0 WRK_API_BAD=0
 for round in $(seq "$WRK_ROUNDS"); do
     log "wrk -t2 -c64 -d$WRK_DURATION, round $round of $WRK_ROUNDS (ceiling, then voucher-api)"
@@ -133,6 +135,7 @@ for round in $(seq "$WRK_ROUNDS"); do
     ratio=$(python3 -c "print(f'{$a_rps / $c_rps:.4f}')")
     log "round $round: ceiling $c_rps req/s p99 $c_p99 ms; voucher-api $a_rps req/s p99 $a_p99 ms; ratio $ratio"
     ROUNDS+=("$ratio $c_rps $c_p99 $a_rps $a_p99")
+    RATIOS+=("$(python3 -c "print(f'{$ratio:.2f}')")")
 done
 read -r _ WRK_CEIL_RPS WRK_CEIL_P99 WRK_API_RPS WRK_API_P99 < <(
     printf '%s\n' "${ROUNDS[@]}" | sort -g | sed -n "$(((WRK_ROUNDS + 1) / 2))p")
@@ -143,6 +146,7 @@ if [[ $HEY_API_BAD != 0 || $WRK_API_BAD != 0 || $HEY_CEIL_BAD != 0 || $WRK_CEIL_
     exit 1
 fi
 
+ROUND_RATIOS="${RATIOS[*]}"
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 CORES=$(nproc)
 DATE=$(date -u +%Y-%m-%dT%H:%MZ)
@@ -171,7 +175,8 @@ intro = [
     "",
     "\`bench/load_test.sh\` (\`make load-test\`): voucher-api against bench/ceiling (actix-web, same",
     "workers, a handler that only parses the same JSON) on the contract's request. hey: "
-    "\`-n $HEY_REQUESTS\` (50 concurrent); wrk: \`-t2 -c64 -d$WRK_DURATION\`, $WRK_ROUNDS alternating rounds, the round with the median ratio. "
+    "\`-n $HEY_REQUESTS\` (50 concurrent); wrk: \`-t2 -c64 -d$WRK_DURATION\`, alternating rounds (\`WRK_ROUNDS\`, 5 by default, 3 before 2026-12-01T17:30Z), the round with the median ratio; "
+    "rows from 2026-12-01T13:11Z on list every round's ratio beside it, in the order run. "
     "Both servers use one worker per core.",
     "Targets: voucher-api >= 90% of the ceiling's wrk req/s, wrk p99 within 1 ms of the ceiling's.",
     "The load average shows how busy the machine was with other work; figures taken under load are noisy.",
@@ -180,7 +185,7 @@ intro = [
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 row = (f"| $DATE | $COMMIT | $CORES | $CPU | $LOAD_BEFORE | {$HEY_API_RPS:.0f} | {$HEY_CEIL_RPS:.0f} | {$HEY_API_P99:.3f} | "
-       f"{$HEY_CEIL_P99:.3f} | {$WRK_API_RPS:.0f} | {$WRK_CEIL_RPS:.0f} | {ratio_wrk:.1%} | {$WRK_API_P99:.3f} | "
+       f"{$HEY_CEIL_P99:.3f} | {$WRK_API_RPS:.0f} | {$WRK_CEIL_RPS:.0f} | {ratio_wrk:.1%} ($ROUND_RATIOS) | {$WRK_API_P99:.3f} | "
        f"{$WRK_CEIL_P99:.3f} | {'met' if ok else 'NOT met'} |")
 sys.path.insert(0, "$ROOT/bench")
 from results import add_row
