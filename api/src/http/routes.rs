@@ -8,7 +8,8 @@ use actix_web::http::header::{self, ContentType, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
 use voucher_serve::customers::Customers;
 use voucher_serve::health;
 use voucher_serve::live::Served;
@@ -268,9 +269,16 @@ pub fn body_kind(req: &HttpRequest, ndjson: bool) -> Result<BodyKind, ApiError> 
     }
 }
 
+/// The whole body, refused (413) over `limit` bytes, whether declared by `Content-Length` or
+/// found while reading a body of unknown length.
+///
+/// A body that arrives in one piece, as a request this small does, is kept as it came (a view of
+/// the connection's read buffer); only a body in several pieces is copied, into a buffer of the
+/// size it turns out to have. actix's `to_bytes_limited` copied every body into a fresh 32 KiB
+/// buffer.
 pub(crate) async fn read_body(
     req: &HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
     let declared = req
@@ -281,11 +289,28 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(body)) => Ok(body),
-        Ok(Err(e)) => Err(ApiError::BadRequest(format!("cannot read the body: {e}"))),
-        Err(_) => Err(ApiError::PayloadTooLarge { limit }),
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(piece) = payload.next().await {
+        let piece =
+            piece.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        let read = joined.as_ref().map_or(first.len(), BytesMut::len);
+        // `read` never passes `limit`.
+        if piece.len() > limit - read {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        match &mut joined {
+            Some(buffer) => buffer.extend_from_slice(&piece),
+            None if first.is_empty() => first = piece,
+            None => {
+                let mut buffer = BytesMut::with_capacity(first.len() + piece.len());
+                buffer.extend_from_slice(&first);
+                buffer.extend_from_slice(&piece);
+                joined = Some(buffer);
+            }
+        }
     }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 #[utoipa::path(

@@ -298,6 +298,76 @@ fn bodies_over_the_limit_are_413() {
     assert_eq!(api.post_voucher(&body).status(), 200);
 }
 
+/// POSTs `pieces` to the single route as a chunked body, one write each with a pause between,
+/// so that the server reads them apart; gives the status and the body of the answer.
+fn post_in_pieces(api: &TestApp, pieces: &[Vec<u8>]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = api.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    let head = format!(
+        "POST /api/v1/voucher HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("write the head");
+    for piece in pieces {
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        // The server may answer 413 and close before the last pieces.
+        if stream
+            .write_all(&chunk)
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, body)| body.to_owned());
+    (status, body)
+}
+
+#[test]
+fn a_body_sent_in_pieces_is_read_whole() {
+    let (_dir, api, _) = started();
+    let body = contract_request().to_string().into_bytes();
+    let (whole_status, whole) = json_of(api.post_voucher(&contract_request()));
+    assert_eq!(whole_status, 200, "{whole}");
+    let thirds: Vec<Vec<u8>> = body
+        .chunks(body.len() / 3 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(thirds.len(), 3);
+    let (status, answer) = post_in_pieces(&api, &thirds);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).expect("a JSON answer");
+    assert_eq!(answer, whole);
+}
+
+#[test]
+fn a_body_of_unknown_length_over_the_limit_is_413() {
+    let (_dir, api, _) = started();
+    let mut body = contract_request();
+    body["padding"] = json!("x".repeat(20 * 1024));
+    let body = body.to_string().into_bytes();
+    let pieces: Vec<Vec<u8>> = body.chunks(4096).map(<[u8]>::to_vec).collect();
+    let (status, answer) = post_in_pieces(&api, &pieces);
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("16384"), "{answer}");
+}
+
 #[test]
 fn a_configured_limit_applies() {
     let dir = tempfile::tempdir().expect("tempdir");
