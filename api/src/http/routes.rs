@@ -274,8 +274,8 @@ pub fn body_kind(req: &HttpRequest, ndjson: bool) -> Result<BodyKind, ApiError> 
 ///
 /// A body that arrives in one piece, as a request this small does, is kept as it came (a view of
 /// the connection's read buffer); only a body in several pieces is copied, into a buffer of the
-/// size it turns out to have. actix's `to_bytes_limited` copied every body into a fresh 32 KiB
-/// buffer.
+/// size it declares (or turns out to have). actix's `to_bytes_limited` copied every body into a
+/// fresh 32 KiB buffer.
 pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -303,7 +303,10 @@ pub(crate) async fn read_body(
             Some(buffer) => buffer.extend_from_slice(&piece),
             None if first.is_empty() => first = piece,
             None => {
-                let mut buffer = BytesMut::with_capacity(first.len() + piece.len());
+                // Room for the declared length at once (at most `limit`, checked above, and
+                // actix's decoder ends the body there); a body of unknown length grows.
+                let declared = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+                let mut buffer = BytesMut::with_capacity(declared.max(first.len() + piece.len()));
                 buffer.extend_from_slice(&first);
                 buffer.extend_from_slice(&piece);
                 joined = Some(buffer);
