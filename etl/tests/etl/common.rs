@@ -2,7 +2,8 @@
 //! history the generator writes (or the real sample in `tests/fixtures`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use voucher_etl::generate::{self, GenerateOptions, Truth};
@@ -154,4 +155,43 @@ pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Starts processes with `spawn(i)` one after another and SIGKILLs each at a moment spread
+/// over `full`, how long one takes uncut, from right after its start to just past its end;
+/// `check` runs after each. It goes on for at least `attempts` processes and until `kills`
+/// of them were killed before they ended, and fails if that takes more than four times
+/// `attempts`. A process that ended before its moment shortens `full` to that moment: the
+/// timed run may have been slow (a cold start, a loaded machine), and moments past the end
+/// of every later run would kill nothing.
+pub fn kill_at_moments_over_a_run(
+    mut full: Duration,
+    attempts: u32,
+    kills: u32,
+    mut spawn: impl FnMut(u32) -> Child,
+    mut check: impl FnMut(),
+) {
+    const MOMENTS: u32 = 10;
+    let mut killed = 0;
+    let mut i = 0;
+    while i < attempts || killed < kills {
+        assert!(
+            i < attempts * 4,
+            "only {killed} of {i} processes were killed mid-way (wanted {kills})"
+        );
+        // Moments 0, 1/8, ..., 9/8 of a run: the last ones come after it ended.
+        let moment = full.mul_f64(f64::from(i % MOMENTS) / f64::from(MOMENTS - 2));
+        let mut child = spawn(i);
+        let started = Instant::now();
+        std::thread::sleep(moment);
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            killed += 1;
+        } else {
+            full = full.min(started.elapsed());
+        }
+        child.wait().expect("reap");
+        check();
+        i += 1;
+    }
 }

@@ -28,29 +28,16 @@ fn a_run_killed_at_any_moment_leaves_a_complete_live_version() {
     let full = started.elapsed();
 
     // Kill runs at moments spread over a whole run, from right after start to past its end.
-    let steps = 12u32;
-    let mut killed = 0;
-    for i in 0..steps {
-        let delay = full.mul_f64(f64::from(i) / f64::from(steps - 2));
-        let mut child = bin()
+    let spawn = |_| {
+        bin()
             .args(["run", "--keep", "100", "--input", input, "--output"])
             .arg(&tables)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn");
-        std::thread::sleep(delay);
-        if child.try_wait().expect("wait").is_none() {
-            child.kill().expect("SIGKILL");
-            killed += 1;
-        }
-        child.wait().expect("reap");
-        assert_consistent(&tables);
-    }
-    assert!(
-        killed >= steps / 2,
-        "only {killed} of {steps} runs were killed mid-way"
-    );
+            .expect("spawn")
+    };
+    kill_at_moments_over_a_run(full, 12, 6, spawn, || assert_consistent(&tables));
     // Staging leftovers of killed runs never count as versions, and later runs still publish.
     assert_success(&run_etl(input, &tables, &["--keep", "100"]));
     assert_consistent(&tables);

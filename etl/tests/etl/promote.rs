@@ -170,23 +170,13 @@ fn promote_killed_at_any_moment_leaves_a_complete_current() {
     let full = started.elapsed();
 
     // Kill promotions at moments spread over a whole one, alternating the target.
-    let steps = 40u32;
-    let mut killed = 0;
     let mut seen = BTreeMap::new();
-    for i in 0..steps {
-        let target = if i % 2 == 0 { v1 } else { v2 };
-        let mut child = spawn(target);
-        std::thread::sleep(full.mul_f64(f64::from(i % 20) / 16.0));
-        if child.try_wait().expect("wait").is_none() {
-            child.kill().expect("SIGKILL");
-            killed += 1;
-        }
-        child.wait().expect("reap");
-        *seen.entry(assert_current_complete(&tables)).or_insert(0) += 1;
-    }
-    assert!(
-        killed >= steps / 4,
-        "only {killed} of {steps} promotions were killed mid-way"
+    kill_at_moments_over_a_run(
+        full,
+        40,
+        10,
+        |i| spawn(if i % 2 == 0 { v1 } else { v2 }),
+        || *seen.entry(assert_current_complete(&tables)).or_insert(0) += 1,
     );
     assert!(seen.keys().all(|v| *v == v1 || *v == v2), "{seen:?}");
     // The log stays readable, and a later promotion works.
