@@ -30,8 +30,8 @@ TEST_BIN_DIR := $(TARGET_DIR)/debug
 
 .PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events bench-customers \
         load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook notebook-generated \
-        notebook-test clean check-toolchain docker-build compose-up kind-up kind-down load-test-kind \
-        deploy-check deploy-test image-check
+        notebook-test clean check-toolchain docker-build docker_api compose-up compose-test kube-play-test \
+        kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
@@ -56,7 +56,7 @@ test: check-toolchain
 # browser, S3, Kafka, image and notebook tests reuse. .ci/run runs these same targets, one
 # step each (`make check-steps` lists them). The image check needs root (buildah); the
 # installs need apt-get and PyPI. Run serially (no -j): the order matters.
-CHECK_STEPS := fmt-check test clippy deploy-check image-check api-fuzz grpc-test page-test \
+CHECK_STEPS := fmt-check test clippy deploy-check image-check compose-test api-fuzz grpc-test page-test \
                s3-test postgres-test events-test notebook-generated notebook-test deploy-test
 check: export VOUCHER_ETL_BIN ?= $(TEST_BIN_DIR)/voucher-etl
 check: export VOUCHER_API_BIN ?= $(TEST_BIN_DIR)/voucher-api
@@ -160,17 +160,40 @@ notebook-generated:
 notebook-test:
 	$(if $(VOUCHER_ETL_BIN),VOUCHER_ETL=$(VOUCHER_ETL_BIN) )bash notebooks/test_run.sh
 
-# Deployment: images, compose, kind (need Docker / kind), and the offline checks CI runs.
+# Deployment: images, compose, kind (need Docker or podman / kind), and the checks CI runs.
 IMAGE_TAG ?= 0.1.0
+# docker where its daemon answers, else podman (README, "Docker and podman").
+CONTAINER_ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
 
 docker-build:
-	docker build -f Dockerfile.api -t voucher-api:$(IMAGE_TAG) .
-	docker build -f Dockerfile.etl -t voucher-etl:$(IMAGE_TAG) .
-	docker build -f Dockerfile.events -t voucher-events:$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) build -f Dockerfile.api -t voucher-api:$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) build -f Dockerfile.etl -t voucher-etl:$(IMAGE_TAG) .
+	$(CONTAINER_ENGINE) build -f Dockerfile.events -t voucher-events:$(IMAGE_TAG) .
 
+# The first users' flow: build the images, publish the sample's table, serve it on
+# 127.0.0.1:$(API_PORT) and print the curl to try, until Ctrl-C. NO_BUILD=1 runs images already
+# built (here: make image-check, then make docker_api NO_BUILD=1 IMAGE_TAG=check).
+docker_api: $(if $(NO_BUILD),,docker-build)
+	CONTAINER_ENGINE=$(CONTAINER_ENGINE) IMAGE_TAG=$(IMAGE_TAG) API_PORT=$(API_PORT) bash deploy/docker_api.sh
+
+# docker compose, or podman-compose (pinned, installed by deploy/compose_test.sh) with this
+# machine's containers.conf.
 compose-up:
-	docker compose up --build --wait
+ifeq ($(CONTAINER_ENGINE),docker)
+	IMAGE_TAG=$(IMAGE_TAG) docker compose up --build --wait
 	@echo "voucher-api on http://localhost:8000 (docs at /docs); stop with: docker compose down"
+else
+	IMAGE_TAG=$(IMAGE_TAG) bash deploy/compose_test.sh --up
+endif
+
+# docker-compose.yml on podman-compose, then k8s/ on podman kube play, on the images of
+# `make image-check` (as root; installs podman, runc, hey and its venvs).
+compose-test:
+	bash deploy/compose_test.sh
+	bash deploy/kube_play_test.sh
+
+kube-play-test:
+	bash deploy/kube_play_test.sh
 
 kind-up:
 	TAG=$(IMAGE_TAG) bash kind/up.sh
