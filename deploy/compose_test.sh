@@ -30,20 +30,9 @@ TAG=${IMAGE_TAG:-check}
 REQUESTS=${HEY_REQUESTS:-20000}
 CONCURRENCY=${HEY_CONCURRENCY:-50}
 PROJECT=voucher-compose-test
-BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}'
-
-log() { printf 'compose_test.sh: %s\n' "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-[[ $(id -u) == 0 ]] || die "needs root (rootful podman, on the images the image check built as root)"
 # shellcheck disable=SC1091
 source "$ROOT/deploy/podman.sh"
-# shellcheck disable=SC1091
-source "$ROOT/tools/pinned_venv.sh"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-podman_ready "$WORK" hey curl || die "podman, runc, hey and curl are needed"
-pinned_venv "$VENV" "${PACKAGES[@]}"
+podman_test_setup "$VENV" "${PACKAGES[*]}" hey curl
 [[ ${1:-} == --install-only ]] && exit 0
 
 # make compose-up: the user's project, ports and tag (compose's defaults), left running. Its
@@ -59,10 +48,7 @@ if [[ ${1:-} == --up ]]; then
     exit 0
 fi
 
-for image in api etl; do
-    podman image exists "localhost/voucher-$image:$TAG" \
-        || die "no image localhost/voucher-$image:$TAG: build it first (make image-check)"
-done
+need_images "$TAG"
 
 API_PORT=$(free_port)
 API_GRPC_PORT=$(free_port)
@@ -132,7 +118,7 @@ log "PASS the ETL published $version into the volume $VOLUME (files of uid 10001
 
 # --- the API: the README's request, its pages and probes ----------------------------------
 # The README's curl, as the first users ran it.
-answer=$(curl -s -X POST "$URL/api/v1/voucher" -H 'Content-Type: application/json' -d "$BODY" -w '\n%{http_code}')
+answer=$(curl -s -X POST "$URL/api/v1/voucher" -H 'Content-Type: application/json' -d "$README_BODY" -w '\n%{http_code}')
 [[ ${answer##*$'\n'} == 200 ]] || die "POST /api/v1/voucher answered: ${answer:0:300}"
 # The voucher is the published table's for Peru's frequent segment holding 14 orders.
 segments=$(curl -s "$URL/api/v1/segments")
@@ -167,7 +153,7 @@ log "PASS the compose healthcheck of $API (/readyz from inside the container)"
 
 # --- the seed's load test -----------------------------------------------------------------
 log "hey -n $REQUESTS -c $CONCURRENCY POST /api/v1/voucher"
-timeout 300 hey -n "$REQUESTS" -c "$CONCURRENCY" -m POST -H 'Content-Type: application/json' -d "$BODY" \
+timeout 300 hey -n "$REQUESTS" -c "$CONCURRENCY" -m POST -H 'Content-Type: application/json' -d "$README_BODY" \
     "$URL/api/v1/voucher" >"$WORK/hey.txt" || die "hey failed: $(tail -n 5 "$WORK/hey.txt")"
 # Its summary, latency and status lines (not the histogram).
 sed -n -e '/^Summary:/,/^$/p' -e '/^Latency distribution:/,/^$/p' -e '/^Status code distribution:/,$p' "$WORK/hey.txt" | cat -s

@@ -18,16 +18,13 @@ TAG=${IMAGE_TAG:-0.1.0}
 PORT=${API_PORT:-8000}
 NAME=voucher-docker-api
 VOLUME=voucher-docker-api-tables
-BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}'
 
-log() { printf 'docker_api.sh: %s\n' "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+# shellcheck disable=SC1091
+source "$ROOT/deploy/podman.sh"
 
 case $ENGINE in
     docker) ;;
     podman)
-        # shellcheck disable=SC1091
-        source "$ROOT/deploy/podman.sh"
         if [[ -z ${CONTAINERS_CONF:-} ]]; then
             CONF_DIR=$(mktemp -d)
             podman_ready "$CONF_DIR" curl || die "podman, runc and curl are needed"
@@ -64,7 +61,7 @@ done
 cat <<EOF
 
 voucher-api is serving the sample's table in $ENGINE. Open http://127.0.0.1:$PORT/ or try:
-  curl -s -X POST http://127.0.0.1:$PORT/api/v1/voucher -H 'Content-Type: application/json' -d '$BODY'
+  curl -s -X POST http://127.0.0.1:$PORT/api/v1/voucher -H 'Content-Type: application/json' -d '$README_BODY'
 Stop it with Ctrl-C (its container and volume are removed).
 
 EOF

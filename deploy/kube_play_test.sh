@@ -26,27 +26,13 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 VENV=${KUBE_PLAY_TEST_VENV:-$TARGET/kube-play-test-venv}
 TAG=${IMAGE_TAG:-check}
 CLAIM=kube-play-test-tables
-BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}'
-
-log() { printf 'kube_play_test.sh: %s\n' "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-[[ $(id -u) == 0 ]] || die "needs root (rootful podman, on the images the image check built as root)"
 # shellcheck disable=SC1091
 source "$ROOT/deploy/podman.sh"
-# shellcheck disable=SC1091
-source "$ROOT/tools/pinned_venv.sh"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-podman_ready "$WORK" curl || die "podman, runc and curl are needed"
-pinned_venv "$VENV" "${PACKAGES[@]}"
+podman_test_setup "$VENV" "${PACKAGES[*]}" curl
 [[ ${1:-} == --install-only ]] && exit 0
 command -v kubectl >/dev/null || die "kubectl is needed to render k8s/ (kubectl kustomize)"
 
-for image in api etl; do
-    podman image exists "localhost/voucher-$image:$TAG" \
-        || die "no image localhost/voucher-$image:$TAG: build it first (make image-check)"
-done
+need_images "$TAG"
 
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
@@ -128,7 +114,7 @@ status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
 print(f"readiness probe grpc {probe['grpc']['service']} on :50051 -> {status}", file=sys.stderr)
 assert status == "SERVING", status
 PYEOF
-answer=$(curl -s -X POST "$URL/api/v1/voucher" -H 'Content-Type: application/json' -d "$BODY" -w '\n%{http_code}')
+answer=$(curl -s -X POST "$URL/api/v1/voucher" -H 'Content-Type: application/json' -d "$README_BODY" -w '\n%{http_code}')
 [[ ${answer##*$'\n'} == 200 && ${answer%$'\n'*} == *'"voucher":'* && $answer == *"\"$version\""* ]] \
     || die "POST /api/v1/voucher answered: ${answer:0:300}"
 log "PASS the API answers through 127.0.0.1:$HTTP_PORT: ${answer%$'\n'*}"

@@ -47,6 +47,38 @@ podman_ready() {
     export CONTAINERS_CONF=$dir/containers.conf
 }
 
+# The README's request, as the first users sent it (used by the scripts that source this file).
+# shellcheck disable=SC2034
+README_BODY='{"customer_id": 123, "country_code": "Peru", "last_order_ts": "2021-10-26 00:00:00", "first_order_ts": "2021-10-26 00:00:00", "total_orders": 14, "segment_name": "frequent_segment"}'
+
+log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# podman_test_setup VENV "PACKAGE..." COMMAND...: for the test scripts, as root: a scratch
+# directory $WORK (removed on exit), podman ready with the COMMANDs (podman_ready), and VENV
+# with the pinned packages.
+podman_test_setup() {
+    local venv=$1 packages
+    read -ra packages <<<"$2"
+    shift 2
+    [[ $(id -u) == 0 ]] || die "needs root (rootful podman, on the images the image check built as root)"
+    # shellcheck disable=SC1091
+    source "$(dirname "${BASH_SOURCE[0]}")/../tools/pinned_venv.sh"
+    WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+    podman_ready "$WORK" "$@" || die "podman, runc and $* are needed"
+    pinned_venv "$venv" "${packages[@]}"
+}
+
+# need_images TAG: the API's and ETL's images of the image check are in podman's storage.
+need_images() {
+    local image
+    for image in api etl; do
+        podman image exists "localhost/voucher-$image:$1" \
+            || die "no image localhost/voucher-$image:$1: build it first (make image-check)"
+    done
+}
+
 # A random free port on 127.0.0.1.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
