@@ -13,6 +13,8 @@ Every other object is listed, with why podman cannot play it; `make deploy-check
 Usage: kube_play_prepare.py RENDERED OUT --api-image I --etl-image I --http-port N
            --grpc-port N --claim NAME
 Prints one line per object: "play KIND/NAME: how" or "skip KIND/NAME: why".
+       kube_play_prepare.py --render DIR   prints DIR's kustomization rendered, where kubectl
+           is missing: only the fields k8s/kustomization.yaml uses (resources, namespace, images)
 """
 
 import argparse
@@ -34,6 +36,40 @@ WHY_NOT = {
 
 class Unplayable(Exception):
     """The rendered manifests lack what the play needs."""
+
+
+RENDERED_FIELDS = {"apiVersion", "kind", "namespace", "resources", "images"}
+
+
+def containers_of(doc: dict) -> list[dict]:
+    """The containers of a workload's pod template (a Pod's own, a CronJob's job's)."""
+    spec = doc.get("spec") or {}
+    spec = spec.get("jobTemplate", {}).get("spec", spec)
+    spec = spec.get("template", {}).get("spec", spec)
+    return spec.get("containers", []) + spec.get("initContainers", [])
+
+
+def render(directory: str) -> list[dict]:
+    """DIR/kustomization.yaml rendered as `kubectl kustomize` would, for the fields it has."""
+    with open(f"{directory}/kustomization.yaml") as f:
+        kustomization = yaml.safe_load(f)
+    unknown = sorted(set(kustomization) - RENDERED_FIELDS)
+    if unknown:
+        raise Unplayable(f"kustomization fields {unknown} need kubectl kustomize (this renders {sorted(RENDERED_FIELDS)})")
+    tags = {i["name"]: i for i in kustomization.get("images", [])}
+    docs = []
+    for resource in kustomization.get("resources", []):
+        with open(f"{directory}/{resource}") as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
+    for doc in docs:
+        if "namespace" in kustomization and doc["kind"] != "Namespace":
+            doc["metadata"]["namespace"] = kustomization["namespace"]
+        for container in containers_of(doc):
+            name = container["image"].split(":")[0]
+            if name in tags:
+                image = tags[name]
+                container["image"] = f"{image.get('newName', name)}:{image.get('newTag', 'latest')}"
+    return docs
 
 
 def use_image(pod_spec: dict, image: str, claim: str, rename_from: str) -> None:
@@ -108,7 +144,22 @@ def prepare(docs: list[dict], args: argparse.Namespace) -> tuple[list[dict], lis
     return volumes + configmaps + pods, report
 
 
+ERRORS = (OSError, yaml.YAMLError, KeyError, TypeError, Unplayable)
+
+
+def failed(where: str, e: Exception) -> int:
+    detail = f"no field {e}" if isinstance(e, KeyError) else str(e)
+    print(f"kube_play_prepare.py: {where}: {detail[:300]}", file=sys.stderr)
+    return 1
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        try:
+            yaml.safe_dump_all(render(sys.argv[2]), sys.stdout, sort_keys=False)
+        except ERRORS as e:
+            return failed(sys.argv[2], e)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rendered")
     parser.add_argument("out")
@@ -122,10 +173,8 @@ def main() -> int:
         with open(args.rendered) as f:
             docs = [d for d in yaml.safe_load_all(f) if d]
         play, report = prepare(docs, args)
-    except (OSError, yaml.YAMLError, KeyError, TypeError, Unplayable) as e:
-        detail = f"no field {e}" if isinstance(e, KeyError) else str(e)
-        print(f"kube_play_prepare.py: {args.rendered}: {detail[:300]}", file=sys.stderr)
-        return 1
+    except ERRORS as e:
+        return failed(args.rendered, e)
     with open(args.out, "w") as f:
         yaml.safe_dump_all(play, f, sort_keys=False)
     print("\n".join(report))
