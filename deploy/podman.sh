@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+#!/usr/bin/env bash
 # Sourced by the scripts that run the images on podman (deploy/compose_test.sh,
 # deploy/kube_play_test.sh, deploy/docker_api.sh); run directly, it prints the containers.conf
 # below for this machine (`deploy/podman.sh > containers.conf; export CONTAINERS_CONF=$PWD/containers.conf`).
