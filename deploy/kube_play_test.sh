@@ -114,8 +114,11 @@ deploy = next(d for d in yaml.safe_load_all(open(sys.argv[1]))
 probe = deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
 assert probe["grpc"]["port"] == 50051, probe
 channel = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
-answer = health_pb2_grpc.HealthStub(channel).Check(
-    health_pb2.HealthCheckRequest(service=probe["grpc"]["service"]), timeout=probe["timeoutSeconds"])
+try:
+    answer = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=probe["grpc"]["service"]), timeout=probe["timeoutSeconds"])
+except grpc.RpcError as e:
+    sys.exit(f"readiness probe grpc {probe['grpc']['service']}: {e.code().name}: {e.details()}")
 status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
 print(f"readiness probe grpc {probe['grpc']['service']} on :50051 -> {status}", file=sys.stderr)
 assert status == "SERVING", status
