@@ -1,4 +1,4 @@
-//! The gate's metrics, as a Prometheus textfile.
+//! The gate's metrics, and whether a run's clean-up failed, as a Prometheus textfile.
 //!
 //! The ETL is a batch job with no HTTP endpoint to scrape, so after each run it rewrites one
 //! file (`--metrics-file`, atomically) in the text exposition format, for node-exporter's
@@ -12,7 +12,10 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use prometheus::{Encoder as _, Gauge, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use voucher_shared::errors::Chain;
 use voucher_shared::gate::{CheckKind, GateReport};
 use voucher_shared::manifest::GateOutcome;
@@ -26,6 +29,8 @@ struct GateMetrics {
     last_outcome: IntGaugeVec,
     last_failed: IntGaugeVec,
     last_time: Gauge,
+    cleanup_failures: IntCounter,
+    last_cleanup_failed: IntGauge,
 }
 
 const RESULTS: [&str; 2] = ["pass", "fail"];
@@ -68,7 +73,17 @@ fn build() -> Result<GateMetrics, prometheus::Error> {
     registry.register(Box::new(checks.clone()))?;
     registry.register(Box::new(last_outcome.clone()))?;
     registry.register(Box::new(last_failed.clone()))?;
+    let cleanup_failures = IntCounter::new(
+        "voucher_etl_cleanup_failures_total",
+        "Runs whose clean-up after publishing or holding their version (retention) failed.",
+    )?;
+    let last_cleanup_failed = IntGauge::new(
+        "voucher_etl_last_run_cleanup_failed",
+        "1 when the last run's clean-up after publishing or holding its version failed, else 0.",
+    )?;
     registry.register(Box::new(last_time.clone()))?;
+    registry.register(Box::new(cleanup_failures.clone()))?;
+    registry.register(Box::new(last_cleanup_failed.clone()))?;
     // Every series exists from the start, so that `increase()` sees the first one.
     for outcome in GateOutcome::ALL {
         runs.with_label_values(&[outcome.name()]);
@@ -87,6 +102,8 @@ fn build() -> Result<GateMetrics, prometheus::Error> {
         last_outcome,
         last_failed,
         last_time,
+        cleanup_failures,
+        last_cleanup_failed,
     })
 }
 
@@ -98,10 +115,15 @@ static METRICS: LazyLock<Option<GateMetrics>> = LazyLock::new(|| match build() {
     }
 });
 
-/// Counts a run's gate outcome and checks, then rewrites `file` if given. A failure to write
-/// is logged, never fatal: the run's version is already published or held.
-pub fn record(report: &GateReport, file: Option<&Path>) {
+/// Counts a run's gate outcome and checks, and whether its clean-up failed, then rewrites
+/// `file` if given. A failure to write is logged, never fatal: the run's version is already
+/// published or held.
+pub fn record(report: &GateReport, cleanup_failed: bool, file: Option<&Path>) {
     let Some(m) = METRICS.as_ref() else { return };
+    if cleanup_failed {
+        m.cleanup_failures.inc();
+    }
+    m.last_cleanup_failed.set(i64::from(cleanup_failed));
     m.runs.with_label_values(&[report.outcome.name()]).inc();
     for outcome in GateOutcome::ALL {
         m.last_outcome

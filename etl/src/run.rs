@@ -96,6 +96,9 @@ pub struct RunReport {
     pub pruned: usize,
     /// How the history was read under the memory limit (none for merged tallies).
     pub reading: Option<Planned>,
+    /// What failed after the version was published or held (retention): logged as warnings,
+    /// never a failure of the run, whose version is in place by then.
+    pub cleanup_failures: Vec<String>,
 }
 
 impl RunReport {
@@ -112,7 +115,9 @@ pub fn run_by() -> String {
         .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned())
 }
 
-/// Runs the whole job. On any error nothing is published and the live version is untouched.
+/// Runs the whole job. On any error nothing is published and the live version is untouched;
+/// once the version is published or held, a failure to clean up after it is reported in
+/// [`RunReport::cleanup_failures`] instead.
 pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let started = Instant::now();
     let tables = TablesDir::new(&opts.tables_dir);
@@ -177,21 +182,44 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     manifest.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     write_version(&staged, &table_bytes, &manifest, &gate)?;
     let outcome = publish_or_hold(staged, &gate)?;
-    metrics::record(&gate, opts.gate.metrics_file.as_deref());
-
-    let pruned = tables.prune(opts.keep)?;
-    for version in &pruned {
-        log::info!("deleted old version {version} (keeping {})", opts.keep);
-    }
+    let (pruned, cleanup_failures) = clean_up(&tables, opts.keep, outcome);
+    metrics::record(
+        &gate,
+        !cleanup_failures.is_empty(),
+        opts.gate.metrics_file.as_deref(),
+    );
     Ok(RunReport {
         tables_dir: opts.tables_dir.clone(),
         outcome,
         manifest,
         gate,
         table,
-        pruned: pruned.len(),
+        pruned,
         reading,
+        cleanup_failures,
     })
+}
+
+/// Retention after a version is in place: its failure is a warning (returned), since the
+/// run's outcome is decided and a retry would only publish again.
+fn clean_up(tables: &TablesDir, keep: usize, outcome: Outcome) -> (usize, Vec<String>) {
+    match tables.prune(keep) {
+        Ok(pruned) => {
+            for version in &pruned {
+                log::info!("deleted old version {version} (keeping {keep})");
+            }
+            (pruned.len(), Vec::new())
+        }
+        Err(e) => {
+            let failure = format!("retention (--keep {keep}) failed: {}", Chain(&e));
+            let done = match outcome {
+                Outcome::Published(p) => format!("version {} is published", p.version),
+                Outcome::Held(v) => format!("version {v} is held"),
+            };
+            log::warn!("{done}, but the clean-up after it failed: {failure}; nothing was deleted");
+            (0, vec![failure])
+        }
+    }
 }
 
 /// The gate's report on the new version against the live one. With `--no-gate`, a live
@@ -364,6 +392,12 @@ impl fmt::Display for RunReport {
         }
         if self.pruned > 0 {
             writeln!(f, "\ndeleted {} old version(s)", self.pruned)?;
+        }
+        for failure in &self.cleanup_failures {
+            writeln!(
+                f,
+                "\nwarning: the clean-up after this run failed: {failure}"
+            )?;
         }
         Ok(())
     }

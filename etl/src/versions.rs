@@ -6,7 +6,7 @@
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
-use voucher_shared::canary::{CanaryStart, Percent};
+use voucher_shared::canary::{CanaryStart, Ended, Percent};
 use voucher_shared::diff::{self, Answers, Diff, SegmentDiff};
 use voucher_shared::gate;
 use voucher_shared::manifest::GateRecord;
@@ -24,10 +24,26 @@ pub enum CommandError {
 }
 
 /// `voucher-etl versions`: the listing as a table (with held versions' reports) or JSON.
+/// Problems of the directory (an unreadable `CANARY`) are logged and listed: in JSON, on the
+/// live version's `problem`.
 pub fn list_command(tables_dir: &Path, json: bool) -> Result<String, CommandError> {
     let tables = TablesDir::new(tables_dir);
-    let listing = versions::list(&tables)?;
+    let mut listing = versions::list(&tables)?;
+    for problem in &listing.problems {
+        log::warn!("{}: {problem}", tables_dir.display());
+    }
     if json {
+        let problems = listing.problems.join("; ");
+        if let Some(live) = listing
+            .versions
+            .iter_mut()
+            .find(|v| !problems.is_empty() && v.state == State::Live)
+        {
+            live.problem = Some(match live.problem.take() {
+                Some(own) => format!("{own}; {problems}"),
+                None => problems,
+            });
+        }
         return Ok(serde_json::to_string_pretty(&listing.versions)? + "\n");
     }
     Ok(format!(
@@ -108,7 +124,20 @@ pub fn canary_command(
         Canary::Off => {
             let ended = tables.end_canary(because).map_err(VersionError::from)?;
             Ok(match ended {
-                Some(record) => {
+                Some(Ended::Unreadable { version, problem }) => {
+                    log::info!(
+                        "removed the unreadable canary record (by {}: {}): {problem}",
+                        because.by,
+                        because.reason
+                    );
+                    let which = version.map_or(String::new(), |v| {
+                        format!(" (the publish log's canary: {v})")
+                    });
+                    format!(
+                        "removed the unreadable CANARY{which}: the live version answers everyone\n"
+                    )
+                }
+                Some(Ended::Record(record)) => {
                     log::info!(
                         "canary {} ended (by {}: {})",
                         record.version,
@@ -169,7 +198,11 @@ impl fmt::Display for ListingTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let listing = self.0;
         if listing.versions.is_empty() {
-            return writeln!(f, "no versions");
+            writeln!(f, "no versions")?;
+            return listing
+                .problems
+                .iter()
+                .try_for_each(|p| writeln!(f, "problem: {p}"));
         }
         writeln!(
             f,
@@ -206,6 +239,9 @@ impl fmt::Display for ListingTable<'_> {
         }
         for entry in listing.log.iter().skip(skipped) {
             writeln!(f, "  {}", LogLine(entry))?;
+        }
+        for problem in &listing.problems {
+            writeln!(f, "\nproblem: {problem}")?;
         }
         Ok(())
     }

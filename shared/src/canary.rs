@@ -21,14 +21,14 @@
 //! valid integer has no bucket: the live version answers it (and refuses it).
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::publish::{Because, PublishError, TablesDir, Version};
-use crate::publish_log::{Action, LogEntry};
+use crate::publish_log::{Action, After, LogEntry, Pending};
 use crate::score::VoucherRequest;
 use crate::versions::{self, VersionError};
 
@@ -173,6 +173,27 @@ impl CanaryRecord {
     }
 }
 
+/// What [`TablesDir::end_canary`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Record(CanaryRecord),
+    /// `CANARY` could not be read (`problem`); `version` is the canary the publish log names.
+    Unreadable {
+        version: Option<Version>,
+        problem: String,
+    },
+}
+
+impl Ended {
+    /// The version whose canary ended, when known.
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            Ended::Record(r) => Some(r.version),
+            Ended::Unreadable { version, .. } => *version,
+        }
+    }
+}
+
 /// What [`TablesDir::start_canary`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryStart {
@@ -193,16 +214,8 @@ impl TablesDir {
     /// The canary, or `None` when there is none.
     pub fn canary(&self) -> Result<Option<CanaryRecord>, PublishError> {
         let path = self.canary_path();
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(PublishError::Io {
-                    action: "cannot read",
-                    path,
-                    source,
-                });
-            }
+        let Some(bytes) = crate::publish::read_if_any(&path)? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -228,7 +241,14 @@ impl TablesDir {
         if live == version {
             return Err(VersionError::CanaryIsLive { version });
         }
-        let replaced = self.canary()?;
+        // An unreadable record is replaced; the log says which canary it was.
+        let (replaced, replaced_version) = match self.canary() {
+            Ok(record) => (record.clone(), record.map(|r| r.version)),
+            Err(e) => {
+                log::warn!("replacing it: {}", crate::errors::Chain(&e));
+                (None, self.logged_canary()?)
+            }
+        };
         let now = Utc::now();
         let record = CanaryRecord {
             version,
@@ -237,18 +257,17 @@ impl TablesDir {
             reason: because.reason.clone(),
             by: because.by.clone(),
         };
-        self.write_canary(&record)?;
-        if let Some(old) = replaced.as_ref().filter(|old| old.version != version) {
+        let mut entries = Vec::new();
+        if let Some(old) = replaced_version.filter(|old| *old != version) {
             let reason = format!("replaced by the canary of {version}");
-            let end = LogEntry::new(
+            entries.push(LogEntry::new(
                 now,
                 Action::CanaryEnd,
                 Some(live),
-                old.version,
+                old,
                 reason,
                 &because.by,
-            );
-            self.record(&end);
+            ));
         }
         let entry = LogEntry::new(
             now,
@@ -258,7 +277,14 @@ impl TablesDir {
             &because.reason,
             &because.by,
         );
-        self.record(&entry.with_percent(percent));
+        entries.push(entry.with_percent(percent));
+        let pending = Pending {
+            after: After::Canary {
+                record: record.clone(),
+            },
+            entries,
+        };
+        self.change_and_log(&pending, || self.write_canary(&record))?;
         Ok(CanaryStart {
             record,
             live,
@@ -268,8 +294,8 @@ impl TablesDir {
     }
 
     /// Ends the canary: everyone is answered by the live version again. Returns the canary
-    /// that ended, or `None` when there was none.
-    pub fn end_canary(&self, because: &Because) -> Result<Option<CanaryRecord>, PublishError> {
+    /// that ended, or `None` when there was none. An unreadable record is removed too.
+    pub fn end_canary(&self, because: &Because) -> Result<Option<Ended>, PublishError> {
         let _lock = self.lock()?;
         self.end_canary_locked(because)
     }
@@ -278,10 +304,54 @@ impl TablesDir {
     pub(crate) fn end_canary_locked(
         &self,
         because: &Because,
-    ) -> Result<Option<CanaryRecord>, PublishError> {
-        let Some(record) = self.canary()? else {
-            return Ok(None);
+    ) -> Result<Option<Ended>, PublishError> {
+        let (ended, version) = match self.canary() {
+            Ok(None) => return Ok(None),
+            Ok(Some(record)) => {
+                let version = record.version;
+                (Ended::Record(record), Some(version))
+            }
+            Err(e) => {
+                let version = self.logged_canary()?;
+                let problem = crate::errors::Chain(&e).to_string();
+                (Ended::Unreadable { version, problem }, version)
+            }
         };
+        let entries = version
+            .map(|version| {
+                LogEntry::new(
+                    Utc::now(),
+                    Action::CanaryEnd,
+                    self.current().ok().flatten(),
+                    version,
+                    &because.reason,
+                    &because.by,
+                )
+            })
+            .into_iter()
+            .collect();
+        let pending = Pending {
+            after: After::NoCanary,
+            entries,
+        };
+        self.change_and_log(&pending, || self.remove_canary())?;
+        Ok(Some(ended))
+    }
+
+    /// The canary the publish log started last and did not end, if any.
+    pub(crate) fn logged_canary(&self) -> Result<Option<Version>, PublishError> {
+        let mut canary = None;
+        for e in crate::publish_log::read(self.root())? {
+            match e.action {
+                Action::Canary => canary = Some(e.to),
+                Action::CanaryEnd if canary == Some(e.to) => canary = None,
+                _ => {}
+            }
+        }
+        Ok(canary)
+    }
+
+    fn remove_canary(&self) -> Result<(), PublishError> {
         let path = self.canary_path();
         fs::remove_file(&path).map_err(|source| PublishError::Io {
             action: "cannot delete",
@@ -292,17 +362,7 @@ impl TablesDir {
             action: "cannot fsync",
             path: self.root().to_owned(),
             source,
-        })?;
-        let entry = LogEntry::new(
-            Utc::now(),
-            Action::CanaryEnd,
-            self.current()?,
-            record.version,
-            &because.reason,
-            &because.by,
-        );
-        self.record(&entry);
-        Ok(Some(record))
+        })
     }
 
     /// Writes the record to a temporary file, fsyncs it and renames it over `CANARY`.
@@ -445,7 +505,7 @@ mod tests {
         assert_eq!(states, [State::Canary, State::Live]);
 
         let ended = tables.end_canary(&Because::new("enough", "bob"));
-        assert_eq!(ended.expect("end").map(|r| r.version), Some(v2));
+        assert_eq!(ended.expect("end").and_then(|e| e.version()), Some(v2));
         assert_eq!(tables.canary().expect("read"), None);
         assert_eq!(tables.end_canary(&because).expect("end"), None);
         let log = publish_log::read(tables.root()).expect("log");

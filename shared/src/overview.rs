@@ -35,7 +35,8 @@ pub struct Overview {
     /// The live version against the canary's (what the history predicts the canary changes);
     /// absent without a canary, or when either cannot be read (see `problems`).
     pub canary_changes: Option<Diff>,
-    /// What could not be read, in words (a version's manifest, table or gate report).
+    /// What could not be read, in words (a version's manifest, table or gate report, an
+    /// unreadable `CANARY`), and junk named like versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -52,7 +53,8 @@ pub struct Held {
 }
 
 /// Reads the overview of `tables`. Fails only when the directory itself cannot be listed;
-/// an unreadable version is reported in [`Overview::problems`].
+/// an unreadable version, junk and an unreadable `CANARY` are reported in
+/// [`Overview::problems`].
 pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
     let listing = versions::list(tables)?;
     let mut problems = Vec::new();
@@ -73,7 +75,8 @@ pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
         },
         _ => None,
     };
-    let canary = tables.canary()?;
+    // An unreadable CANARY is in the listing's problems.
+    let canary = tables.canary().ok().flatten();
     let canary_changes = match (listing.live, &canary) {
         (Some(live), Some(c)) => match diff::between(tables, live, c.version) {
             Ok(diff) => Some(diff),
@@ -108,6 +111,7 @@ pub fn read(tables: &TablesDir) -> Result<Overview, VersionError> {
             }
         })
         .collect();
+    problems.extend(listing.problems.iter().cloned());
     problems.extend(listing.versions.iter().filter_map(|v| {
         v.problem
             .as_ref()

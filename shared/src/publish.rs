@@ -6,7 +6,12 @@
 //!   <version>/              YYYYMMDDTHHMMSSZ, never changed once complete
 //!     vouchers.parquet
 //!     manifest.json
+//!     SHA256SUMS            the SHA-256 of every other file, as `sha256sum` writes them
 //! ```
+//!
+//! Only a directory (not a symlink) with a manifest naming it is a version: anything else
+//! with a version's name is [`Junk`], which is listed, never counted as a version, never used
+//! to name the next one and never deleted.
 //!
 //! A writer stages a version in a hidden directory, fsyncs it, renames it into place and only
 //! then points `CURRENT` at it (write to a temporary name, fsync, rename). A reader that finds a
@@ -16,7 +21,9 @@
 //! directory and a publish only ever moves `CURRENT` forward; only a promotion
 //! ([`crate::versions`]) may move it back. A version the gate held is renamed into place the
 //! same way but `CURRENT` stays. Each move of `CURRENT`, and each hold, is appended to the
-//! publish log ([`crate::publish_log`]) under the same lock.
+//! publish log ([`crate::publish_log`]) under the same lock; a move is announced in a pending
+//! file first, so that a crash between the move and its log entry is settled by the next
+//! command (see [`crate::publish_log`]).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,11 +33,13 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::publish_log::{self, Action, LogEntry};
+use crate::publish_log::{self, Action, After, LogEntry, Pending};
 
 pub const CURRENT: &str = "CURRENT";
 pub const TABLE_FILE: &str = "vouchers.parquet";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// In a version: the SHA-256 of each of its other files, one `<hex>  <name>` line each.
+pub const CHECKSUMS_FILE: &str = "SHA256SUMS";
 const LOCK_FILE: &str = ".lock";
 const CURRENT_TMP: &str = ".CURRENT.tmp";
 const STAGING_PREFIX: &str = ".staging-";
@@ -133,6 +142,25 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
         path: path.to_owned(),
         source,
     }
+}
+
+/// An entry of a tables directory named like a version that is not one: a file, a symlink,
+/// or a directory without a valid manifest naming it. voucher-etl did not make it (or it was
+/// damaged since), so it is listed and left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Junk {
+    pub name: Version,
+    /// What it is instead, in words.
+    pub why: String,
+}
+
+/// The entries of a tables directory named like versions.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The versions, oldest first.
+    pub versions: Vec<Version>,
+    /// The rest, oldest name first.
+    pub junk: Vec<Junk>,
 }
 
 /// A tables directory.
@@ -240,15 +268,57 @@ impl TablesDir {
             })
     }
 
-    /// Every complete version directory, oldest first.
+    /// Every version, oldest first: the directories with a valid manifest naming them.
     pub fn versions(&self) -> Result<Vec<Version>, PublishError> {
-        let mut versions: Vec<Version> = self
-            .entries()?
-            .into_iter()
-            .filter_map(|name| Version::parse(&name))
-            .collect();
-        versions.sort();
-        Ok(versions)
+        Ok(self.scan()?.versions)
+    }
+
+    /// The versions, and the junk named like versions.
+    pub fn scan(&self) -> Result<Scan, PublishError> {
+        let mut scan = Scan::default();
+        for name in self.entries()? {
+            let Some(version) = Version::parse(&name) else {
+                continue;
+            };
+            match self.not_a_version(version) {
+                None => scan.versions.push(version),
+                Some(why) => scan.junk.push(Junk { name: version, why }),
+            }
+        }
+        scan.versions.sort();
+        scan.junk.sort_by_key(|j| j.name);
+        Ok(scan)
+    }
+
+    /// Why the entry named `version` is not a version, if it is not one.
+    fn not_a_version(&self, version: Version) -> Option<String> {
+        let path = self.version_dir(version);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => return Some(format!("cannot be read: {e}")),
+        };
+        if meta.file_type().is_symlink() {
+            return Some("a symbolic link, not a directory voucher-etl wrote".to_owned());
+        }
+        if !meta.is_dir() {
+            return Some("a file, not a directory".to_owned());
+        }
+        let manifest = path.join(MANIFEST_FILE);
+        let bytes = match fs::read(&manifest) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Some(format!("a directory without {MANIFEST_FILE}"));
+            }
+            Err(e) => return Some(format!("{MANIFEST_FILE} cannot be read: {e}")),
+        };
+        match serde_json::from_slice::<crate::manifest::Manifest>(&bytes) {
+            Ok(m) if m.version == version.to_string() => None,
+            Ok(m) => Some(format!(
+                "its {MANIFEST_FILE} names version {:?}",
+                m.version.chars().take(32).collect::<String>()
+            )),
+            Err(e) => Some(format!("{MANIFEST_FILE} is not a valid manifest: {e}")),
+        }
     }
 
     fn entries(&self) -> Result<Vec<String>, PublishError> {
@@ -263,8 +333,9 @@ impl TablesDir {
         Ok(names)
     }
 
-    /// Takes the directory's writer lock; it is released when the returned file is dropped
-    /// (or the process dies).
+    /// Takes the directory's writer lock, then settles a change a killed command left half
+    /// logged ([`TablesDir::reconcile`]); the lock is released when the returned file is
+    /// dropped (or the process dies).
     pub(crate) fn lock(&self) -> Result<File, PublishError> {
         let path = self.root.join(LOCK_FILE);
         let file = File::options()
@@ -274,6 +345,7 @@ impl TablesDir {
             .open(&path)
             .map_err(io_err("cannot open lock file", &path))?;
         file.lock().map_err(io_err("cannot lock", &path))?;
+        self.reconcile()?;
         Ok(file)
     }
 
@@ -283,10 +355,15 @@ impl TablesDir {
         fs::create_dir_all(&self.root).map_err(io_err("cannot create", &self.root))?;
         let _lock = self.lock()?;
         self.remove_abandoned_staging()?;
-        let newest = self
-            .entries()?
+        let entries = self.entries()?;
+        // Junk does not count: a stray `20301231T000000Z` must not push names into 2030.
+        let reserved = entries
             .iter()
-            .filter_map(|name| Version::parse(name.strip_prefix(STAGING_PREFIX).unwrap_or(name)))
+            .filter_map(|name| Version::parse(name.strip_prefix(STAGING_PREFIX)?));
+        let newest = self
+            .versions()?
+            .into_iter()
+            .chain(reserved)
             .chain(self.current()?)
             .max();
         let mut version = Version::at(now);
@@ -294,6 +371,10 @@ impl TablesDir {
             && version <= newest
         {
             version = newest.next();
+        }
+        // Nor is a name junk holds taken over.
+        while entries.contains(&version.to_string()) {
+            version = version.next();
         }
         let dir = self.root.join(format!("{STAGING_PREFIX}{version}"));
         fs::create_dir(&dir).map_err(io_err("cannot create", &dir))?;
@@ -319,6 +400,13 @@ impl TablesDir {
                 continue;
             }
             let path = self.root.join(&name);
+            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                log::warn!(
+                    "left {} alone: named like a staging directory, but not a directory voucher-etl made",
+                    path.display()
+                );
+                continue;
+            }
             let reason = match File::open(path.join(OWNER_FILE)) {
                 Ok(owner) => match owner.try_lock() {
                     Ok(()) => "its run is gone (its owner lock was free)",
@@ -349,10 +437,18 @@ impl TablesDir {
     /// Deletes the oldest versions so that at most `keep` remain, and staging directories
     /// that crashed runs left behind. Never deleted, even beyond `keep` (each is logged): the
     /// live version, the canary's, a held version newer than the live one, and the version a
-    /// roll-back would return to (see [`crate::versions::Protected`]). Returns the versions deleted.
+    /// roll-back would return to (see [`crate::versions::Protected`]); nor junk, which is
+    /// logged as left alone. Returns the versions deleted.
     pub fn prune(&self, keep: usize) -> Result<Vec<Version>, PublishError> {
         let _lock = self.lock()?;
-        let versions = self.versions()?;
+        let Scan { versions, junk } = self.scan()?;
+        for j in &junk {
+            log::warn!(
+                "left {} alone: not a version ({}); retention deletes only versions voucher-etl wrote",
+                self.version_dir(j.name).display(),
+                j.why
+            );
+        }
         let protected = crate::versions::Protected::find(self)?;
         let excess = versions.len().saturating_sub(keep.max(1));
         let mut removed = Vec::new();
@@ -370,7 +466,8 @@ impl TablesDir {
     }
 
     /// Points `CURRENT` at `version` and logs the move; the caller holds the writer lock.
-    /// With [`Direction::Forward`], a newer live version stays.
+    /// With [`Direction::Forward`], a newer live version stays. Once `CURRENT` is renamed
+    /// into place the move is done: nothing after it is returned as an error.
     pub(crate) fn move_current(
         &self,
         version: Version,
@@ -385,13 +482,6 @@ impl TablesDir {
         {
             return Ok(Moved::NewerLive(live));
         }
-        let tmp = self.root.join(CURRENT_TMP);
-        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        writeln!(file, "{version}").map_err(io_err("cannot write", &tmp))?;
-        file.sync_all().map_err(io_err("cannot fsync", &tmp))?;
-        let current = self.root.join(CURRENT);
-        fs::rename(&tmp, &current).map_err(io_err("cannot rename into place", &current))?;
-        sync_dir(&self.root)?;
         let entry = LogEntry::new(
             Utc::now(),
             action,
@@ -400,21 +490,29 @@ impl TablesDir {
             &because.reason,
             &because.by,
         );
-        self.record(&entry);
+        let pending = Pending {
+            after: After::Current { version },
+            entries: vec![entry],
+        };
+        self.change_and_log(&pending, || self.write_current(version))?;
         Ok(Moved::To { from: live })
     }
 
-    /// Appends to the publish log. `CURRENT` has moved (or the version is sealed) by then, so
-    /// a failure is logged rather than returned: the change itself succeeded.
-    pub(crate) fn record(&self, entry: &LogEntry) {
-        if let Err(e) = publish_log::append(&self.root, entry) {
-            log::error!(
-                "{} {}: done, but not recorded in the publish log: {}",
-                entry.action.name(),
-                entry.to,
+    /// Replaces `CURRENT` atomically: a temporary file, fsync, rename, fsync of the directory.
+    fn write_current(&self, version: Version) -> Result<(), PublishError> {
+        let tmp = self.root.join(CURRENT_TMP);
+        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        writeln!(file, "{version}").map_err(io_err("cannot write", &tmp))?;
+        file.sync_all().map_err(io_err("cannot fsync", &tmp))?;
+        let current = self.root.join(CURRENT);
+        fs::rename(&tmp, &current).map_err(io_err("cannot rename into place", &current))?;
+        if let Err(e) = sync_dir(&self.root) {
+            log::warn!(
+                "CURRENT names {version} now, but {}: a power cut may undo the move",
                 crate::errors::Chain(&e)
             );
         }
+        Ok(())
     }
 
     /// Logs that `version` was held: written complete, `CURRENT` left where it is.
@@ -428,8 +526,7 @@ impl TablesDir {
             &because.reason,
             &because.by,
         );
-        self.record(&entry);
-        Ok(())
+        publish_log::append(&self.root, std::slice::from_ref(&entry))
     }
 }
 
@@ -460,7 +557,7 @@ impl Staged {
     }
 
     /// Makes the version durable and complete, then points `CURRENT` at it unless a newer
-    /// version is already live, and logs the move.
+    /// version is already live, and logs the move. An error means `CURRENT` did not move.
     pub fn publish(self, because: &Because) -> Result<Published, PublishError> {
         let (tables, version) = self.seal()?;
         let _lock = tables.lock()?;
@@ -472,27 +569,52 @@ impl Staged {
     }
 
     /// Makes the version durable and complete without making it live (the gate held it), and
-    /// logs the hold. A promotion can make it live later.
+    /// logs the hold. A promotion can make it live later. Once the version is in place it is
+    /// held: a failure to log that is a warning, not an error.
     pub fn hold(self, because: &Because) -> Result<Version, PublishError> {
         let (tables, version) = self.seal()?;
-        tables.log_hold(version, because)?;
+        if let Err(e) = tables.log_hold(version, because) {
+            log::warn!(
+                "version {version} is held, but not recorded in the publish log: {}",
+                crate::errors::Chain(&e)
+            );
+        }
         Ok(version)
     }
 
-    /// fsyncs every file of the version and renames its directory into place.
+    /// Writes the checksums of the version's files, fsyncs them all and renames the directory
+    /// into place.
     fn seal(mut self) -> Result<(TablesDir, Version), PublishError> {
         // The owner file is not part of the version. Without it, the directory is only
         // removed by others once it is a day old, and it is renamed well before that.
         let owner_path = self.dir.join(OWNER_FILE);
         fs::remove_file(&owner_path).map_err(io_err("cannot delete", &owner_path))?;
         self.owner = None;
+        let mut sums = Vec::new(); // (name, line), to write them in name order
         let entries = fs::read_dir(&self.dir).map_err(io_err("cannot list", &self.dir))?;
         for entry in entries {
             let path = entry.map_err(io_err("cannot list", &self.dir))?.path();
+            let bytes = fs::read(&path).map_err(io_err("cannot read", &path))?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let line = format!("{}  {name}\n", crate::versions::sha256_hex(&bytes));
+            sums.push((name.into_owned(), line));
             File::open(&path)
                 .and_then(|f| f.sync_all())
                 .map_err(io_err("cannot fsync", &path))?;
         }
+        sums.sort();
+        let sums_path = self.dir.join(CHECKSUMS_FILE);
+        File::create(&sums_path)
+            .and_then(|mut f| {
+                f.write_all(
+                    sums.iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<String>()
+                        .as_bytes(),
+                )?;
+                f.sync_all()
+            })
+            .map_err(io_err("cannot write", &sums_path))?;
         sync_dir(&self.dir)?;
         let target = self.tables.version_dir(self.version);
         fs::rename(&self.dir, &target).map_err(io_err("cannot rename into place", &target))?;
@@ -507,6 +629,15 @@ impl Drop for Staged {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A file's bytes, or `None` when it does not exist.
+pub(crate) fn read_if_any(path: &Path) -> Result<Option<Vec<u8>>, PublishError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("cannot read", path)(e)),
     }
 }
 
@@ -530,10 +661,22 @@ mod tests {
             .expect("valid time")
     }
 
+    /// A version with a table (not Parquet: nothing here reads it) and a manifest naming it.
     fn publish(tables: &TablesDir, now: DateTime<Utc>) -> Published {
-        let staged = tables.stage(now).expect("stage");
+        write(tables.stage(now).expect("stage"))
+            .commit()
+            .expect("commit")
+    }
+
+    fn write(staged: Staged) -> Staged {
         fs::write(staged.path(TABLE_FILE), b"table").expect("write");
-        staged.commit().expect("commit")
+        let manifest = crate::manifest::Manifest {
+            version: staged.version().to_string(),
+            ..Default::default()
+        };
+        let json = serde_json::to_vec(&manifest).expect("json");
+        fs::write(staged.path(MANIFEST_FILE), json).expect("write");
+        staged
     }
 
     fn staging_dirs(root: &Path) -> Vec<String> {
@@ -568,7 +711,7 @@ mod tests {
         assert!(names.iter().any(|n| n.ends_with("T080000Z")), "{names:?}");
         assert!(live.dir.exists() && other.dir.exists());
         // Committed versions carry no owner file.
-        let version = live.commit().expect("commit").version;
+        let version = write(live).commit().expect("commit").version;
         assert!(!tables.version_dir(version).join(OWNER_FILE).exists());
         drop(other);
     }
@@ -624,7 +767,7 @@ mod tests {
     fn current_never_moves_backwards() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tables = TablesDir::new(dir.path());
-        let older = tables.stage(at(10, 0, 0)).expect("stage");
+        let older = write(tables.stage(at(10, 0, 0)).expect("stage"));
         let newer = publish(&tables, at(10, 0, 0));
         let older = older.commit().expect("commit");
         assert!(!older.live);
@@ -657,5 +800,87 @@ mod tests {
         fs::write(dir.path().join(CURRENT), "../../etc\n").expect("write");
         let err = TablesDir::new(dir.path()).current().unwrap_err();
         assert!(matches!(err, PublishError::BadCurrent { .. }), "{err}");
+    }
+
+    #[test]
+    fn junk_named_like_versions_is_not_a_version_names_nothing_and_is_never_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let a = publish(&tables, at(10, 0, 0)).version;
+        // Future names: an empty directory, a file, a symlink to a valid version elsewhere,
+        // a directory whose manifest names another version; an old one without a manifest.
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        fs::copy(
+            tables.manifest_path(a),
+            elsewhere.path().join(MANIFEST_FILE),
+        )
+        .expect("copy");
+        let root = dir.path();
+        fs::create_dir(root.join("20301231T000000Z")).expect("mkdir");
+        fs::write(root.join("20301230T000000Z"), b"notes").expect("write");
+        std::os::unix::fs::symlink(elsewhere.path(), root.join("20301229T000000Z")).expect("ln");
+        let copy = root.join("20301228T000000Z");
+        fs::create_dir(&copy).expect("mkdir");
+        fs::copy(tables.manifest_path(a), copy.join(MANIFEST_FILE)).expect("copy");
+        fs::create_dir(root.join("20200101T000000Z")).expect("mkdir");
+        // A symlink named like a version that would be deleted first, to a valid version.
+        let old_link = root.join("20200102T000000Z");
+        std::os::unix::fs::symlink(tables.version_dir(a), &old_link).expect("ln");
+
+        let scan = tables.scan().expect("scan");
+        assert_eq!(scan.versions, vec![a]);
+        let junk: Vec<String> = scan.junk.iter().map(|j| j.name.to_string()).collect();
+        assert_eq!(junk.len(), 6, "{:?}", scan.junk);
+        let why = |name: &str| {
+            let j = scan.junk.iter().find(|j| j.name.to_string() == name);
+            j.map(|j| j.why.clone()).expect("listed")
+        };
+        assert!(why("20301229T000000Z").contains("symbolic link"));
+        assert!(why("20301230T000000Z").contains("a file"));
+        assert!(why("20301231T000000Z").contains("without manifest.json"));
+        assert!(why("20301228T000000Z").contains("names version"));
+
+        // The next version is named for its time, not after the junk.
+        let b = publish(&tables, at(10, 0, 5)).version;
+        assert_eq!(b.to_string(), "20261123T100005Z");
+        let c = publish(&tables, at(10, 0, 6)).version;
+        let removed = tables.prune(1).expect("prune");
+        assert_eq!(removed, vec![a]);
+        assert_eq!(tables.versions().expect("versions"), vec![b, c]);
+        for name in junk {
+            assert!(
+                root.join(&name).symlink_metadata().is_ok(),
+                "{name} deleted"
+            );
+        }
+        assert!(elsewhere.path().join(MANIFEST_FILE).exists());
+    }
+
+    #[test]
+    fn a_name_junk_holds_is_not_taken_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        fs::write(dir.path().join("20261123T100000Z"), b"notes").expect("write");
+        let v = publish(&tables, at(10, 0, 0)).version;
+        assert_eq!(v.to_string(), "20261123T100001Z");
+        assert_eq!(
+            fs::read(dir.path().join("20261123T100000Z")).expect("read"),
+            b"notes"
+        );
+    }
+
+    #[test]
+    fn sealing_writes_the_checksum_of_every_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let v = publish(&tables, at(10, 0, 0)).version;
+        let sums = fs::read_to_string(tables.version_dir(v).join(CHECKSUMS_FILE)).expect("sums");
+        let manifest = fs::read(tables.manifest_path(v)).expect("manifest");
+        let expected = format!(
+            "{}  {MANIFEST_FILE}\n{}  {TABLE_FILE}\n",
+            crate::versions::sha256_hex(&manifest),
+            crate::versions::sha256_hex(b"table")
+        );
+        assert_eq!(sums, expected);
     }
 }

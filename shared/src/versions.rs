@@ -10,7 +10,8 @@
 //!   older than the live version and so was published in its turn);
 //! - `held`: the gate held it and it was never made live;
 //! - `unpublished`: complete, never live, not held: its run died before moving `CURRENT`, or a
-//!   newer version was live when it finished.
+//!   newer version was live when it finished;
+//! - `junk`: named like a version but not one ([`crate::publish::Junk`]): listed, left alone.
 //!
 //! The API serves `CURRENT`, which only a publish that passed the gate (or `--no-gate`) or a
 //! promotion moves, and the canary, which only `voucher-etl canary` sets: a held version is
@@ -25,7 +26,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::manifest::{GateOutcome, GateRecord, Manifest};
-use crate::publish::{Because, Direction, Moved, PublishError, TABLE_FILE, TablesDir, Version};
+use crate::publish::{
+    Because, CHECKSUMS_FILE, Direction, MANIFEST_FILE, Moved, PublishError, Scan, TABLE_FILE,
+    TablesDir, Version,
+};
 use crate::publish_log::{self, Action, LogEntry};
 use crate::table::{TableError, VoucherTable};
 
@@ -38,6 +42,7 @@ pub enum State {
     Held,
     Previous,
     Unpublished,
+    Junk,
 }
 
 impl State {
@@ -48,6 +53,7 @@ impl State {
             State::Held => "held",
             State::Previous => "previous",
             State::Unpublished => "unpublished",
+            State::Junk => "junk",
         }
     }
 }
@@ -180,12 +186,15 @@ pub struct Verified {
     pub hash_checked: bool,
 }
 
-/// Checks that `version` is complete, that its table parses, and that the table is the one
-/// its manifest describes (content hash, row count, version name).
+/// Checks that `version` is complete, that its table parses, and that its files are the ones
+/// written: each file against its [`CHECKSUMS_FILE`] (the manifest included, so an edited
+/// profile is caught), the table against its manifest's hash, row count and version name.
+/// Versions written before [`CHECKSUMS_FILE`] are checked against the manifest only.
 pub fn verify(tables: &TablesDir, version: Version) -> Result<Verified, VersionError> {
     let manifest = read_manifest(tables, version)?;
     let (table, bytes) = read_table_bytes(tables, version)?;
     let tampered = |what: String| VersionError::Tampered { version, what };
+    let sums_checked = check_sums(tables, version, &bytes)?;
     if manifest.version != version.to_string() {
         return Err(tampered(format!(
             "its manifest names version {:?}",
@@ -202,7 +211,7 @@ pub fn verify(tables: &TablesDir, version: Version) -> Result<Verified, VersionE
             }
             true
         }
-        None => false,
+        None => sums_checked,
     };
     if table.rows().len() as u64 != manifest.table_rows {
         return Err(tampered(format!(
@@ -218,6 +227,62 @@ pub fn verify(tables: &TablesDir, version: Version) -> Result<Verified, VersionE
     })
 }
 
+/// Checks each file [`CHECKSUMS_FILE`] lists (which must include the table and the manifest)
+/// against its recorded SHA-256. False when the version has no such file (written before it).
+fn check_sums(tables: &TablesDir, version: Version, table: &[u8]) -> Result<bool, VersionError> {
+    let dir = tables.version_dir(version);
+    let path = dir.join(CHECKSUMS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(VersionError::Incomplete {
+                version,
+                path,
+                source,
+            });
+        }
+    };
+    let tampered = |what: String| VersionError::Tampered { version, what };
+    let mut listed = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some((expected, name)) = line.split_once("  ").filter(|(h, n)| {
+            h.len() == 64 && !n.contains('/') && !n.is_empty() && *n != ".." && *n != "."
+        }) else {
+            return Err(tampered(format!(
+                "{CHECKSUMS_FILE} line {} is not `<sha256>  <file>`: {:?}",
+                n + 1,
+                line.chars().take(100).collect::<String>()
+            )));
+        };
+        let found = if name == TABLE_FILE {
+            sha256_hex(table)
+        } else {
+            let file = dir.join(name);
+            let bytes = std::fs::read(&file).map_err(|source| VersionError::Incomplete {
+                version,
+                path: file,
+                source,
+            })?;
+            sha256_hex(&bytes)
+        };
+        if found != expected {
+            return Err(tampered(format!(
+                "{name} has SHA-256 {found}, {CHECKSUMS_FILE} recorded {expected}"
+            )));
+        }
+        listed.insert(name);
+    }
+    for required in [TABLE_FILE, MANIFEST_FILE] {
+        if !listed.contains(required) {
+            return Err(tampered(format!(
+                "{CHECKSUMS_FILE} does not list {required}"
+            )));
+        }
+    }
+    Ok(true)
+}
+
 /// One version as `versions` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionInfo {
@@ -231,7 +296,8 @@ pub struct VersionInfo {
     pub gate: Option<GateRecord>,
     /// Whether a roll-back from the live version would return to this one.
     pub rollback_target: bool,
-    /// Why the manifest could not be read.
+    /// Why it is not a version (state `junk`, or a live or canary one that is not): what
+    /// is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The publish log's entries about this version, oldest first.
@@ -246,12 +312,16 @@ pub struct Listing {
     pub versions: Vec<VersionInfo>,
     /// The whole publish log, oldest first.
     pub log: Vec<LogEntry>,
+    /// What is wrong with the directory beyond its versions (an unreadable `CANARY`), in words.
+    pub problems: Vec<String>,
 }
 
 /// What decides states: `CURRENT`, the log, and each version's gate outcome.
 struct History {
     live: Option<Version>,
     canary: Option<Version>,
+    /// Why `CANARY` cannot be read (then no canary is served).
+    canary_problem: Option<String>,
     log: Vec<LogEntry>,
     made_live: BTreeSet<Version>,
 }
@@ -264,9 +334,20 @@ impl History {
             .filter(|e| e.action.made_live())
             .map(|e| e.to)
             .collect();
+        let (canary, canary_problem) = match tables.canary() {
+            Ok(canary) => (canary.map(|c| c.version), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "{}: no canary is served; `voucher-etl canary --off` removes it",
+                    crate::errors::Chain(&e)
+                )),
+            ),
+        };
         Ok(History {
             live: tables.current()?,
-            canary: tables.canary()?.map(|c| c.version),
+            canary,
+            canary_problem,
             log,
             made_live,
         })
@@ -310,15 +391,22 @@ impl History {
     }
 }
 
-/// Every version with its state, newest first, and the publish log.
+/// Every version (and junk) with its state, newest first, and the publish log. An unreadable
+/// `CANARY` is a problem listed, not a failure.
 pub fn list(tables: &TablesDir) -> Result<Listing, VersionError> {
     let history = History::read(tables)?;
+    let Scan { versions, junk } = tables.scan()?;
+    let events = |version: Version| -> Vec<LogEntry> {
+        history
+            .log
+            .iter()
+            .filter(|e| e.to == version)
+            .cloned()
+            .collect()
+    };
     let mut infos = Vec::new();
-    for version in tables.versions()? {
-        let (manifest, problem) = match read_manifest(tables, version) {
-            Ok(m) => (Some(m), None),
-            Err(e) => (None, Some(crate::errors::Chain(&e).to_string())),
-        };
+    for version in versions {
+        let manifest = read_manifest(tables, version).ok();
         let gate = manifest.as_ref().and_then(|m| m.gate.clone());
         infos.push(VersionInfo {
             version,
@@ -328,13 +416,8 @@ pub fn list(tables: &TablesDir) -> Result<Listing, VersionError> {
             table_rows: manifest.as_ref().map(|m| m.table_rows),
             gate,
             rollback_target: false,
-            problem,
-            events: history
-                .log
-                .iter()
-                .filter(|e| e.to == version)
-                .cloned()
-                .collect(),
+            problem: None,
+            events: events(version),
         });
     }
     let states = infos.iter().map(|i| (i.version, i.state)).collect();
@@ -342,11 +425,34 @@ pub fn list(tables: &TablesDir) -> Result<Listing, VersionError> {
     for info in &mut infos {
         info.rollback_target = Some(info.version) == target;
     }
-    infos.reverse();
+    for j in junk {
+        // CURRENT or CANARY may still name it: then it is served, whatever it is.
+        let state = match history.state(j.name, None) {
+            s @ (State::Live | State::Canary) => s,
+            _ => State::Junk,
+        };
+        let problem = match state {
+            State::Junk => format!("not a version: {}; left alone", j.why),
+            _ => j.why,
+        };
+        infos.push(VersionInfo {
+            version: j.name,
+            state,
+            created_at: None,
+            rows_kept: None,
+            table_rows: None,
+            gate: None,
+            rollback_target: false,
+            problem: Some(problem),
+            events: events(j.name),
+        });
+    }
+    infos.sort_by_key(|i| std::cmp::Reverse(i.version));
     Ok(Listing {
         live: history.live,
         versions: infos,
         log: history.log,
+        problems: history.canary_problem.into_iter().collect(),
     })
 }
 
@@ -361,7 +467,9 @@ pub struct Protected {
 
 impl Protected {
     /// Reads what protects versions. The caller may hold the writer lock (this takes none).
+    /// Fails when `CANARY` cannot be read: the version it meant to protect is unknown.
     pub fn find(tables: &TablesDir) -> Result<Protected, PublishError> {
+        tables.canary()?;
         let history = History::read(tables)?;
         let mut states = BTreeMap::new();
         let mut held = BTreeSet::new();
@@ -424,7 +532,14 @@ impl TablesDir {
         if self.current()? == Some(version) {
             return Err(VersionError::AlreadyLive { version });
         }
-        let canary = self.canary()?;
+        // An unreadable CANARY must not stand in the way of a roll-back: it serves nothing.
+        let canary = self.canary().unwrap_or_else(|e| {
+            log::warn!(
+                "{}; left as it is (`voucher-etl canary --off` removes it)",
+                crate::errors::Chain(&e)
+            );
+            None
+        });
         match self.move_current(version, Direction::Any, Action::Promote, because)? {
             Moved::To { from } => {
                 if canary.is_some_and(|c| c.version == version) {
@@ -603,5 +718,80 @@ pub(crate) mod tests {
         let removed = tables.prune(1).expect("prune");
         assert_eq!(removed, vec![v[0], v[2]]);
         assert_eq!(tables.versions().expect("versions"), vec![v[1], v[3], held]);
+    }
+
+    #[test]
+    fn an_edited_manifest_is_refused_by_its_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let _live = version(&tables, 0, 2640, GateOutcome::Passed);
+        let held = version(&tables, 1, 3000, GateOutcome::Held);
+        let path = tables.manifest_path(held);
+        let original = std::fs::read(&path).expect("read");
+        let mut m: Manifest = serde_json::from_slice(&original).expect("manifest");
+        m.rows_kept += 1;
+        std::fs::write(&path, serde_json::to_vec(&m).expect("json")).expect("edit");
+        let err = tables
+            .promote(held, &Because::new("x", "y"))
+            .expect_err("edited");
+        assert!(matches!(err, VersionError::Tampered { .. }), "{err}");
+        assert!(
+            err.to_string().contains("manifest.json has SHA-256"),
+            "{err}"
+        );
+        // The checksums file itself must list the manifest.
+        std::fs::write(&path, &original).expect("restore");
+        let sums = tables.version_dir(held).join(CHECKSUMS_FILE);
+        let text = std::fs::read_to_string(&sums).expect("sums");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.ends_with(MANIFEST_FILE))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&sums, kept).expect("edit");
+        let err = verify(&tables, held).expect_err("unlisted");
+        assert!(
+            err.to_string().contains("does not list manifest.json"),
+            "{err}"
+        );
+        std::fs::write(&sums, text).expect("restore");
+        assert!(verify(&tables, held).expect("verified").hash_checked);
+    }
+
+    #[test]
+    fn a_corrupt_canary_is_a_problem_listed_and_never_blocks_promotion_or_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tables = TablesDir::new(dir.path());
+        let v1 = version(&tables, 0, 2640, GateOutcome::Passed);
+        let v2 = version(&tables, 1, 3000, GateOutcome::Passed);
+        let because = Because::new("x", "y");
+        tables
+            .start_canary(v1, "5".parse().expect("percent"), &because)
+            .expect("canary");
+        std::fs::write(tables.root().join(crate::canary::CANARY), b"garbage\n").expect("break");
+
+        let listing = list(&tables).expect("listed, not failed");
+        assert_eq!(listing.problems.len(), 1, "{:?}", listing.problems);
+        assert!(
+            listing.problems[0].contains("canary --off"),
+            "{:?}",
+            listing.problems
+        );
+        assert!(listing.versions.iter().all(|v| v.state != State::Canary));
+        // Retention cannot know which version the canary was: it deletes nothing, and says so.
+        let err = tables.prune(1).expect_err("no retention blind");
+        assert!(err.to_string().contains("CANARY"), "{err}");
+        assert_eq!(tables.versions().expect("versions"), vec![v1, v2]);
+
+        let p = tables.promote(v1, &because).expect("roll back");
+        assert!(p.is_rollback());
+        let ended = tables.end_canary(&because).expect("end").expect("ended");
+        // The publish log says which canary it was, and records its end.
+        assert_eq!(ended.version(), Some(v1));
+        assert!(!tables.root().join(crate::canary::CANARY).exists());
+        let last = publish_log::read(tables.root()).expect("log");
+        let last = last.last().expect("an entry");
+        assert_eq!((last.action, last.to), (Action::CanaryEnd, v1));
+        assert!(list(&tables).expect("list").problems.is_empty());
     }
 }

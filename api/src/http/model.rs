@@ -200,7 +200,8 @@ pub struct VersionsResponse {
 pub struct VersionEntry {
     pub version: String,
     /// `live`, `canary` (answers a share of customers), `held` (never made live), `previous`
-    /// (was live before) or `unpublished`.
+    /// (was live before), `unpublished`, or `junk` (named like a version but not one: see
+    /// `problems`).
     pub state: &'static str,
     /// When the run made it (RFC 3339); null when its manifest cannot be read.
     pub created_at: Option<String>,

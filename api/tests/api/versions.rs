@@ -229,3 +229,35 @@ fn an_empty_tables_directory_lists_no_versions() {
     assert_eq!(json["versions"], Value::Array(Vec::new()));
     assert_eq!(json["changes"], Value::Null);
 }
+
+#[test]
+fn a_corrupt_canary_is_a_listed_problem_and_the_live_version_goes_on_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = publish(dir.path(), 2640);
+    next_second();
+    let live = publish(dir.path(), 3000);
+    std::fs::write(dir.path().join("CANARY"), b"garbage\n").expect("break CANARY");
+    let api = TestApp::spawn(dir.path(), &["--reload-interval", "200ms"]);
+
+    let json = versions(&api);
+    assert_eq!(json["live"], live.to_string());
+    assert_eq!(json["canary"], Value::Null);
+    let problems = json["problems"].as_array().expect("problems listed");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains("CANARY"))),
+        "{problems:?}"
+    );
+    assert_eq!(json["versions"][1]["version"], first.to_string());
+    assert_eq!(served_version(&api), live.to_string());
+
+    // Rolling back works with the record still broken, and is followed.
+    TablesDir::new(dir.path())
+        .promote(first, &Because::new("roll back", "tester"))
+        .expect("roll back beside a corrupt CANARY");
+    wait_until(SLACK, "the rolled-back version", || {
+        served_version(&api) == first.to_string()
+    });
+    assert_eq!(versions(&api)["live"], first.to_string());
+}

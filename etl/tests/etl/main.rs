@@ -14,4 +14,5 @@ mod promote;
 mod real_sample;
 mod schedule;
 mod score;
+mod tables_dir;
 mod tallies;

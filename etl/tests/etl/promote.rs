@@ -129,10 +129,39 @@ fn promote_refuses_unknown_incomplete_and_tampered_versions() {
     let manifest_bytes = std::fs::read(&manifest).expect("read");
     std::fs::remove_file(&manifest).expect("remove");
     refused(v2, "is incomplete");
+    // Edited: the manifest's profile (an amount), or its rows kept, no longer as written.
+    let edit = |change: &dyn Fn(&mut Value)| {
+        let mut m: Value = serde_json::from_slice(&manifest_bytes).expect("manifest");
+        change(&mut m);
+        std::fs::write(&manifest, serde_json::to_vec_pretty(&m).expect("json")).expect("edit");
+    };
+    edit(&|m| m["profile"]["segments"][0]["amount"] = Value::from(1));
+    refused(v2, "manifest.json has SHA-256");
+    edit(&|m| m["rows_kept"] = Value::from(m["rows_kept"].as_u64().unwrap_or(0) + 1));
+    refused(v2, "manifest.json has SHA-256");
+    let out = etl_on(&tables, &["canary", &v2.to_string(), "--percent", "5"]);
+    assert_eq!(exit_code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was changed after it was written"),
+        "{}",
+        stderr(&out)
+    );
     // Restored whole, it is accepted.
     std::fs::write(&manifest, manifest_bytes).expect("restore");
     assert_success(&promote(&tables, v2, &[]));
     assert_eq!(live(&tables), Some(v2));
+}
+
+/// Starts `voucher-etl ARGS --tables-dir TABLES`, its output dropped.
+fn spawn_on(tables: &Path, args: &[&str]) -> std::process::Child {
+    bin()
+        .args(args)
+        .arg("--tables-dir")
+        .arg(tables)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
 }
 
 /// CURRENT names a version that [`versions::verify`] accepts.
@@ -150,21 +179,7 @@ fn assert_current_complete(tables: &Path) -> Version {
 fn promote_killed_at_any_moment_leaves_a_complete_current() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (tables, v1, v2) = live_and_held(dir.path());
-    let spawn = |v: Version| {
-        bin()
-            .args([
-                "promote",
-                &v.to_string(),
-                "--reason",
-                "flip",
-                "--tables-dir",
-            ])
-            .arg(&tables)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
-    };
+    let spawn = |v: Version| spawn_on(&tables, &["promote", &v.to_string(), "--reason", "flip"]);
     let started = Instant::now();
     assert!(spawn(v2).wait().expect("wait").success());
     let full = started.elapsed();
@@ -307,4 +322,79 @@ fn retention_keeps_the_live_version_a_newer_held_one_and_the_rollback_target() {
         .collect();
     assert_eq!(target.len(), 1);
     assert_eq!(target[0]["version"], v2.to_string());
+}
+
+/// The publish log agrees with `CURRENT` and `CANARY`, as every reader of the log sees it: the
+/// versions it made live chain (each `from` is the `to` before it) up to the one `CURRENT`
+/// names, and the canary it last started (and did not end) is the one `CANARY` holds, at the
+/// same share.
+fn assert_log_agrees_with_the_files(tables: &Path) {
+    use voucher_shared::publish_log::{self, Action};
+    let t = TablesDir::new(tables);
+    let log = publish_log::read(tables).expect("log readable");
+    let made_live: Vec<_> = log.iter().filter(|e| e.action.made_live()).collect();
+    for pair in made_live.windows(2) {
+        assert_eq!(
+            pair[1].from,
+            Some(pair[0].to),
+            "the chain breaks between {:?} and {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert_eq!(
+        made_live.last().map(|e| e.to),
+        t.current().expect("CURRENT"),
+        "the log's last move is not CURRENT"
+    );
+    let mut canary = None;
+    for e in &log {
+        match e.action {
+            Action::Canary => canary = Some((e.to, e.percent)),
+            Action::CanaryEnd if canary.is_some_and(|(v, _)| v == e.to) => canary = None,
+            _ => {}
+        }
+    }
+    let file = t
+        .canary()
+        .expect("CANARY readable")
+        .map(|r| (r.version, Some(r.percent)));
+    assert_eq!(canary, file, "the log's canary is not CANARY's");
+}
+
+#[test]
+fn promote_and_canary_killed_at_any_moment_leave_the_log_in_step_with_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tables, v1, v2) = live_and_held(dir.path());
+    let other = || if live(&tables) == Some(v1) { v2 } else { v1 };
+    // Promotions both ways, canaries of the version not live at changing shares, and ends.
+    let spawn = |i: u32| {
+        let target = other().to_string();
+        let percent = (1 + i % 7).to_string();
+        let args: Vec<&str> = match i % 4 {
+            0 | 2 => vec!["promote", &target, "--reason", "flip"],
+            1 => vec!["canary", &target, "--percent", &percent],
+            _ => vec!["canary", "--off"],
+        };
+        spawn_on(&tables, &args)
+    };
+    let started = Instant::now();
+    assert!(spawn(1).wait().expect("wait").success());
+    let full = started.elapsed();
+    assert_log_agrees_with_the_files(&tables);
+
+    kill_at_moments_over_a_run(full, 60, 24, spawn, || {
+        assert_log_agrees_with_the_files(&tables)
+    });
+    // After the next command, the log file itself agrees (not only as read).
+    assert_success(&promote(&tables, other(), &[]));
+    assert_log_agrees_with_the_files(&tables);
+    let raw = std::fs::read_to_string(tables.join("publish-log.jsonl")).expect("log");
+    let written = raw
+        .lines()
+        .filter(|l| serde_json::from_str::<voucher_shared::publish_log::LogEntry>(l).is_ok())
+        .count();
+    let read = voucher_shared::publish_log::read(&tables).expect("log");
+    assert_eq!(written, read.len(), "every entry read is in the file");
+    assert_current_complete(&tables);
 }
