@@ -11,12 +11,90 @@ use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
 use polars_arrow::array::{Array, FixedSizeBinaryArray, PrimitiveArray};
 use polars_arrow::datatypes::{ArrowDataType, Field as ArrowField};
 use polars_buffer::Buffer;
 use polars_parquet::parquet::metadata::FileMetadata;
+use polars_parquet::parquet::read::deserialize_metadata;
 use polars_parquet::read::{BasicDecompressor, Filter, PageReader, column_iter_to_arrays};
+
+/// The footer of the Parquet file at `path` as polars decodes it, and whether it had to be
+/// mended first: polars 0.55 refuses a footer that declares the column order parquet-format's
+/// newest writers (the Rust `parquet` crate) give INT96 columns, `INT96_TIMESTAMP_ORDER`; such
+/// an order is read as the type-defined one (it only ranks statistics, which nothing here
+/// compares). A mended footer is only in memory: polars' own scans cannot read the file.
+pub fn footer(path: &Path) -> PolarsResult<(FileMetadataRef, bool)> {
+    let mut file = File::open(path)?;
+    let length = file.seek(SeekFrom::End(0))?;
+    let mut tail = [0u8; 8];
+    if length < 12 {
+        polars_bail!(ComputeError: "the file is too short to be Parquet");
+    }
+    file.seek(SeekFrom::Start(length - 8))?;
+    file.read_exact(&mut tail)?;
+    let size = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if size + 12 > length {
+        polars_bail!(ComputeError: "the footer's length ({size} bytes) is beyond the file");
+    }
+    let mut bytes = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+    file.seek(SeekFrom::Start(length - 8 - size))?;
+    file.read_exact(&mut bytes)?;
+    match deserialize_metadata(Buffer::from(bytes.clone())) {
+        Ok(metadata) => Ok((Arc::new(metadata), false)),
+        Err(error) => match int96_orders_as_type_defined(&bytes) {
+            Some(mended) => Ok((Arc::new(deserialize_metadata(Buffer::from(mended))?), true)),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// `footer` (Thrift compact bytes of a `FileMetaData`) with each `INT96_TIMESTAMP_ORDER` (union
+/// field 3) of its `column_orders` made `TYPE_ORDER` (field 1), both empty structs, so the
+/// bytes keep their length; `None` unless the footer ends with such a list (field 7, the last
+/// field but encryption's, which are then absent) holding one.
+fn int96_orders_as_type_defined(footer: &[u8]) -> Option<Vec<u8>> {
+    // From the end: the struct's stop byte, then the list's elements, each three bytes
+    // (`id << 4 | struct`, the empty struct's stop, the union's stop).
+    let mut end = footer.len().checked_sub(1)?;
+    if footer[end] != 0 {
+        return None;
+    }
+    let mut count = 0usize;
+    while end >= 3 && matches!(&footer[end - 3..end], [0x1c | 0x2c | 0x3c, 0, 0]) {
+        end -= 3;
+        count += 1;
+    }
+    // The list header: size and element type (struct) in one byte, or 0xfc and a varint.
+    let mut header = Vec::new();
+    if count < 15 {
+        header.push(u8::try_from(count << 4).ok()? | 0x0c);
+    } else {
+        header.push(0xfc);
+        let mut n = count;
+        while n >= 0x80 {
+            header.push(u8::try_from(n & 0x7f).ok()? | 0x80);
+            n >>= 7;
+        }
+        header.push(u8::try_from(n).ok()?);
+    }
+    let start = end.checked_sub(header.len())?;
+    let field = *footer.get(start.checked_sub(1)?)?;
+    // A list field in the short form (a delta from the field before).
+    if footer[start..end] != header[..] || field & 0x0f != 0x09 || field >> 4 == 0 {
+        return None;
+    }
+    let mut mended = footer.to_vec();
+    let mut changed = false;
+    for at in (end..footer.len() - 1).step_by(3) {
+        if mended[at] == 0x3c {
+            mended[at] = 0x1c;
+            changed = true;
+        }
+    }
+    changed.then_some(mended)
+}
 
 /// How polars gets a column of a Parquet file.
 #[derive(Debug, Clone, PartialEq)]
@@ -327,6 +405,25 @@ fn half_to_f32(bits: u16) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_int96_orders_at_the_end_of_a_footer_are_mended() {
+        // ..., field 7 (a list of two structs): TYPE_ORDER, INT96_TIMESTAMP_ORDER; stop.
+        let footer = [0x15, 0x04, 0x19, 0x2c, 0x1c, 0, 0, 0x3c, 0, 0, 0];
+        let mended = int96_orders_as_type_defined(&footer).expect("mended");
+        assert_eq!(mended, [0x15, 0x04, 0x19, 0x2c, 0x1c, 0, 0, 0x1c, 0, 0, 0]);
+        // Nothing to mend, a list header that does not fit, no list field: left alone.
+        assert_eq!(int96_orders_as_type_defined(&mended), None);
+        assert_eq!(
+            int96_orders_as_type_defined(&[0x19, 0x3c, 0x3c, 0, 0, 0]),
+            None
+        );
+        assert_eq!(
+            int96_orders_as_type_defined(&[0x15, 0x1c, 0x3c, 0, 0, 0]),
+            None
+        );
+        assert_eq!(int96_orders_as_type_defined(&[]), None);
+    }
 
     #[test]
     fn half_precision_floats_are_read_exactly() {

@@ -160,7 +160,8 @@ pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
 /// the file as it is: a column of a type polars cannot hold (a decimal, float16), even one the
 /// run does not use, makes polars panic on the file's schema (see [`crate::parquet_types`]).
 /// The copy holds only the columns the run reads, decimals and float16 as the numbers they
-/// are, written row group by row group; the others are never decoded.
+/// are, written row group by row group; the others are never decoded. A file whose footer
+/// polars reads only once mended (see [`parquet_types::footer`]) is copied too.
 fn readable_copy(path: &Path, name: &str) -> Result<Option<NamedTempFile>, EtlError> {
     let read_err = |source| EtlError::Read {
         file: name.to_owned(),
@@ -170,11 +171,12 @@ fn readable_copy(path: &Path, name: &str) -> Result<Option<NamedTempFile>, EtlEr
         file: name.to_owned(),
         source,
     };
+    let (metadata, mended) = parquet_types::footer(path).map_err(read_err)?;
     let mut reader = ParquetReader::new(File::open(path).map_err(open_err)?);
-    let metadata = reader.get_metadata().map_err(read_err)?.clone();
+    reader.set_metadata(metadata.clone());
     let arrow = reader.schema().map_err(read_err)?;
     let columns = Columns::of(&arrow);
-    if columns.all_direct() {
+    if columns.all_direct() && !mended {
         return Ok(None);
     }
     let mut used = Vec::new();

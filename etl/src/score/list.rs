@@ -171,7 +171,9 @@ impl ParquetList {
         };
         let file = File::open(path).map_err(|e| read(e.into()))?;
         let mut reader = ParquetReader::new(file);
-        let metadata = reader.get_metadata().map_err(read)?.clone();
+        // The footer as polars reads it, mended where polars would refuse it.
+        let (metadata, _) = parquet_types::footer(path).map_err(read)?;
+        reader.set_metadata(metadata.clone());
         // The footer's own column list: polars' schemas are maps by name, which keep one of
         // two columns of the same name.
         let names = metadata.schema().fields().iter().map(|f| f.name());
