@@ -29,7 +29,7 @@ CARGO_LINTED  := $(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) 
 TEST_BIN_DIR := $(TARGET_DIR)/debug
 
 .PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events bench-customers \
-        load-test grpc-test page-test s3-test postgres-test events-test api-fuzz notebook notebook-generated \
+        load-test grpc-test page-test s3-test interop-test postgres-test events-test api-fuzz notebook notebook-generated \
         notebook-test clean check-toolchain docker-build docker_api compose-up compose-test kube-play-test \
         kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
@@ -57,7 +57,7 @@ test: check-toolchain
 # step each (`make check-steps` lists them). The image check needs root (buildah); the
 # installs need apt-get and PyPI. Run serially (no -j): the order matters.
 CHECK_STEPS := fmt-check test clippy deploy-check image-check compose-test api-fuzz grpc-test page-test \
-               s3-test postgres-test events-test notebook-generated notebook-test deploy-test
+               s3-test interop-test postgres-test events-test notebook-generated notebook-test deploy-test
 check: export VOUCHER_ETL_BIN ?= $(TEST_BIN_DIR)/voucher-etl
 check: export VOUCHER_API_BIN ?= $(TEST_BIN_DIR)/voucher-api
 check: export VOUCHER_EVENTS_BIN ?= $(TEST_BIN_DIR)/voucher-events
@@ -136,6 +136,11 @@ events-test:
 # voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
 s3-test:
 	bash etl/tests/s3_test.sh
+
+# voucher-etl on histories and campaign lists from pyarrow, DuckDB, polars and CSV writers, in
+# every form the matrix names (pyarrow, duckdb and polars in a venv it creates).
+interop-test:
+	bash etl/tests/interop_test.sh
 
 # voucher-etl reading history from a real PostgreSQL (Debian's, started on 127.0.0.1 by the
 # script, installed when missing), voucher-postgres against it, and voucher-api's requests by

@@ -25,6 +25,7 @@ use voucher_shared::time::{SECONDS_PER_DAY, parse_utc_date};
 use crate::EtlError;
 use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
+    dictionary_text,
 };
 use crate::memory::{self, LimitSource, MemoryLimit, Planned, WindowPlan};
 use crate::shown::shown;
@@ -133,6 +134,15 @@ pub fn scan(input: &Input) -> Result<LazyFrame, EtlError> {
                 accepted: column.accepts,
             });
         }
+    }
+    // Dictionary-encoded strings are read as the strings: the cleaning reads text.
+    let dictionaries: Vec<Expr> = COLUMNS
+        .iter()
+        .filter(|c| schema.get(c.name).is_some_and(dictionary_text))
+        .map(|c| col(c.name).cast(DataType::String))
+        .collect();
+    if !dictionaries.is_empty() {
+        lf = lf.with_columns(dictionaries);
     }
     Ok(lf)
 }

@@ -23,9 +23,11 @@ pub enum Accepts {
 
 impl Accepts {
     /// Whether a column of `dtype` can be read as this kind. An all-null column (`Null`) is
-    /// accepted wherever nulls are: its rows fail the column's drop rule.
+    /// accepted wherever nulls are: its rows fail the column's drop rule. Dictionary-encoded
+    /// strings (pandas categoricals, polars' Categorical and Enum) are text: any reader sees
+    /// the strings (see [`dictionary_text`]).
     pub fn allows(self, dtype: &DataType) -> bool {
-        let text = matches!(dtype, DataType::String);
+        let text = matches!(dtype, DataType::String) || dictionary_text(dtype);
         let null = matches!(dtype, DataType::Null);
         match self {
             Accepts::Text => text,
@@ -36,6 +38,12 @@ impl Accepts {
             }
         }
     }
+}
+
+/// Whether `dtype` holds strings through a dictionary (polars' Categorical and Enum, which is
+/// how pandas categoricals and polars' own read): read as the strings, they are text.
+pub fn dictionary_text(dtype: &DataType) -> bool {
+    dtype.is_categorical() || dtype.is_enum()
 }
 
 impl fmt::Display for Accepts {
@@ -98,5 +106,14 @@ mod tests {
         assert!(!VOUCHER_AMOUNT.accepts.allows(&DataType::String));
         assert!(!COUNTRY_CODE.accepts.allows(&DataType::Int64));
         assert!(!TIMESTAMP.accepts.allows(&DataType::Float64));
+    }
+
+    #[test]
+    fn dictionary_encoded_strings_are_text() {
+        let categorical = DataType::from_categories(polars::prelude::Categories::global());
+        assert!(COUNTRY_CODE.accepts.allows(&categorical));
+        assert!(TIMESTAMP.accepts.allows(&categorical));
+        assert!(TOTAL_ORDERS.accepts.allows(&categorical));
+        assert!(!VOUCHER_AMOUNT.accepts.allows(&categorical));
     }
 }

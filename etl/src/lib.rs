@@ -4,6 +4,8 @@
 //! - [`s3`]: history in S3-compatible object storage;
 //! - [`postgres`]: history from a PostgreSQL query, streamed;
 //! - [`history`]: the history's columns and the types accepted for each;
+//! - [`parquet_types`]: a Parquet file's column types as polars reads them, and the numbers
+//!   polars cannot hold (decimals, float16) decoded and converted;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
 //! - [`vouchers`]: the choice of amount per segment;
 //! - [`memory`]: the memory limit, and how many windows of rows are read at once under it;
@@ -27,6 +29,7 @@ pub mod history;
 pub mod memory;
 pub mod metrics;
 pub mod output;
+pub mod parquet_types;
 pub mod postgres;
 pub mod profile;
 pub mod progress;

@@ -379,7 +379,8 @@ impl RowSink for Window {
             (Builder::Float(b), Value::Float(v)) => b.append_value(v),
             (Builder::Date(b), Value::Date(v)) => b.append_value(v),
             (Builder::Time(b, _), Value::Timestamp(v)) => b.append_value(v),
-            // NULL; no other value reaches a builder: a column's family sets both.
+            // NULL, and infinite times (no day: the drop rule counts them as missing); no
+            // other value reaches a builder: a column's family sets both.
             (b, _) => b.append_null(),
         }
     }

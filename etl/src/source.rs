@@ -7,9 +7,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use polars::prelude::PlRefPath;
+use polars::prelude::*;
 use tempfile::NamedTempFile;
+use voucher_shared::echo::Echo;
 
+use crate::history::COLUMNS;
+use crate::parquet_types::{self, Columns, arrow_type_name};
 use crate::progress::Progress;
 use crate::{EtlError, s3};
 
@@ -138,11 +141,117 @@ pub fn open(input: &str, timeout: Duration) -> Result<Input, EtlError> {
         (path, None)
     };
     check_parquet(&path, input)?;
+    if let Some(copy) = readable_copy(&path, input)? {
+        // The copy holds all the run reads: the download can go.
+        return Ok(Input {
+            path: copy.path().to_owned(),
+            name: input.to_owned(),
+            _download: Some(copy),
+        });
+    }
     Ok(Input {
         path,
         name: input.to_owned(),
         _download: download,
     })
+}
+
+/// A temporary copy of the history file at `path` that polars can read, when it cannot read
+/// the file as it is: a column of a type polars cannot hold (a decimal, float16), even one the
+/// run does not use, makes polars panic on the file's schema (see [`crate::parquet_types`]).
+/// The copy holds only the columns the run reads, decimals and float16 as the numbers they
+/// are, written row group by row group; the others are never decoded. A file whose footer
+/// polars reads only once mended (see [`parquet_types::footer`]) is copied too.
+fn readable_copy(path: &Path, name: &str) -> Result<Option<NamedTempFile>, EtlError> {
+    let read_err = |source| EtlError::Read {
+        file: name.to_owned(),
+        source,
+    };
+    let open_err = |source| EtlError::Open {
+        file: name.to_owned(),
+        source,
+    };
+    let (metadata, mended) = parquet_types::footer(path).map_err(read_err)?;
+    let mut reader = ParquetReader::new(File::open(path).map_err(open_err)?);
+    reader.set_metadata(metadata.clone());
+    let arrow = reader.schema().map_err(read_err)?;
+    let columns = Columns::of(&arrow);
+    if columns.all_direct() && !mended {
+        return Ok(None);
+    }
+    let mut used = Vec::new();
+    for column in COLUMNS {
+        if let Some(found) = columns.unreadable(column.name) {
+            return Err(EtlError::ColumnType {
+                file: name.to_owned(),
+                column: column.name,
+                found: found.to_owned(),
+                accepted: column.accepts,
+            });
+        }
+        match columns.schema.get(column.name) {
+            Some(dtype) if columns.conversion(column.name).is_some() => {
+                if !column.accepts.allows(dtype) {
+                    let found = arrow.get(column.name).map(|f| arrow_type_name(&f.dtype));
+                    return Err(EtlError::ColumnType {
+                        file: name.to_owned(),
+                        column: column.name,
+                        found: found.unwrap_or_default(),
+                        accepted: column.accepts,
+                    });
+                }
+                used.push((column.name, dtype.clone()));
+            }
+            Some(dtype) => used.push((column.name, dtype.clone())),
+            // Missing: the scan names it among the columns found.
+            None => {}
+        }
+    }
+    log::info!(
+        "input {name} has columns polars cannot read as they are ({}): reading the {} columns a run uses into a temporary copy",
+        describe(&columns),
+        used.len()
+    );
+    let copy = NamedTempFile::with_prefix("voucher-history-").map_err(open_err)?;
+    let names: Vec<&str> = used.iter().map(|(n, _)| *n).collect();
+    let write = || -> PolarsResult<()> {
+        let schema: Schema = used
+            .iter()
+            .map(|(n, t)| {
+                // Dictionaries of strings are copied as the strings.
+                let t = if t.is_categorical() || t.is_enum() {
+                    DataType::String
+                } else {
+                    t.clone()
+                };
+                Field::new((*n).into(), t)
+            })
+            .collect();
+        let mut writer = ParquetWriter::new(copy.as_file())
+            .with_compression(ParquetCompression::Lz4Raw)
+            .batched(&schema)?;
+        for group in 0..metadata.row_groups.len() {
+            let frame =
+                parquet_types::read_row_group(path, &metadata, &arrow, group, &names, None)?;
+            writer.write_batch(&frame)?;
+        }
+        writer.finish().map(drop)
+    };
+    write().map_err(read_err)?;
+    Ok(Some(copy))
+}
+
+/// The columns of `columns` that polars cannot hold, for a log line.
+fn describe(columns: &Columns) -> String {
+    let converted = columns
+        .converted
+        .iter()
+        .map(|(n, c)| format!("{} read as {}", Echo(n.as_str()), c.dtype()));
+    let unreadable = columns
+        .unreadable
+        .iter()
+        .map(|(n, t)| format!("{} of type {t}, not read", Echo(n.as_str())));
+    converted.chain(unreadable).collect::<Vec<_>>().join(", ")
 }
 
 /// Parquet files start and end with the magic bytes `PAR1`; checking them first turns "this is

@@ -88,9 +88,13 @@ pub fn type_list(families: impl IntoIterator<Item = Family>) -> String {
 /// One decoded value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
-    /// NULL, and the dates and times `infinity` and `-infinity` (no day of the calendar) or
-    /// beyond what microseconds since 1970 hold in 64 bits.
+    /// NULL, and the dates and times beyond what microseconds since 1970 hold in 64 bits.
     Null,
+    /// The dates and times `infinity` and `-infinity`: no day of the calendar. A history row's
+    /// is null (its drop rule counts it); a stored profile's is named in its error.
+    Infinite {
+        negative: bool,
+    },
     Text(&'a str),
     Int(i64),
     Float(f64),
@@ -324,13 +328,15 @@ pub(crate) fn decode_value(family: Family, b: &[u8]) -> Result<Value<'_>, Bad> {
         (Family::Float, 8) => Value::Float(f64::from_be_bytes(eight(b))),
         (Family::Numeric, _) => Value::Float(numeric(b).ok_or(bad)?),
         (Family::Date, 4) => match i32::from_be_bytes([b[0], b[1], b[2], b[3]]) {
-            i32::MAX | i32::MIN => Value::Null,
+            i32::MAX => Value::Infinite { negative: false },
+            i32::MIN => Value::Infinite { negative: true },
             days => days
                 .checked_add(EPOCH_DAYS)
                 .map_or(Value::Null, Value::Date),
         },
         (Family::Timestamp | Family::TimestampTz, 8) => match i64::from_be_bytes(eight(b)) {
-            i64::MAX | i64::MIN => Value::Null,
+            i64::MAX => Value::Infinite { negative: false },
+            i64::MIN => Value::Infinite { negative: true },
             micros => micros
                 .checked_add(EPOCH_MICROS)
                 .map_or(Value::Null, Value::Timestamp),
@@ -455,7 +461,12 @@ mod tests {
                 "Date(18687)".into(),
                 format!("Timestamp({EPOCH_MICROS})"),
             ],
-            vec!["Null".into(), "Null".into(), "Null".into(), "Null".into()],
+            vec![
+                "Null".into(),
+                "Null".into(),
+                "Infinite { negative: false }".into(),
+                "Infinite { negative: true }".into(),
+            ],
         ];
         for size in [1, 2, 3, 7, 19, 1000] {
             let mut decoder = CopyDecoder::new(families());

@@ -148,6 +148,7 @@ fn stored(value: Value<'_>) -> Stored {
         Value::Float(f) => Stored::Float(f),
         Value::Date(days) => Stored::Date(days),
         Value::Timestamp(micros) => Stored::Timestamp(micros),
+        Value::Infinite { negative } => Stored::Infinite { negative },
     }
 }
 
@@ -182,5 +183,9 @@ mod tests {
         assert_eq!(stored(Value::Date(3)), Stored::Date(3));
         assert_eq!(stored(Value::Timestamp(-1)), Stored::Timestamp(-1));
         assert_eq!(stored(Value::Null), Stored::Null);
+        assert_eq!(
+            stored(Value::Infinite { negative: true }),
+            Stored::Infinite { negative: true }
+        );
     }
 }

@@ -35,6 +35,7 @@ impl RowSink for Rows {
             Value::Float(v) => v.to_string(),
             Value::Date(d) => format!("day {d}"),
             Value::Timestamp(t) => format!("us {t}"),
+            Value::Infinite { negative } => if negative { "-infinity" } else { "infinity" }.into(),
         });
     }
     fn end_row(&mut self) {
@@ -96,8 +97,18 @@ async fn postgres_every_family_decodes_as_postgresql_computes_it() {
             "us 1617251400000000",
         ],
         &[
-            "null", "null", "ab    ", "null", "null", "NaN", "-inf", "NaN", "-0.0005", "null",
-            "null", "null",
+            "null",
+            "null",
+            "ab    ",
+            "null",
+            "null",
+            "NaN",
+            "-inf",
+            "NaN",
+            "-0.0005",
+            "infinity",
+            "-infinity",
+            "infinity",
         ],
         &[
             "ñandú",

@@ -13,6 +13,8 @@ use polars::prelude::*;
 use voucher_shared::score::{Json, fields};
 use voucher_shared::time::SECONDS_PER_DAY;
 
+use crate::history::dictionary_text;
+
 /// The arrays of a column of polars type `T`.
 type ArrayOf<T> = <T as PolarsDataType>::Array;
 
@@ -48,6 +50,8 @@ fn kind_of(dtype: &DataType, cells: bool) -> Option<Kind> {
     Some(match dtype {
         DataType::String if cells => Kind::Cell,
         DataType::String => Kind::Text,
+        // Dictionary-encoded strings (pandas categoricals, polars' Categorical and Enum).
+        t if dictionary_text(t) => Kind::Text,
         DataType::Boolean => Kind::Bool,
         DataType::UInt64 => Kind::UInt,
         t if t.is_integer() => Kind::Int,
@@ -80,6 +84,9 @@ impl FieldColumn {
         let series = column.as_materialized_series();
         let physical = match kind {
             Kind::Absent => None,
+            Kind::Text if dictionary_text(series.dtype()) => {
+                Some(series.cast(&DataType::String)?.rechunk())
+            }
             Kind::Text | Kind::Cell | Kind::Bool | Kind::UInt => Some(series.rechunk()),
             Kind::Int | Kind::Datetime(_) => Some(series.cast(&DataType::Int64)?.rechunk()),
             Kind::Float => Some(series.cast(&DataType::Float64)?.rechunk()),

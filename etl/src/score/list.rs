@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -18,6 +18,7 @@ use super::{RESULT_COLUMNS, ScoreError};
 use super::{cells, pages};
 use crate::clean;
 use crate::memory::{self, WindowPlan};
+use crate::parquet_types::{self, Columns};
 
 type ArrowSchemaRef = Arc<ArrowSchema>;
 
@@ -50,6 +51,9 @@ impl CustomerList {
             }
         };
         check_columns(path, list.schema())?;
+        if let CustomerList::Parquet(parquet) = &list {
+            parquet.check_types()?;
+        }
         Ok(list)
     }
 
@@ -154,6 +158,9 @@ pub(super) struct ParquetList {
     alone: Vec<FileMetadataRef>,
     /// The positions of the request columns among the list's.
     requests: Vec<usize>,
+    /// How each column is read (see [`parquet_types`]): a request column of a type polars
+    /// cannot hold (a decimal id) is decoded here.
+    types: Columns,
 }
 
 impl ParquetList {
@@ -164,13 +171,18 @@ impl ParquetList {
         };
         let file = File::open(path).map_err(|e| read(e.into()))?;
         let mut reader = ParquetReader::new(file);
-        let metadata = reader.get_metadata().map_err(read)?.clone();
+        // The footer as polars reads it, mended where polars would refuse it.
+        let (metadata, _) = parquet_types::footer(path).map_err(read)?;
+        reader.set_metadata(metadata.clone());
         // The footer's own column list: polars' schemas are maps by name, which keep one of
         // two columns of the same name.
         let names = metadata.schema().fields().iter().map(|f| f.name());
         check_unique(path, names)?;
         let arrow_schema = reader.schema().map_err(read)?;
-        let schema = Schema::from_arrow_schema(arrow_schema.as_ref());
+        // Not polars' own conversion of the whole schema: it panics on types it cannot hold,
+        // which the list's other columns may have (they are copied, never decoded).
+        let types = Columns::of(&arrow_schema);
+        let schema = types.schema.clone();
         let columns: Vec<&str> = schema.iter_names().map(|n| n.as_str()).collect();
         let fields = VoucherRequest::FIELDS;
         let requests: Vec<&str> = columns
@@ -190,9 +202,11 @@ impl ParquetList {
                 decoded_requests,
             })
             .collect();
+        // Positions in the file's columns (polars' projection), not in `schema`'s, which
+        // leaves out the columns nothing reads.
         let requests = requests
             .iter()
-            .filter_map(|name| columns.iter().position(|c| c == name))
+            .filter_map(|name| arrow_schema.index_of(name))
             .collect();
         let mut without_groups = FileMetadata::clone(&metadata);
         without_groups.row_groups.clear();
@@ -213,10 +227,41 @@ impl ParquetList {
             metadata,
             arrow_schema,
             schema,
+            types,
             row_groups,
             alone,
             requests,
         })
+    }
+
+    /// Refuses a request column of a type nothing reads (naming it), and a list that only
+    /// polars' writer can write (nested columns) with a column polars cannot hold.
+    fn check_types(&self) -> Result<(), ScoreError> {
+        for field in VoucherRequest::FIELDS {
+            if let Some(found) = self.types.unreadable(field) {
+                return Err(ScoreError::ColumnType {
+                    path: self.path.clone(),
+                    column: field,
+                    found: found.to_owned(),
+                });
+            }
+        }
+        // Such a list is written by polars' writer, which decodes every column.
+        let other = self.types.unreadable.first().cloned().or_else(|| {
+            let (name, _) = self.types.converted.first()?;
+            let field = self.arrow_schema.get(name)?;
+            Some((name.clone(), parquet_types::arrow_type_name(&field.dtype)))
+        });
+        if !self.copyable()
+            && let Some((column, found)) = other
+        {
+            return Err(ScoreError::NestedWithType {
+                path: self.path.clone(),
+                column: Echo(&column).to_string(),
+                found,
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -308,6 +353,24 @@ impl ParquetList {
 
     /// The rows of `slice`, only the request columns, in one chunk per column.
     pub(super) fn read_requests(&self, slice: &Slice) -> PolarsResult<DataFrame> {
+        if self.requests_converted() {
+            let names: Vec<&str> = self
+                .requests
+                .iter()
+                .filter_map(|&i| self.arrow_schema.get_at_index(i).map(|(n, _)| n.as_str()))
+                .collect();
+            let rows = (slice.start as usize, slice.rows as usize);
+            let path = &self.path;
+            let (metadata, arrow) = (&self.metadata, &self.arrow_schema);
+            return parquet_types::read_row_group(
+                path,
+                metadata,
+                arrow,
+                slice.group,
+                &names,
+                Some(rows),
+            );
+        }
         let alone = self.alone.get(slice.group).ok_or_else(
             || polars_err!(ComputeError: "row group {} is not in the footer", slice.group),
         )?;
@@ -320,6 +383,13 @@ impl ParquetList {
             .finish()?;
         frame.rechunk_mut();
         Ok(frame)
+    }
+
+    /// Whether a request column is of a type polars cannot hold, which is decoded here.
+    fn requests_converted(&self) -> bool {
+        VoucherRequest::FIELDS
+            .iter()
+            .any(|f| self.types.conversion(f).is_some())
     }
 
     /// Decodes the rows `(offset, length)`, every column, in one chunk per column.
@@ -411,10 +481,21 @@ impl CsvList {
     }
 }
 
-/// A CSV list's read error; for text that is not UTF-8 (polars does not say where), the line
-/// and byte of the first such text, found by reading the file again.
+/// A CSV list's read error; for text that is not UTF-8 or a line of more fields than the
+/// header (polars says neither where, and names an option of its own for the second), the
+/// line, found by reading the file again.
 fn csv_error(path: &Path, source: PolarsError) -> ScoreError {
     let message = source.to_string().to_ascii_lowercase();
+    if (message.contains("more fields") || message.contains("ragged"))
+        && let Some((line, fields, header)) = first_ragged(path)
+    {
+        return ScoreError::RaggedLine {
+            path: path.to_owned(),
+            line,
+            fields,
+            header,
+        };
+    }
     if (message.contains("utf-8") || message.contains("utf8"))
         && let Some((line, byte)) = first_non_utf8(path)
     {
@@ -430,6 +511,50 @@ fn csv_error(path: &Path, source: PolarsError) -> ScoreError {
     }
 }
 
+/// The first record of the CSV file at `path` with another number of fields than its header:
+/// the line it starts on (from 1), its fields, the header's. Quoted fields may hold commas,
+/// quotes (doubled) and line ends.
+fn first_ragged(path: &Path) -> Option<(u64, usize, usize)> {
+    let mut reader = BufReader::new(File::open(path).ok()?);
+    let mut header = None;
+    let (mut line, mut start, mut fields) = (1u64, 1u64, 1usize);
+    let (mut quoted, mut empty) = (false, true);
+    let mut chunk = Vec::with_capacity(1 << 16);
+    loop {
+        chunk.clear();
+        let n = reader.by_ref().take(1 << 16).read_to_end(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        for &b in &chunk {
+            match b {
+                b'"' => quoted = !quoted,
+                b',' if !quoted => fields += 1,
+                b'\n' => {
+                    line += 1;
+                    if quoted {
+                        continue;
+                    }
+                    match header {
+                        None => header = Some(fields),
+                        Some(h) if fields != h && !empty => return Some((start, fields, h)),
+                        Some(_) => {}
+                    }
+                    (start, fields, empty) = (line, 1, true);
+                    continue;
+                }
+                b'\r' => continue,
+                _ => {}
+            }
+            empty = false;
+        }
+    }
+    match header {
+        Some(h) if fields != h && !empty => Some((start, fields, h)),
+        _ => None,
+    }
+}
+
 /// The line (from 1) and byte (from 0) of the first bytes of `path` that are not UTF-8.
 fn first_non_utf8(path: &Path) -> Option<(u64, usize)> {
     let mut lines = BufReader::new(File::open(path).ok()?).split(b'\n');
@@ -441,4 +566,32 @@ fn first_non_utf8(path: &Path) -> Option<(u64, usize)> {
             .err()
             .map(|e| (number, e.valid_up_to()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ragged(text: &str) -> Option<(u64, usize, usize)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("list.csv");
+        std::fs::write(&path, text).expect("write");
+        first_ragged(&path)
+    }
+
+    #[test]
+    fn the_first_record_of_other_fields_than_the_header_is_found_by_its_line() {
+        assert_eq!(ragged("a,b\n1,2\n3,4\n"), None);
+        assert_eq!(ragged("\u{feff}a,b\r\n1,2\r\n\r\n"), None);
+        assert_eq!(ragged("a,b\n1,2\n3,4,5\n"), Some((3, 3, 2)));
+        assert_eq!(ragged("a,b\n1\n"), Some((2, 1, 2)));
+        assert_eq!(ragged("a,b\n1,2\n3,4,5"), Some((3, 3, 2)));
+        // Quoted commas, quotes and line ends are inside one field; the line is where the
+        // record starts.
+        assert_eq!(
+            ragged("a,b\n\"x,\"\"y\"\"\nz\",2\n3,4,5\n"),
+            Some((4, 3, 2))
+        );
+        assert_eq!(ragged("a,b\n\"x\ny\",2,9\n"), Some((2, 3, 2)));
+    }
 }

@@ -96,6 +96,19 @@ pub enum ScoreError {
         line: u64,
         byte: usize,
     },
+    #[error("customer list {} has columns nested in lists, which only a writer that decodes every column can copy, and column {column} of type {found}, which it cannot decode; drop one or the other", path.display())]
+    NestedWithType {
+        path: PathBuf,
+        column: String,
+        found: String,
+    },
+    #[error("customer list {}: the record on line {line} has {fields} fields where the header has {header}; quote cells that hold commas, and give every line the header's fields", path.display())]
+    RaggedLine {
+        path: PathBuf,
+        line: u64,
+        fields: usize,
+        header: usize,
+    },
     #[error("customer list {} already has a column `{column}`, which the output adds; rename it", path.display())]
     ColumnClash { path: PathBuf, column: &'static str },
     #[error("no table version is published in {}", dir.display())]

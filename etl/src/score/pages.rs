@@ -7,6 +7,14 @@
 //! encoding. Pages keep their encoding and compression, so the output reads as the list did.
 //! Columns nested in lists have pages that do not say how many rows they hold; such lists go
 //! through polars' own writer instead (see [`super::write_scored`]).
+//!
+//! What a copied page carries besides its values depends on the list's writer: DuckDB, and
+//! pyarrow or polars without statistics, write pages without statistics; pyarrow with a page
+//! index writes them without a null count; Spark's INT96 timestamps have statistics that
+//! polars-parquet cannot combine (it panics). So the output has no column index (which needs
+//! every page's complete statistics), and a copied column chunk keeps its pages' statistics
+//! only when every page has complete ones of a type that combines: the output's column
+//! statistics are then exact, or absent, never made of some pages' only.
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
@@ -16,10 +24,13 @@ use polars::io::parquet::metadata::FileMetadata;
 use polars::prelude::*;
 use polars_arrow::datatypes::ArrowDataType;
 use polars_buffer::Buffer;
+use polars_parquet::parquet::CowBuffer;
 use polars_parquet::parquet::error::ParquetError;
+use polars_parquet::parquet::metadata::ColumnChunkMetadata;
 use polars_parquet::parquet::metadata::RowGroupMetadata;
-use polars_parquet::parquet::page::DataPageHeader;
+use polars_parquet::parquet::page::{CompressedDataPage, DataPageHeader};
 use polars_parquet::parquet::read::PageReader;
+use polars_parquet::parquet::schema::types::PhysicalType;
 use polars_parquet::write::{
     CompressedPage, CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding,
     FileWriter, ParquetType, SchemaDescriptor, StatisticsOptions, Version, WriteOptions, ZstdLevel,
@@ -67,7 +78,7 @@ pub(super) fn read_row_group(
                 Vec::new(),
                 end - start,
             );
-            pages
+            let mut pages = pages
                 .map(|page| {
                     let mut page = page?;
                     if let CompressedPage::Data(data) = &mut page {
@@ -80,9 +91,58 @@ pub(super) fn read_row_group(
                     }
                     Ok(page)
                 })
-                .collect()
+                .collect::<PolarsResult<ColumnPages>>()?;
+            if !statistics_combine(column, &pages) {
+                pages = pages.into_iter().map(|p| without_statistics(column, p)).collect();
+            }
+            Ok(pages)
         })
         .collect()
+}
+
+/// Whether the statistics of every data page of a column chunk can be combined into exact
+/// statistics of the chunk: each page has them with a null count, and a minimum and maximum
+/// unless all its values are null; and polars-parquet combines their type (not INT96's).
+pub(super) fn statistics_combine(column: &ColumnChunkMetadata, pages: &[CompressedPage]) -> bool {
+    if column.descriptor().descriptor.primitive_type.physical_type == PhysicalType::Int96 {
+        return false;
+    }
+    pages.iter().all(|page| {
+        let CompressedPage::Data(data) = page else {
+            return true;
+        };
+        let Some(Ok(statistics)) = data.statistics() else {
+            return false;
+        };
+        let statistics = statistics.serialize();
+        let bounded = statistics.min_value.is_some() && statistics.max_value.is_some();
+        match statistics.null_count {
+            Some(nulls) => bounded || usize::try_from(nulls).ok() == Some(data.num_values()),
+            None => false,
+        }
+    })
+}
+
+/// `page` without statistics (a data page's header without them; other pages as they are).
+fn without_statistics(column: &ColumnChunkMetadata, page: CompressedPage) -> CompressedPage {
+    let CompressedPage::Data(mut data) = page else {
+        return page;
+    };
+    let mut header = data.header().clone();
+    match &mut header {
+        DataPageHeader::V1(header) => header.statistics = None,
+        DataPageHeader::V2(header) => header.statistics = None,
+    }
+    let buffer = std::mem::replace(data.slice_mut(), CowBuffer::Owned(Vec::new()));
+    let rows = data.num_rows().unwrap_or_else(|| data.num_values());
+    CompressedPage::Data(CompressedDataPage::new(
+        header,
+        buffer,
+        data.compression(),
+        data.uncompressed_size(),
+        column.descriptor().descriptor.clone(),
+        rows,
+    ))
 }
 
 /// How result columns are encoded: against their dictionaries (see [`super::results`]),
@@ -154,6 +214,12 @@ impl<W: Write> PagedWriter<W> {
             compression: CompressionOptions::Zstd(ZstdLevel::try_new(1).ok()),
             data_page_size: None,
         };
+        // No column index: it needs complete statistics on every page, which copied pages may
+        // not have (see the module's documentation). The result columns keep theirs.
+        let file_options = WriteOptions {
+            statistics: StatisticsOptions::empty(),
+            ..options
+        };
         let mut arrow_schema = list.clone();
         let mut fields = metadata.schema().fields().to_vec();
         let mut types = Vec::with_capacity(results.len());
@@ -165,7 +231,12 @@ impl<W: Write> PagedWriter<W> {
         fields.extend(types.iter().cloned());
         let parquet_schema = SchemaDescriptor::new(metadata.schema().name().into(), fields);
         Ok(PagedWriter {
-            writer: FileWriter::new_with_parquet_schema(out, arrow_schema, parquet_schema, options),
+            writer: FileWriter::new_with_parquet_schema(
+                out,
+                arrow_schema,
+                parquet_schema,
+                file_options,
+            ),
             encoder: ResultEncoder { types, options },
         })
     }

@@ -8,6 +8,7 @@ mod days;
 mod durability;
 mod gate;
 mod generated;
+mod interop;
 mod many_files;
 mod postgres;
 mod promote;

@@ -245,7 +245,7 @@ fn score(
 }
 
 /// Publishes the contract table (the four-door test's) as the live version.
-fn published_contract_table(dir: &Path) -> (PathBuf, Version) {
+pub(crate) fn published_contract_table(dir: &Path) -> (PathBuf, Version) {
     let tables = dir.join("tables");
     let staged = TablesDir::new(&tables).stage(Utc::now()).expect("stage");
     let file = std::fs::File::create(staged.path(TABLE_FILE)).expect("create");

@@ -46,6 +46,11 @@ pub enum Stored {
     Date(i32),
     /// Microseconds since 1970-01-01 00:00:00 UTC.
     Timestamp(i64),
+    /// A date or time stored as `infinity` or `-infinity` (PostgreSQL's): no day of the
+    /// calendar, given as that text, which the time check names (not a missing value).
+    Infinite {
+        negative: bool,
+    },
 }
 
 /// A customer's stored context: the request fields besides the id and the segment type, each
@@ -90,6 +95,11 @@ fn as_json(value: Stored) -> Json<'static> {
         Stored::Text(text) => Json::Str(Cow::Owned(text)),
         Stored::Int(n) => Json::Int(n),
         Stored::Float(f) => Json::Float(f),
+        Stored::Infinite { negative } => Json::Str(Cow::Borrowed(if negative {
+            "-infinity"
+        } else {
+            "infinity"
+        })),
         Stored::Date(days) => DateTime::from_timestamp(i64::from(days) * 86_400, 0)
             .map_or(Json::Null, |t| {
                 Json::Str(Cow::Owned(t.format("%Y-%m-%d").to_string()))
@@ -425,6 +435,44 @@ mod tests {
                 .iter()
                 .all(|e| e.kind == "missing" && e.loc[0] == "body")
         );
+    }
+
+    /// PostgreSQL's `infinity` and `-infinity` times are named as such, not called missing
+    /// strings ("should be a valid string", as a NULL would be).
+    #[test]
+    fn stored_infinite_times_are_named_as_no_day_of_the_calendar() {
+        let snapshot = contract_snapshot();
+        let by_id = parse(r#"{"customer_id": 7, "segment_name": "frequent_segment"}"#);
+        let infinite = Profile::new(
+            Stored::Text("Peru".into()),
+            Stored::Infinite { negative: false },
+            Stored::Infinite { negative: true },
+            Stored::Int(14),
+        );
+        let Err(Refusal::Invalid(errors)) = score_with(&by_id, &found(7, infinite), &snapshot, NOW)
+        else {
+            panic!("an infinite stored time is invalid");
+        };
+        let fields: Vec<_> = errors
+            .iter()
+            .map(|e| (e.loc[0], e.loc[1], e.kind))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("profile", "last_order_ts", "datetime_parsing"),
+                ("profile", "first_order_ts", "datetime_parsing"),
+            ]
+        );
+        for (error, text) in errors.iter().zip(["\"infinity\"", "\"-infinity\""]) {
+            assert!(
+                error.msg.contains("a time on the calendar"),
+                "{}",
+                error.msg
+            );
+            assert!(error.msg.contains(text), "{}", error.msg);
+            assert!(!error.msg.contains("valid string"), "{}", error.msg);
+        }
     }
 
     #[test]

@@ -426,6 +426,8 @@ pub fn customer_id(value: &Json<'_>) -> Check<i64> {
         Json::Missing => missing(),
         Json::Int(n) => Ok(*n),
         Json::UInt(n) => Err(("int_too_large", format!("{RANGE}, got {n}"))),
+        // NaN's fraction is NaN: without this it would be called a number with a fraction.
+        Json::Float(f) if !f.is_finite() => Err(not_finite(*f)),
         Json::Float(f) if f.fract() != 0.0 => Err((
             "int_from_float",
             "Input should be a valid integer, got a number with a fractional part".into(),
@@ -447,6 +449,7 @@ pub fn count(value: &Json<'_>) -> Check<i64> {
         Json::Missing => missing(),
         Json::Int(n) if *n >= 0 => Ok(*n),
         Json::Int(_) => Err(("greater_than_equal", NEGATIVE.into())),
+        Json::Float(f) if !f.is_finite() => Err(not_finite(*f)),
         Json::Float(f) if *f < 0.0 => Err(("greater_than_equal", NEGATIVE.into())),
         Json::Float(f) if f.fract() != 0.0 => Err((
             "int_from_float",
@@ -462,6 +465,16 @@ pub fn count(value: &Json<'_>) -> Check<i64> {
             "Input should be a whole number >= 0 (e.g. 14 or 14.0)".into(),
         )),
     }
+}
+
+/// A float that is no number (NaN) or no finite one, as Pydantic refuses it for an integer
+/// field. JSON cannot carry these; a customer list's or a store's float column can.
+fn not_finite(f: f64) -> (&'static str, String) {
+    let what = if f.is_nan() { "NaN" } else { "infinite" };
+    (
+        "finite_number",
+        format!("Input should be a finite number, got {what}"),
+    )
 }
 
 fn too_large(n: &dyn fmt::Display) -> (&'static str, String) {
@@ -522,6 +535,17 @@ pub fn country<'s>(value: &Json<'_>, table: &'s Snapshot) -> Check<CountrySegmen
 /// seconds since the epoch.
 pub fn time(value: &Json<'_>, now: i64) -> Check<i64> {
     let text = string(value)?;
+    let bare = text.trim().trim_start_matches(['+', '-']);
+    if bare.eq_ignore_ascii_case("infinity") || bare.eq_ignore_ascii_case("inf") {
+        // PostgreSQL's `infinity` (a stored profile's): a time, but of no day.
+        return Err((
+            "datetime_parsing",
+            format!(
+                "Input should be a time on the calendar, got {}: {ACCEPTED_TIME_FORMATS}",
+                Echo(text)
+            ),
+        ));
+    }
     let secs = parse_timestamp(text).ok_or_else(|| {
         (
             "datetime_parsing",
@@ -832,6 +856,28 @@ mod tests {
         assert_eq!(id, Json::Str(Cow::Borrowed("e-1")));
         assert_eq!(at, Json::Int(3));
         assert_eq!(request.country_code, Json::Missing);
+    }
+
+    /// A float column of a customer list or a store can hold NaN and infinities, which JSON
+    /// cannot: each is called what it is, not a number with a fractional part.
+    #[test]
+    fn nan_and_infinite_ids_and_counts_are_not_finite_numbers() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for (kind, msg) in [
+                customer_id(&Json::Float(f)).unwrap_err(),
+                count(&Json::Float(f)).unwrap_err(),
+            ] {
+                assert_eq!(kind, "finite_number", "{f}");
+                assert!(msg.contains("finite number"), "{f}: {msg}");
+                assert!(!msg.contains("fractional"), "{f}: {msg}");
+            }
+        }
+        assert!(
+            customer_id(&Json::Float(f64::NAN))
+                .unwrap_err()
+                .1
+                .ends_with("got NaN")
+        );
     }
 
     #[test]
