@@ -114,11 +114,11 @@ def consumer_round(args, broker, tables, work, count, index, tansu_pid):
         wait_for("voucher-events", lambda: listening(port), 30)
         start = None
         while True:
-            consumed = metric(port, "voucher_api_events_consumed_total")
+            consumed = metric(port, "voucher_events_consumed_total")
             if consumed and start is None:
                 start = time.monotonic()
                 cpu = cpu_seconds(process.pid), cpu_seconds(tansu_pid)
-            if metric(port, "voucher_api_events_results_total") >= count:
+            if metric(port, "voucher_events_results_total") >= count:
                 return (time.monotonic() - start, cpu_seconds(process.pid) - cpu[0],
                         cpu_seconds(tansu_pid) - cpu[1])
             time.sleep(0.01)

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
 use voucher_serve::customers::{self, Customers};
 use voucher_serve::health::{Draining, HealthState};
-use voucher_serve::metrics::Metrics;
+use voucher_serve::metrics::{Binary, Metrics};
 use voucher_serve::signals::{Signals, Stop};
 use voucher_serve::tables::{PollState, Reloader, Tables};
 
@@ -62,7 +62,7 @@ impl Application {
     /// Loads the live table if there is one, binds both listeners and starts the reloader.
     /// Must be called inside the actix runtime.
     pub fn build(config: &Config) -> Result<Self, StartError> {
-        let metrics = Metrics::new()?;
+        let metrics = Metrics::new(Binary::Api)?;
         let tables_dir = config.tables_dir.as_ref().ok_or(StartError::NoTablesDir)?;
         let tables = Arc::new(Tables::new(tables_dir));
         let mut poll_state = PollState::default();

@@ -819,7 +819,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use voucher_serve::metrics::{Door, Metrics};
+    use voucher_serve::metrics::{Binary, Door, Metrics};
 
     #[test]
     fn a_setting_librdkafka_does_not_know_is_refused_naming_the_flag_and_setting() {
@@ -833,7 +833,7 @@ mod tests {
             "no.such.setting=1",
         ])
         .expect("flags");
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Events).expect("metrics");
         let events = EventMetrics::register(metrics.registry()).expect("event metrics");
         let tables = Arc::new(Tables::new(&config.tables_dir));
         let counters = metrics.door(Door::Events).clone();

@@ -27,7 +27,7 @@ use actix_web::{App, HttpServer, web};
 use voucher_serve::ServeError;
 use voucher_serve::customers::{self, Customers};
 use voucher_serve::health::{self, Draining, HealthState};
-use voucher_serve::metrics::{Door, Metrics};
+use voucher_serve::metrics::{Binary, Door, Metrics};
 use voucher_serve::signals::Signals;
 use voucher_serve::tables::{PollState, Reloader, Tables};
 
@@ -90,7 +90,7 @@ impl EventsApp {
     /// Loads the live table if there is one, creates the Kafka clients and binds the health
     /// endpoints. Must be called inside the actix runtime.
     pub fn build(config: &EventsConfig) -> Result<Self, EventsError> {
-        let metrics = Metrics::new()?;
+        let metrics = Metrics::new(Binary::Events)?;
         let event_metrics = EventMetrics::register(metrics.registry())?;
         let tables = Arc::new(Tables::new(&config.tables_dir));
         let mut poll_state = PollState::default();

@@ -1,5 +1,6 @@
 //! The metrics only the events door has, in the same registry as the table and scoring
-//! metrics (`voucher_api_scored_total{door="events"}` counts outcomes like every other door).
+//! metrics, under the binary's prefix: `voucher_events_consumer_lag`, and
+//! `voucher_events_scored_total{door="events"}` counts outcomes as every door does.
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -47,7 +48,7 @@ impl EventMetrics {
             registry,
             IntCounterVec::new(
                 Opts::new(
-                    "events_dead_lettered_total",
+                    "dead_lettered_total",
                     "Events sent to the dead-letter topic (acknowledged), by reason (malformed, invalid, no_segment, unknown_customer, undeliverable).",
                 ),
                 &["reason"],
@@ -61,24 +62,24 @@ impl EventMetrics {
         });
         Ok(EventMetrics {
             consumed: counter(
-                "events_consumed_total",
+                "consumed_total",
                 "Events read from the events topic.",
             )?,
             results: counter(
-                "events_results_total",
+                "results_total",
                 "Results produced to the results topic and acknowledged by the broker.",
             )?,
             dead_lettered,
             undeliverable,
             produce_failures: counter(
-                "events_produce_failures_total",
+                "produce_failures_total",
                 "Messages the broker did not acknowledge in time or refused; each is produced again (a dead letter refused for good, as a record without its payload).",
             )?,
             processing: register(
                 registry,
                 Histogram::with_opts(
                     HistogramOpts::new(
-                        "events_processing_seconds",
+                        "processing_seconds",
                         "From reading an event to the broker acknowledging its result or dead letter.",
                     )
                     .buckets(PROCESSING_BUCKETS.to_vec()),
@@ -88,18 +89,18 @@ impl EventMetrics {
                 registry,
                 IntGaugeVec::new(
                     Opts::new(
-                        "events_consumer_lag",
+                        "consumer_lag",
                         "Events not yet committed by this consumer (high watermark minus committed offset, or minus the partition's start before a first commit), per assigned partition.",
                     ),
                     &["topic", "partition"],
                 )?,
             )?,
             assigned: gauge(
-                "events_assigned_partitions",
+                "assigned_partitions",
                 "Partitions of the events topic assigned to this consumer.",
             )?,
             broker_up: gauge(
-                "events_broker_up",
+                "broker_up",
                 "1 when the last broker check reached the broker and found the three topics, else 0.",
             )?,
         })
@@ -110,5 +111,31 @@ impl EventMetrics {
         if let Some(counter) = &self.dead_lettered[reason as usize] {
             counter.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voucher_serve::metrics::{Binary, Metrics};
+
+    #[test]
+    fn the_consumer_s_metrics_carry_voucher_events_prefix() {
+        let metrics = Metrics::new(Binary::Events).expect("metrics");
+        let events = EventMetrics::register(metrics.registry()).expect("event metrics");
+        events.consumed.inc();
+        events.broker_up.set(1);
+        events.dead_lettered(Outcome::Invalid);
+        let text = String::from_utf8(metrics.render(None, 0).expect("render")).expect("utf-8");
+        for line in [
+            "voucher_events_consumed_total 1",
+            "voucher_events_broker_up 1",
+            r#"voucher_events_dead_lettered_total{reason="invalid"} 1"#,
+            r#"voucher_events_scored_total{door="events",outcome="ok"} 0"#,
+            "voucher_events_table_reloads_total{result=\"failure\"} 0",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert!(!text.contains("voucher_api_"), "{text}");
     }
 }

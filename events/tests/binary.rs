@@ -166,14 +166,12 @@ fn readiness_needs_a_table_then_the_broker_and_sigterm_stops_cleanly() {
     assert_eq!(status, 200);
     assert!(
         metrics.contains(&format!(
-            "voucher_api_table_info{{version=\"{version}\"}} 1"
+            "voucher_events_table_info{{version=\"{version}\"}} 1"
         )),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("voucher_api_events_broker_up 0"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("voucher_events_broker_up 0"), "{metrics}");
+    assert!(!metrics.contains("voucher_api_"), "{metrics}");
 
     let pid = events.child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();

@@ -490,18 +490,20 @@ class EventsTest(unittest.TestCase):
 
         # Metrics: every event consumed once and its output acknowledged.
         wait_for("the lag gauges to reach 0", lambda: all(
-            consumer.metric(f'voucher_api_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}')
-            == 0 and f'voucher_api_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}'
+            consumer.metric(f'voucher_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}')
+            == 0 and f'voucher_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}'
             in consumer.metrics() for p in range(PARTITIONS)), timeout=30)
         samples = consumer.metrics()
-        self.assertEqual(samples["voucher_api_events_consumed_total"], len(events))
-        self.assertEqual(samples["voucher_api_events_results_total"], valid)
+        self.assertEqual(samples["voucher_events_consumed_total"], len(events))
+        self.assertEqual(samples["voucher_events_results_total"], valid)
         for reason, count in reasons.items():
-            self.assertEqual(samples[f'voucher_api_events_dead_lettered_total{{reason="{reason}"}}'], count)
-        self.assertEqual(samples["voucher_api_events_processing_seconds_count"], len(events))
-        self.assertEqual(samples['voucher_api_scored_total{door="events",outcome="ok"}'], valid)
-        self.assertEqual(samples["voucher_api_events_assigned_partitions"], PARTITIONS)
-        self.assertEqual(samples["voucher_api_events_broker_up"], 1)
+            self.assertEqual(samples[f'voucher_events_dead_lettered_total{{reason="{reason}"}}'], count)
+        self.assertEqual(samples["voucher_events_processing_seconds_count"], len(events))
+        self.assertEqual(samples['voucher_events_scored_total{door="events",outcome="ok"}'], valid)
+        # Every series says which binary exported it.
+        self.assertEqual([k for k in samples if not k.startswith("voucher_events_")], [])
+        self.assertEqual(samples["voucher_events_assigned_partitions"], PARTITIONS)
+        self.assertEqual(samples["voucher_events_broker_up"], 1)
         self.assertEqual(consumer.get("/readyz")[0], 200)
 
         # SIGTERM: commits what is done and leaves the group.
@@ -564,7 +566,7 @@ class EventsTest(unittest.TestCase):
             lambda c, e: c[1] == e[1])(*self.broker.committed_and_ends("refused", refused.events)),
             timeout=30, every=0.5)
         self.assertEqual(
-            consumer.metric('voucher_api_events_dead_lettered_total{reason="undeliverable"}'), 1)
+            consumer.metric('voucher_events_dead_lettered_total{reason="undeliverable"}'), 1)
         self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
 
     def answered_ids(self, topics, wanted, timeout=180.0):
@@ -580,8 +582,8 @@ class EventsTest(unittest.TestCase):
         self.broker.produce(topics.events, [(k, v) for k, v, _ in events])
         first = self.start("crash-1", topics, "crash", "--batch-size", "200")
         wait_for("some results before the kill",
-                 lambda: first.metric("voucher_api_events_results_total") >= 2000, timeout=120, every=0.02)
-        answered_before_kill = first.metric("voucher_api_events_results_total")
+                 lambda: first.metric("voucher_events_results_total") >= 2000, timeout=120, every=0.02)
+        answered_before_kill = first.metric("voucher_events_results_total")
         first.process.kill()
         first.process.wait()
         before = first.log()
@@ -608,8 +610,8 @@ class EventsTest(unittest.TestCase):
         first = self.start("unacked-1", topics, "unacked", "--shutdown-timeout", "1s",
                            "--kafka-option", "message.timeout.ms=1500")
         wait_for("the events to be read and their results refused", lambda: (
-            first.metric("voucher_api_events_consumed_total") == len(events)
-            and first.metric("voucher_api_events_produce_failures_total") > 0), timeout=60)
+            first.metric("voucher_events_consumed_total") == len(events)
+            and first.metric("voucher_events_produce_failures_total") > 0), timeout=60)
         status, body = wait_for("readiness to name the missing topic", lambda: (
             lambda r: r if r[0] == 503 and topics.results in r[1]["detail"] else None)(
                 first.get("/readyz")), timeout=30)
@@ -624,7 +626,7 @@ class EventsTest(unittest.TestCase):
         lags = wait_for("a lag gauge for every partition", lambda: (
             lambda m: m if len(m) == PARTITIONS else None)({
                 p: v for p in range(PARTITIONS) for k, v in first.metrics().items()
-                if k == f'voucher_api_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}'}),
+                if k == f'voucher_events_consumer_lag{{partition="{p}",topic="{topics.events}"}}'}),
             timeout=30)
         self.assertEqual(sum(lags.values()), len(events), lags)
         # SIGTERM: the results are still refused, so it gives up after the shutdown timeout
@@ -656,17 +658,17 @@ class EventsTest(unittest.TestCase):
         two = self.start("shared-2", topics, "shared", "--batch-size", "200")
         # Both in the group: the three partitions are split between them.
         wait_for("both consumers to hold partitions", lambda: (
-            0 < one.metric("voucher_api_events_assigned_partitions") < PARTITIONS
-            and 0 < two.metric("voucher_api_events_assigned_partitions") < PARTITIONS
-            and one.metric("voucher_api_events_assigned_partitions")
-            + two.metric("voucher_api_events_assigned_partitions") == PARTITIONS), timeout=90, every=0.5)
+            0 < one.metric("voucher_events_assigned_partitions") < PARTITIONS
+            and 0 < two.metric("voucher_events_assigned_partitions") < PARTITIONS
+            and one.metric("voucher_events_assigned_partitions")
+            + two.metric("voucher_events_assigned_partitions") == PARTITIONS), timeout=90, every=0.5)
         self.broker.produce(topics.events, [(k, v) for k, v, _ in events])
         wait_for("the second consumer to answer some events",
-                 lambda: two.metric("voucher_api_events_results_total") >= 500, timeout=120, every=0.02)
+                 lambda: two.metric("voucher_events_results_total") >= 500, timeout=120, every=0.02)
         self.assertEqual(two.stop(), 0, two.log()[-3000:])
         self.assertIn("left consumer group shared", two.log())
         wait_for("the first consumer to take every partition",
-                 lambda: one.metric("voucher_api_events_assigned_partitions") == PARTITIONS,
+                 lambda: one.metric("voucher_events_assigned_partitions") == PARTITIONS,
                  timeout=90, every=0.5)
         ids = self.answered_ids(topics, wanted)
         duplicates = sum(n - 1 for n in ids.values() if n > 1)
@@ -736,7 +738,7 @@ class EventsTest(unittest.TestCase):
             self.assertEqual(value["reason"], "unknown_customer", value)
             self.assertIn(str(json.loads(value["payload"])["customer_id"]), value["message"])
         self.assertEqual(
-            consumer.metric('voucher_api_events_dead_lettered_total{reason="unknown_customer"}'),
+            consumer.metric('voucher_events_dead_lettered_total{reason="unknown_customer"}'),
             len(unknown))
         self.assertEqual(consumer.get("/readyz")[1]["checks"]["customers"]["state"], "ok")
 
@@ -802,7 +804,7 @@ class EventsTest(unittest.TestCase):
             versions[value["version"]] += 1
         self.assertEqual(set(versions), {live, candidate}, versions)
         self.assertEqual(
-            consumer.metric('voucher_api_canary_answers_total{arm="canary"}'), versions[candidate])
+            consumer.metric('voucher_events_canary_answers_total{arm="canary"}'), versions[candidate])
         self.assertEqual(consumer.stop(), 0, consumer.log()[-3000:])
 
     def test_bad_settings_exit_at_once_with_a_clear_message(self):
@@ -838,7 +840,7 @@ class EventsTest(unittest.TestCase):
         status, body = wait_for("not ready without the broker", lambda: (
             lambda r: r if r[0] == 503 else None)(process.get("/readyz")), timeout=60)
         self.assertEqual(body["status"], "broker_unavailable", body)
-        self.assertEqual(process.metric("voucher_api_events_broker_up"), 0)
+        self.assertEqual(process.metric("voucher_events_broker_up"), 0)
         self.assertEqual(process.get("/healthz")[0], 200, "alive while the broker is down")
         broker.start()
         wait_for("ready again with the broker back",

@@ -274,6 +274,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::metrics::Binary;
     use crate::tables::PollState;
 
     struct Fake(&'static str, Mutex<CheckState>);
@@ -299,7 +300,7 @@ mod tests {
     fn ready_needs_a_table_no_drain_and_no_unavailable_check() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tables = Arc::new(Tables::new(tmp.path()));
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let broker = Arc::new(Fake(
             "broker",
             Mutex::new(CheckState::Unavailable("unreachable".into())),
@@ -366,7 +367,7 @@ mod tests {
         let tables = Arc::new(Tables::new(tmp.path()));
         let health = HealthState::new(
             tables,
-            Metrics::new().expect("metrics"),
+            Metrics::new(Binary::Api).expect("metrics"),
             Draining::default(),
             "x",
         );

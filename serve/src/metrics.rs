@@ -2,7 +2,8 @@
 //!
 //! This module holds what every serving binary exports: the scoring counters of each door and
 //! the gauges of the live table and its reloads. A door's own metrics (HTTP requests, gRPC
-//! calls, Kafka events) are registered by that door into the same [`Metrics::registry`].
+//! calls, Kafka events) are registered by that door into the same [`Metrics::registry`]. Every
+//! name carries the prefix of the binary that exports it ([`Binary::prefix`]).
 
 use std::sync::Arc;
 
@@ -25,6 +26,25 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0,
 ];
+
+/// The serving binary whose metrics these are: its prefix starts every metric name, so that a
+/// series says which program exported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `voucher-api`: `voucher_api_...`.
+    Api,
+    /// `voucher-events`: `voucher_events_...`.
+    Events,
+}
+
+impl Binary {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Binary::Api => "voucher_api",
+            Binary::Events => "voucher_events",
+        }
+    }
+}
 
 /// A way in to the scoring core, for the `door` label of the scoring counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,8 +234,9 @@ struct TableGauges {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new_custom(Some("voucher_api".into()), None)?;
+    /// The metrics of `binary`, every name prefixed with [`Binary::prefix`].
+    pub fn new(binary: Binary) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some(binary.prefix().into()), None)?;
         let scored = register(
             &registry,
             ScoredCounts::new(
@@ -392,7 +413,7 @@ mod tests {
 
     #[test]
     fn table_metrics_follow_the_live_version() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let before = text(&metrics, None, 0);
         assert!(
             before.contains("voucher_api_table_age_seconds NaN"),
@@ -453,7 +474,7 @@ mod tests {
             voucher_shared::fixtures::contract_table(),
             Some(manifest),
         );
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         metrics.table_loaded(&live);
         let out = text(&metrics, Some(&live), 0);
         for rule in DropRule::ALL {
@@ -474,7 +495,7 @@ mod tests {
 
     #[test]
     fn each_door_counts_each_outcome_under_its_own_labels() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         metrics.door(Door::Events).count(Outcome::Malformed);
         metrics.door(Door::Grpc).count(Outcome::Ok);
         metrics.door(Door::Grpc).count(Outcome::Ok);
@@ -486,5 +507,26 @@ mod tests {
         ] {
             assert!(out.contains(line), "{line}\n{out}");
         }
+    }
+
+    #[test]
+    fn each_binary_s_metrics_carry_its_own_prefix() {
+        let events = text(&Metrics::new(Binary::Events).expect("metrics"), None, 0);
+        let api = text(&Metrics::new(Binary::Api).expect("metrics"), None, 0);
+        assert!(
+            events.contains("voucher_events_table_reloads_total{result=\"failure\"} 0"),
+            "{events}"
+        );
+        assert!(
+            api.contains("voucher_api_table_reloads_total{result=\"failure\"} 0"),
+            "{api}"
+        );
+        let named = |out: &str, prefix: &str| {
+            out.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .all(|l| l.starts_with(prefix))
+        };
+        assert!(named(&events, "voucher_events_"), "{events}");
+        assert!(named(&api, "voucher_api_"), "{api}");
     }
 }

@@ -458,6 +458,7 @@ impl Drop for Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Binary;
     use chrono::{TimeZone, Utc};
     use voucher_shared::fixtures::contract_table as sample_table;
     use voucher_shared::publish::TABLE_FILE;
@@ -488,7 +489,7 @@ mod tests {
     fn loads_new_versions_and_keeps_the_old_one_when_a_new_one_is_bad() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tables = Tables::new(tmp.path());
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let mut state = PollState::default();
         assert!(!tables.poll(&mut state, &metrics));
         assert!(!tables.is_loaded());
@@ -524,7 +525,7 @@ mod tests {
     #[test]
     fn a_threads_copy_of_what_is_served_follows_every_change() {
         let version_of = |tables: &Tables| tables.with_served(|s| s.live().version());
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let (one, two) = (
             tempfile::tempdir().expect("tempdir"),
             tempfile::tempdir().expect("tempdir"),
@@ -566,7 +567,7 @@ mod tests {
     fn the_reloader_thread_publishes_each_new_version_to_subscribers_and_stops() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let tables = Arc::new(Tables::new(tmp.path()));
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let mut changes = tables.subscribe();
         assert_eq!(*changes.borrow_and_update(), None);
         let reloader = Reloader::spawn(
@@ -601,6 +602,7 @@ mod canary_tests {
     use std::borrow::Cow;
 
     use super::*;
+    use crate::metrics::Binary;
     use chrono::{TimeZone, Utc};
     use voucher_shared::canary::Percent;
     use voucher_shared::fixtures::{contract_rows, write_version};
@@ -658,7 +660,7 @@ mod canary_tests {
         let tables = Tables::new(tmp.path());
         let live = version(tables.dir(), 0, 2640, GateOutcome::Passed);
         let candidate = version(tables.dir(), 1, 3000, GateOutcome::Held);
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         (tmp, tables, metrics, PollState::default(), live, candidate)
     }
 

@@ -45,11 +45,11 @@ impl GrpcMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voucher_serve::metrics::Metrics;
+    use voucher_serve::metrics::{Binary, Metrics};
 
     #[test]
     fn calls_count_by_method_and_code_as_grpc_spells_it() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let grpc = GrpcMetrics::register(metrics.registry()).expect("grpc metrics");
         grpc.observe("GetVoucher", tonic::Code::Ok, Instant::now());
         grpc.observe("GetVoucher", tonic::Code::NotFound, Instant::now());

@@ -381,7 +381,7 @@ impl ServerErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use voucher_serve::metrics::Metrics;
+    use voucher_serve::metrics::{Binary, Metrics};
 
     #[test]
     fn server_errors_are_logged_once_a_second_per_route_and_status_with_the_rest_counted() {
@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn routes_count_by_status_including_rare_ones_through_every_worker() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let http = HttpMetrics::register(metrics.registry()).expect("http metrics");
         let (one, two) = (http.worker_meter(), http.worker_meter());
         one.observe("/x", StatusCode::OK, Instant::now());
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn latencies_fall_in_their_buckets_and_add_up_to_the_count() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let http = HttpMetrics::register(metrics.registry()).expect("http metrics");
         let meter = http.worker_meter();
         let ago = |ms| Instant::now() - std::time::Duration::from_millis(ms);
@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn workers_on_their_own_threads_lose_no_count_while_scraped() {
-        let metrics = Metrics::new().expect("metrics");
+        let metrics = Metrics::new(Binary::Api).expect("metrics");
         let http = HttpMetrics::register(metrics.registry()).expect("http metrics");
         let workers: Vec<_> = (0..2)
             .map(|_| {

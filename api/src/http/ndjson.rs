@@ -216,13 +216,13 @@ fn write_line(result: &ItemResult<'_>, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use voucher_serve::fixtures::sample_served;
-    use voucher_serve::metrics::Metrics;
+    use voucher_serve::metrics::{Binary, Metrics};
 
     fn lines(max_line: usize) -> Lines {
         Lines {
             served: sample_served(),
             customers: Customers::none(),
-            counters: Metrics::new()
+            counters: Metrics::new(Binary::Api)
                 .expect("metrics")
                 .door(Door::HttpNdjson)
                 .clone(),
