@@ -29,9 +29,9 @@ CARGO_LINTED  := $(if $(CLIPPY_DRIVER),RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) 
 TEST_BIN_DIR := $(TARGET_DIR)/debug
 
 .PHONY: run build test check check-steps lint fmt fmt-check clippy sample bench bench-etl bench-score bench-postgres bench-doors bench-events bench-customers \
-        load-test grpc-test page-test s3-test interop-test postgres-test events-test api-fuzz notebook notebook-generated \
-        notebook-test clean check-toolchain docker-build docker_api compose-up compose-test kube-play-test \
-        kind-up kind-down load-test-kind deploy-check deploy-test image-check
+        load-test grpc-test page-test s3-test interop-test postgres-test events-test monitoring-test api-fuzz \
+        notebook notebook-generated notebook-test clean check-toolchain docker-build docker_api compose-up \
+        compose-test kube-play-test kind-up kind-down load-test-kind deploy-check deploy-test image-check
 
 # Publishes a table from the sample history, then serves it until Ctrl-C.
 run: build $(HISTORY)
@@ -57,7 +57,8 @@ test: check-toolchain
 # step each (`make check-steps` lists them). The image check needs root (buildah); the
 # installs need apt-get and PyPI. Run serially (no -j): the order matters.
 CHECK_STEPS := fmt-check test clippy deploy-check image-check compose-test api-fuzz grpc-test page-test \
-               s3-test interop-test postgres-test events-test notebook-generated notebook-test deploy-test
+               s3-test interop-test postgres-test events-test monitoring-test notebook-generated \
+               notebook-test deploy-test
 check: export VOUCHER_ETL_BIN ?= $(TEST_BIN_DIR)/voucher-etl
 check: export VOUCHER_API_BIN ?= $(TEST_BIN_DIR)/voucher-api
 check: export VOUCHER_EVENTS_BIN ?= $(TEST_BIN_DIR)/voucher-events
@@ -132,6 +133,12 @@ grpc-test:
 # voucher-events on a real Kafka-protocol broker (tansu, built once; confluent-kafka in a venv).
 events-test:
 	bash events/tests/events_test.sh
+
+# The alert rules and the dashboard of k8s/monitoring/: promtool's checks and unit tests, then a
+# real Prometheus on 127.0.0.1 scraping the real binaries (Debian's prometheus, installed when
+# missing; the events test's tansu broker when it is built).
+monitoring-test:
+	bash k8s/monitoring/test/monitoring_test.sh
 
 # voucher-etl reading s3:// history from a real S3-compatible server (moto, in a venv it creates).
 s3-test:

@@ -7,7 +7,7 @@
 #   --root DIR   check the files under DIR instead of this repository (deploy/test_checks.sh
 #                points it at a copy with a broken sample in it)
 #   CHECK        run only these checks: yamllint, kubernetes-validate, kustomize, checkov,
-#                hadolint, shellcheck, kind-schema, refs, config-docs (default: all)
+#                hadolint, shellcheck, kind-schema, refs, config-docs, monitoring (default: all)
 # Environment:
 #   K8S_VERSION       Kubernetes version to validate against (default: 1.37.0, the newest
 #                     kubernetes-validate ships schemas for)
@@ -25,7 +25,7 @@ if [[ ${1:-} == --root ]]; then
 fi
 K8S_VERSION=${K8S_VERSION:-1.37.0}
 VENV=${VOUCHER_DEPLOY_VENV:-$HERE/.venv}
-ALL=(yamllint kubernetes-validate kustomize checkov hadolint shellcheck kind-schema refs config-docs)
+ALL=(yamllint kubernetes-validate kustomize checkov hadolint shellcheck kind-schema refs config-docs monitoring)
 CHECKS=("$@")
 ((${#CHECKS[@]})) || CHECKS=("${ALL[@]}")
 
@@ -94,19 +94,28 @@ kubernetes_validate() {
     ((status == 0)) && ! grep -qE '^(WARN|ERROR)' <<<"$output"
 }
 
+# The Prometheus Operator's objects (PodMonitor, PrometheusRule) of a rendered stream left out.
+without_operator_kinds() {
+    "$PY" -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and not str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)'
+}
+
 # Renders the kustomizations with kubectl (when installed) and validates what they produce.
 kustomize_render() {
     local dir status=0 rendered
     command -v kubectl >/dev/null || { echo "kubectl not installed: skipped"; return 0; }
-    # k8s/ with the optional events and postgres-history components enabled, as an overlay would
-    # (kustomize takes only relative paths, hence a directory beside k8s/).
+    # k8s/ with the optional events, postgres-history and monitoring components enabled, as an
+    # overlay would (kustomize takes only relative paths, hence a directory beside k8s/). The
+    # Prometheus Operator's kinds have no schema here: the monitoring check reads them.
     local with_events
     with_events=$(mktemp -d "$PWD/.overlay-events-XXXXXX")
-    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events, ../k8s/components/postgres-history]\n' \
+    printf 'resources: [../k8s]\ncomponents: [../k8s/components/events, ../k8s/components/postgres-history, ../k8s/monitoring]\n' \
         >"$with_events/kustomization.yaml"
     for dir in k8s "$with_events" kind; do
         rendered=$(mktemp --suffix=.yaml)
-        if ! kubectl kustomize "$dir" >"$rendered"; then
+        if ! kubectl kustomize "$dir" | without_operator_kinds >"$rendered"; then
             echo "kubectl kustomize $dir failed"
             status=1
         elif ! kubernetes_validate "$rendered"; then
@@ -172,7 +181,7 @@ for check in "${CHECKS[@]}"; do
             run kubernetes-validate "${#MANIFESTS[@]} manifests, Kubernetes $K8S_VERSION, strict" \
                 kubernetes_validate "${MANIFESTS[@]}" ;;
         kustomize)
-            run kustomize "k8s/ (also with components/events and postgres-history) and kind/ rendered, then validated" kustomize_render ;;
+            run kustomize "k8s/ (also with components/events, postgres-history and monitoring) and kind/ rendered, then validated" kustomize_render ;;
         checkov)
             run checkov "k8s/, ${DOCKERFILES[*]}" checkov_all ;;
         hadolint)
@@ -185,6 +194,9 @@ for check in "${CHECKS[@]}"; do
             run refs "cross-references" "$PY" "$HERE/check_refs.py" --root "$ROOT" ;;
         config-docs)
             run config-docs "docs/operations.md against --help" "$PY" "$HERE/check_config_docs.py" --root "$ROOT" ;;
+        monitoring)
+            run monitoring "k8s/monitoring/: PodMonitors, alerts and runbooks, dashboard; metric prefixes" \
+                "$PY" "$HERE/check_monitoring.py" --root "$ROOT" ;;
         *)
             echo "FAIL $check (no such check; checks: ${ALL[*]})"
             failed+=("$check") ;;
