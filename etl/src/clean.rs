@@ -23,6 +23,7 @@ use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 use voucher_shared::time::{SECONDS_PER_DAY, parse_utc_date};
 
 use crate::EtlError;
+use crate::duplicates::{self, Duplicates};
 use crate::history::{
     COLUMNS, COUNTRY_CODE, FIRST_ORDER_TS, LAST_ORDER_TS, TIMESTAMP, TOTAL_ORDERS, VOUCHER_AMOUNT,
     dictionary_text,
@@ -107,6 +108,8 @@ pub struct Tally {
     /// `rows_kept` per country.
     pub rows_kept_by_country: BTreeMap<String, u64>,
     pub segments: BTreeMap<SegmentKey, SegmentTally>,
+    /// The rows counted (kept or dropped) by the hash of their columns, for exact duplicates.
+    pub duplicates: Duplicates,
 }
 
 /// Scans a history file, checking that every needed column is there with a usable type.
@@ -329,15 +332,35 @@ fn count_by_column(window: LazyFrame, segments: &SegmentSet) -> PolarsResult<Tal
             col(COUNTRY_CODE.name),
             col(VOUCHER_AMOUNT.name).map(amount_udf, int64),
             col(TOTAL_ORDERS.name).map(count_udf, int64),
+            row_hash(0),
         ],
-        vec![col(TIMESTAMP.name).map(days_udf, days_field)],
-        vec![col(LAST_ORDER_TS.name).map(days_udf, days_field)],
-        vec![col(FIRST_ORDER_TS.name).map(days_udf, days_field)],
+        vec![col(TIMESTAMP.name).map(days_udf, days_field), row_hash(1)],
+        vec![
+            col(LAST_ORDER_TS.name).map(days_udf, days_field),
+            row_hash(2),
+        ],
+        vec![
+            col(FIRST_ORDER_TS.name).map(days_udf, days_field),
+            row_hash(3),
+        ],
     ];
-    let mut columns = Vec::with_capacity(6);
-    for part in parts {
-        columns.extend(window.clone().select(part).collect()?.into_columns());
+    let mut columns = Vec::with_capacity(7);
+    // Each part's hashes are folded in as it comes, rather than kept a column per part.
+    let mut hashes: Vec<u64> = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        let mut frame = window.clone().select(part).collect()?;
+        let part_hashes = frame.drop_in_place(&row_hash_name(i))?;
+        let part_hashes = part_hashes.u64()?;
+        if i == 0 {
+            hashes = part_hashes.into_no_null_iter().collect();
+        } else {
+            for (h, next) in hashes.iter_mut().zip(part_hashes.into_no_null_iter()) {
+                *h = duplicates::combine(*h, next);
+            }
+        }
+        columns.extend(frame.into_columns());
     }
+    columns.push(UInt64Chunked::from_vec(row_hash_name(0).into(), hashes).into_column());
     let mut counter = Counter::new(segments);
     counter.add(&DataFrame::new_infer_height(columns)?)?;
     Ok(counter.into_tally())
@@ -394,7 +417,77 @@ fn parsed(history: LazyFrame, countries: &Countries) -> LazyFrame {
         col(TIMESTAMP.name).map(days_udf, days_field),
         col(LAST_ORDER_TS.name).map(days_udf, days_field),
         col(FIRST_ORDER_TS.name).map(days_udf, days_field),
+        row_hash(0),
+        row_hash(1),
+        row_hash(2),
+        row_hash(3),
     ])
+}
+
+/// The history's columns in the groups the row hash is made of: one group per query of
+/// [`count_by_column`], so that each hashes the columns it decodes anyway.
+const HASHED: [&[&str]; 4] = [
+    &[COUNTRY_CODE.name, VOUCHER_AMOUNT.name, TOTAL_ORDERS.name],
+    &[TIMESTAMP.name],
+    &[LAST_ORDER_TS.name],
+    &[FIRST_ORDER_TS.name],
+];
+
+/// The prefix of the row hash columns: [`row_hash_name`].
+const ROW_HASH: &str = "__voucher_row_hash";
+
+fn row_hash_name(group: usize) -> String {
+    format!("{ROW_HASH}_{group}")
+}
+
+/// The hash of each row's values in the columns of `HASHED[group]`, as read (before parsing):
+/// rows with equal hashes in every group are exact duplicates, bar a 64-bit collision.
+fn row_hash(group: usize) -> Expr {
+    let columns: Vec<Expr> = HASHED[group].iter().map(|name| col(*name)).collect();
+    let uint64 = |_: &Schema, f: &[Field]| {
+        let name = f.first().map(|f| f.name().clone()).unwrap_or_default();
+        Ok(Field::new(name, DataType::UInt64))
+    };
+    columns[0]
+        .clone()
+        .map_many(row_hash_udf, &columns[1..], uint64)
+        .alias(row_hash_name(group))
+}
+
+fn row_hash_udf(columns: &mut [Column]) -> PolarsResult<Column> {
+    let Some((first, rest)) = columns.split_first() else {
+        polars_bail!(ComputeError: "a row hash of no columns");
+    };
+    // Fixed seeds: tallies of one history made by different processes must agree.
+    let state = foldhash::quality::SeedableRandomState::fixed();
+    let mut hashes = Vec::with_capacity(first.len());
+    first.vec_hash(state.clone(), &mut hashes)?;
+    for column in rest {
+        column.vec_hash_combine(state.clone(), &mut hashes)?;
+    }
+    Ok(UInt64Chunked::from_vec(first.name().clone(), hashes).into_column())
+}
+
+/// Each row's hash over every group of [`HASHED`]: a frame holds the groups' hash columns
+/// (one per group, in order), or one column with them folded already.
+fn row_hashes(df: &DataFrame) -> PolarsResult<Vec<u64>> {
+    let mut hashes: Option<Vec<u64>> = None;
+    for column in df
+        .columns()
+        .iter()
+        .filter(|c| c.name().starts_with(ROW_HASH))
+    {
+        let values = column.u64()?.into_no_null_iter();
+        match &mut hashes {
+            None => hashes = Some(values.collect()),
+            Some(so_far) => {
+                for (h, next) in so_far.iter_mut().zip(values) {
+                    *h = duplicates::combine(*h, next);
+                }
+            }
+        }
+    }
+    hashes.ok_or_else(|| polars_err!(ColumnNotFound: "{ROW_HASH}"))
 }
 
 /// One history row, parsed.
@@ -448,6 +541,7 @@ struct Counter {
     rows_kept: u64,
     /// Rows per amount, by group number (see [`Counter::group`]).
     groups: Vec<Amounts>,
+    duplicates: Duplicates,
 }
 
 impl Counter {
@@ -461,6 +555,7 @@ impl Counter {
             dropped: DropCounts::default(),
             rows_kept: 0,
             groups: Vec::new(),
+            duplicates: Duplicates::default(),
         }
     }
 
@@ -485,11 +580,15 @@ impl Counter {
         let (amount, orders) = (Values::of(&amount), Values::of(&orders));
         let (timestamp, last_order) = (Values::of(&timestamp), Values::of(&last_order));
         let first_order = Values::of(&first_order);
+        let hashes = row_hashes(df)?;
         // Rows by index, not a zip of six iterators: the zip was not inlined and passed each
         // row through the stack, and that cost more than the counting (perf, 2026-12-01).
         let country = country.downcast_as_array();
         let mut seen = SeenCountries::default();
         for i in 0..country.len() {
+            if let Some(&h) = hashes.get(i) {
+                self.duplicates.add(h);
+            }
             let known = country.is_valid(i).then(|| seen.find(country, i));
             let country_ok = known.is_some_and(|k| seen.entries[k].valid);
             let row = Row {
@@ -538,12 +637,13 @@ impl Counter {
         self.countries.len() - 1
     }
 
-    fn into_tally(self) -> Tally {
+    fn into_tally(mut self) -> Tally {
         let mut tally = Tally {
             dropped: self.dropped,
             rows_kept: self.rows_kept,
             rows_kept_by_country: BTreeMap::new(),
             segments: BTreeMap::new(),
+            duplicates: std::mem::take(&mut self.duplicates),
         };
         for (country_id, country) in self.countries.iter().enumerate() {
             let per_country = self.groups_per_country();
@@ -903,6 +1003,7 @@ impl Tally {
             .filter(|sum| sum.iter().all(|(_, n)| n <= MAX_ROWS))
             .ok_or(CountOverflow)?;
         self.rows_kept = add_rows(self.rows_kept, other.rows_kept)?;
+        self.duplicates.merge(other.duplicates);
         for (country, n) in other.rows_kept_by_country {
             let kept = self.rows_kept_by_country.entry(country).or_default();
             *kept = add_rows(*kept, n)?;
@@ -1195,6 +1296,53 @@ mod tests {
         df.with_column(Series::new(VOUCHER_AMOUNT.name.into(), values).into())
             .expect("column");
         df
+    }
+
+    #[test]
+    fn exact_duplicates_are_counted_alike_by_both_queries_and_across_windows() {
+        // Rows 0-5 alike; 6-10 each differ from them in one column as read (the same date, the
+        // same count, a null, an amount dropped, another country); 11 repeats 6.
+        let mut timestamps = vec![Some("2021-05-01 10:00:00.123456"); 12];
+        timestamps[6] = Some("2021-05-01 10:00:00.123457");
+        timestamps[11] = timestamps[6];
+        let df = with_strings(history(12), TIMESTAMP.name, timestamps);
+        let mut orders = vec![Some("14.0"); 12];
+        orders[7] = Some("14");
+        let mut first = vec![Some("2020-01-01 00:00:00+00:00"); 12];
+        first[8] = None;
+        let mut amounts = vec![Some(2640.0); 12];
+        amounts[9] = Some(2640.5);
+        let mut countries = vec![Some("Peru"); 12];
+        countries[10] = Some("Chile");
+        let df = with_strings(df, TOTAL_ORDERS.name, orders);
+        let df = with_strings(df, FIRST_ORDER_TS.name, first);
+        let df = with_strings(with_amounts(df, amounts), COUNTRY_CODE.name, countries);
+
+        let by_column = count_window(df.clone().lazy(), &Countries::All, &segments());
+        let by_column = by_column.expect("query").duplicates;
+        assert_eq!(
+            (by_column.rows(), by_column.duplicate_rows()),
+            (12, Some(6))
+        );
+        let both = Countries::parse("Peru,Chile").expect("countries");
+        let streaming = count_window(df.clone().lazy(), &both, &segments()).expect("query");
+        assert_eq!(
+            streaming.duplicates, by_column,
+            "the same hashes either way"
+        );
+        assert_eq!(run(df.clone(), &both).duplicates, by_column);
+        let peru = Countries::parse("Peru").expect("countries");
+        let peru = run(df.clone(), &peru).duplicates;
+        assert_eq!((peru.rows(), peru.duplicate_rows()), (11, Some(6)));
+
+        // Windows of 5 rows: copies in other windows count when the tallies merge.
+        let mut merged = Tally::default();
+        for offset in [0, 5, 10] {
+            let window = df.clone().lazy().slice(offset, 5);
+            let part = count_window(window, &Countries::All, &segments()).expect("query");
+            merged.merge(part).expect("fits");
+        }
+        assert_eq!(merged.duplicates, by_column);
     }
 
     #[test]

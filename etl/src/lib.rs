@@ -7,6 +7,7 @@
 //! - [`parquet_types`]: a Parquet file's column types as polars reads them, and the numbers
 //!   polars cannot hold (decimals, float16) decoded and converted;
 //! - [`clean`]: the streaming polars query that applies the drop rules and tallies amounts;
+//! - [`duplicates`]: rows that repeat an earlier row exactly, counted for the gate;
 //! - [`vouchers`]: the choice of amount per segment;
 //! - [`memory`]: the memory limit, and how many windows of rows are read at once under it;
 //! - [`tally`]: per-file and per-shard tallies, which add up; merging them;
@@ -23,6 +24,7 @@
 //! - [`progress`]: progress bars on a terminal, log lines elsewhere.
 
 pub mod clean;
+pub mod duplicates;
 pub mod exit;
 pub mod generate;
 pub mod history;

@@ -138,7 +138,7 @@ struct TallyArgs {
     /// This shard's history: a Parquet file, a directory of them (partitions included), a
     /// glob, an s3:// object, prefix or glob, an http(s) URL, or a PostgreSQL database
     /// (postgresql://USER@HOST[:PORT]/DB, with --query).
-    #[arg(long, env = "VOUCHER_INPUT")]
+    #[arg(long, env = "VOUCHER_INPUT", hide_env_values = true)]
     input: String,
     /// The tally file to write (JSON, replaced atomically), e.g. `tallies/part-3.json`.
     #[arg(long, env = "VOUCHER_TALLY_OUTPUT")]
@@ -283,7 +283,13 @@ struct RunArgs {
     /// a glob (`history/*/part-*.parquet`), an s3:// object, prefix or glob (AWS_* environment),
     /// an http(s) URL, or a PostgreSQL database (postgresql://USER@HOST[:PORT]/DB, with --query;
     /// the password in the URL or PGPASSWORD).
-    #[arg(long, env = "VOUCHER_INPUT", required_unless_present = "from_tallies")]
+    // Its value may hold a password: `--help` does not echo it.
+    #[arg(
+        long,
+        env = "VOUCHER_INPUT",
+        hide_env_values = true,
+        required_unless_present = "from_tallies"
+    )]
     input: Option<String>,
     /// Instead of history, merge the tally files (`voucher-etl tally`) in this directory.
     #[arg(long, env = "VOUCHER_FROM_TALLIES", conflicts_with_all = ["input", "segments"])]
@@ -373,8 +379,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Warns when `input` came on the command line with a password in its URL: `ps` shows a
+/// process's arguments to every user for the whole run. The warning never shows the password.
+fn warn_of_password_on_command_line(input: &str) {
+    let on_command_line =
+        std::env::args_os().any(|a| a.to_str().is_some_and(|a| a.contains(input)));
+    if on_command_line && voucher_postgres::has_password(input) {
+        log::warn!(
+            "--input {} holds a password, which process listings (ps) show to every user of this machine for the whole run; leave it out of the URL and set PGPASSWORD, which is never logged or written to the manifest",
+            voucher_postgres::display_input(input)
+        );
+    }
+}
+
 /// `run`: exit 0 when published, 3 when the gate held the version.
 fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
+    if let Some(input) = &args.input {
+        warn_of_password_on_command_line(input);
+    }
     let report = run(&args.try_into()?)?;
     print!("{report}");
     Ok(if report.held() {
@@ -411,6 +433,9 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             run_at_start,
             run,
         } => {
+            if let Some(input) = &run.input {
+                warn_of_password_on_command_line(input);
+            }
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
                 .block_on(schedule(&cron, run.try_into()?, run_at_start))?;
@@ -429,6 +454,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Canary(a) => print!("{}", canary_command(a)?),
         Command::Tally(args) => {
+            warn_of_password_on_command_line(&args.input);
             let segments = SegmentSet::load(args.segments.as_deref())?;
             let tallied =
                 tally::tally_input(&args.input, &args.countries, &segments, &args.read.into())?;

@@ -44,6 +44,7 @@ pub fn profile(tally: &Tally, table: &VoucherTable, table_bytes: &[u8]) -> Profi
         rows_kept_by_country: tally.rows_kept_by_country.clone(),
         segments,
         drop_share: DropShares::of(&tally.dropped, tally.rows_kept),
+        duplicate_rows: tally.duplicates.duplicate_rows(),
         table_sha256: Some(sha256_hex(table_bytes)),
     }
 }
@@ -104,5 +105,8 @@ mod tests {
             p.table_sha256.as_deref(),
             Some(sha256_hex(b"bytes").as_str())
         );
+        assert_eq!(p.duplicate_rows, Some(0), "no row hashed twice");
+        tally.duplicates = crate::duplicates::Duplicates::unknown();
+        assert_eq!(profile(&tally, &table, b"bytes").duplicate_rows, None);
     }
 }

@@ -14,6 +14,7 @@ use voucher_shared::rules::DropCounts;
 use voucher_shared::segments::{Segment, SegmentSet, SegmentType};
 
 use crate::clean::{self, CountOverflow, Countries, SegmentTally, Tally, add_rows};
+use crate::duplicates::{Duplicates, DuplicatesFile};
 use crate::memory::{MemoryLimit, Planned, WindowPlan};
 use crate::postgres::{self, PostgresRead};
 use crate::progress::Progress;
@@ -186,6 +187,10 @@ struct TallyFile {
     dropped: DropCounts,
     inputs: Vec<InputFile>,
     groups: Vec<Group>,
+    /// The rows by the hash of their columns, for exact duplicates across shards (absent in
+    /// tallies written before it existed: the merged run's duplicates are then unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    duplicates: Option<DuplicatesFile>,
 }
 
 /// The kept rows of one segment of one country.
@@ -228,6 +233,7 @@ pub fn write(
                 amounts: t.amounts.iter().map(|(a, n)| (*a, *n)).collect(),
             })
             .collect(),
+        duplicates: DuplicatesFile::of(&tallied.tally.duplicates),
     };
     let write_err = |source| EtlError::Write {
         path: path.to_owned(),
@@ -359,6 +365,10 @@ fn to_tally(file: &TallyFile) -> Tally {
         rows_kept: file.rows_kept,
         rows_kept_by_country: file.rows_kept_by_country.clone(),
         segments,
+        duplicates: file
+            .duplicates
+            .clone()
+            .map_or_else(Duplicates::unknown, Duplicates::from),
     }
 }
 
@@ -408,6 +418,7 @@ mod tests {
             dropped: DropCounts::default(),
             inputs: Vec::new(),
             groups: Vec::new(),
+            duplicates: None,
         })
         .expect("json");
         file["format"] = "voucher-etl-tally/0".into();

@@ -12,8 +12,9 @@ use crate::url::UrlError;
 /// at one step. The underlying error, when there is one, is the source.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    // Not a source: the message holds the URL's problem, and a chain of causes would repeat it.
     #[error("the PostgreSQL URL is not usable: {0}")]
-    Url(#[from] UrlError),
+    Url(UrlError),
     #[error("PostgreSQL server {server} (user {user}): {failure}")]
     Server {
         /// `host:port/database`.
@@ -32,6 +33,12 @@ impl PgError {
             PgError::Url(_) => None,
             PgError::Server { failure, .. } => Some(failure),
         }
+    }
+}
+
+impl From<UrlError> for PgError {
+    fn from(e: UrlError) -> Self {
+        PgError::Url(e)
     }
 }
 
@@ -189,6 +196,29 @@ impl From<DecodeError> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error and its causes, as `anyhow`'s `{:#}` prints them.
+    fn chain(e: &(dyn StdError + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            text.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_url_error_says_its_problem_once() {
+        let e = PgError::from(
+            crate::DbUrl::parse("postgresql://etl@db/orders?application_name=x", None)
+                .expect_err("an unsupported parameter"),
+        );
+        assert_eq!(
+            chain(&e),
+            "the PostgreSQL URL is not usable: the parameter \"application_name\" is not supported (supported: sslmode, sslrootcert); expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]"
+        );
+    }
 
     #[test]
     fn server_errors_map_to_what_failed() {

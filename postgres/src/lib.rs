@@ -25,7 +25,7 @@ pub use error::{ColumnType, Failure, PgError};
 pub use session::{
     ColumnInfo, ConnectOptions, CopyRows, Session, copy_statement, quote_identifier,
 };
-pub use url::{DbUrl, SslMode, UrlError, display_input, is_postgres_url};
+pub use url::{DbUrl, SslMode, UrlError, display_input, has_password, is_postgres_url};
 
 /// The client library, for callers' own queries on [`Session::client`].
 pub use tokio_postgres;

@@ -297,6 +297,13 @@ impl fmt::Debug for DbUrl {
     }
 }
 
+/// Whether `input` is a PostgreSQL URL holding a password itself (rather than leaving it to
+/// `PGPASSWORD`). A password on a command line is shown by `ps` to every user of the machine
+/// for as long as the process runs.
+pub fn has_password(input: &str) -> bool {
+    is_postgres_url(input) && DbUrl::parse(input, None).is_ok_and(|url| url.password.is_some())
+}
+
 /// `input` as it may be shown: a PostgreSQL URL without its password (or a note that it does
 /// not parse, never the text itself), anything else as it is.
 pub fn display_input(input: &str) -> String {
@@ -312,6 +319,18 @@ pub fn display_input(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_told_apart_from_none() {
+        assert!(has_password("postgresql://etl:pw@db/orders"));
+        assert!(has_password(
+            "postgres://etl:p%40ss@db:5433/orders?sslmode=require"
+        ));
+        assert!(!has_password("postgresql://etl@db/orders"));
+        assert!(!has_password("postgresql://etl:@db/orders"));
+        assert!(!has_password("history/part-0.parquet"));
+        assert!(!has_password("https://etl:pw@example.com/history.parquet"));
+    }
 
     fn parse(s: &str) -> Result<DbUrl, UrlError> {
         DbUrl::parse(s, None)

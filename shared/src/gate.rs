@@ -9,10 +9,15 @@
 //! | `rows_kept` | all countries, and each country of the live version | the fall of the rows kept, in percent | above `max_rows_kept_fall_percent` (50) |
 //! | `missing_segments` | the version | the live version's (country, segment type, segment) absent from the new one | more than `max_missing_segments` (0) |
 //! | `amount_change` | segment in both | how many times larger or smaller the amount is | above `max_amount_factor` (2) |
+//! | `changed_share` | country in both | the share of its segments (of those in both) whose amount changed, in percent | above `max_changed_share_percent` (50) |
+//! | `changed_lead` | segment whose amount changed | how far the live amount led its runner-up, in points of the segment's rows | above `max_changed_lead_points` (10) |
+//! | `added_segment` | segment the live version lacks | the rows behind its amount | below `min_added_segment_rows` (30) |
+//! | `duplicate_share` | the version | the rise of the share of rows repeating an earlier row exactly, in percentage points | above `max_duplicate_share_rise_points` (2) |
 //!
 //! The gate reads manifests only, never history. A live version written before profiles
-//! existed is profiled from its table ([`Profile::from_table`]): its rows kept per country are
-//! then unknown and not checked. When nothing is live, the first version passes.
+//! existed is profiled from its table ([`Profile::from_table`]): its rows kept per country and
+//! its duplicate rows are then unknown and not checked. When nothing is live, the first version
+//! passes. Added countries and segments are always listed in the report's notes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{GateOutcome, GateRecord, Manifest, Profile};
 use crate::publish::{TablesDir, Version};
 use crate::rules::DropRule;
+
+mod changes;
 
 /// The gate's report, saved as `<version>/gate.json`.
 pub const GATE_FILE: &str = "gate.json";
@@ -39,6 +46,18 @@ pub struct Bounds {
     pub max_missing_segments: u64,
     /// Most a segment's amount may grow or shrink, as a factor (2: from half to double).
     pub max_amount_factor: f64,
+    /// Most of a country's segments (of those in both versions) whose amount may change in one
+    /// version, in percent: a whole country moving at once is a unit or a source gone wrong.
+    pub max_changed_share_percent: f64,
+    /// Most the live amount of a segment whose amount changes may have led the runner-up by,
+    /// in percentage points of the segment's rows (the `won` shares the page shows): a close
+    /// race may turn on a day's rows, a clear winner does not lose overnight.
+    pub max_changed_lead_points: f64,
+    /// Fewest rows behind the amount of a segment the live version does not have (a new
+    /// country's, or a segment's first rows): an amount chosen from a handful of rows is noise.
+    pub min_added_segment_rows: u64,
+    /// Most the share of rows repeating an earlier row exactly may rise, in percentage points.
+    pub max_duplicate_share_rise_points: f64,
 }
 
 impl Default for Bounds {
@@ -48,6 +67,10 @@ impl Default for Bounds {
             max_rows_kept_fall_percent: 50.0,
             max_missing_segments: 0,
             max_amount_factor: 2.0,
+            max_changed_share_percent: 50.0,
+            max_changed_lead_points: 10.0,
+            min_added_segment_rows: 30,
+            max_duplicate_share_rise_points: 2.0,
         }
     }
 }
@@ -61,7 +84,7 @@ pub enum GateError {
         source: std::io::Error,
     },
     #[error(
-        "gate file {} is not valid; accepted keys: max_drop_share_rise_points, max_rows_kept_fall_percent, max_missing_segments, max_amount_factor",
+        "gate file {} is not valid; accepted keys: {ACCEPTED_KEYS}",
         path.display()
     )]
     Parse {
@@ -76,6 +99,9 @@ pub enum GateError {
         accepted: &'static str,
     },
 }
+
+/// The keys of a gate file, for messages.
+const ACCEPTED_KEYS: &str = "max_drop_share_rise_points, max_rows_kept_fall_percent, max_missing_segments, max_amount_factor, max_changed_share_percent, max_changed_lead_points, min_added_segment_rows, max_duplicate_share_rise_points (numbers; the ones named max_missing_ and min_ whole numbers)";
 
 impl Bounds {
     /// The bounds of a TOML file, or the built-in ones for `None`.
@@ -96,24 +122,27 @@ impl Bounds {
     }
 
     fn validate(&self, path: &Path) -> Result<(), GateError> {
+        let percent = |key, value: f64| (key, value, (0.0..=100.0).contains(&value), "0 to 100");
         let checks = [
-            (
+            percent(
                 "max_drop_share_rise_points",
                 self.max_drop_share_rise_points,
-                (0.0..=100.0).contains(&self.max_drop_share_rise_points),
-                "0 to 100",
             ),
-            (
+            percent(
                 "max_rows_kept_fall_percent",
                 self.max_rows_kept_fall_percent,
-                (0.0..=100.0).contains(&self.max_rows_kept_fall_percent),
-                "0 to 100",
             ),
             (
                 "max_amount_factor",
                 self.max_amount_factor,
                 self.max_amount_factor.is_finite() && self.max_amount_factor >= 1.0,
                 "a finite number >= 1",
+            ),
+            percent("max_changed_share_percent", self.max_changed_share_percent),
+            percent("max_changed_lead_points", self.max_changed_lead_points),
+            percent(
+                "max_duplicate_share_rise_points",
+                self.max_duplicate_share_rise_points,
             ),
         ];
         for (key, value, ok, accepted) in checks {
@@ -138,15 +167,28 @@ pub enum CheckKind {
     RowsKept,
     MissingSegments,
     AmountChange,
+    ChangedShare,
+    ChangedLead,
+    AddedSegment,
+    DuplicateShare,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 4] = [
+    pub const ALL: [CheckKind; 8] = [
         CheckKind::DropShare,
         CheckKind::RowsKept,
         CheckKind::MissingSegments,
         CheckKind::AmountChange,
+        CheckKind::ChangedShare,
+        CheckKind::ChangedLead,
+        CheckKind::AddedSegment,
+        CheckKind::DuplicateShare,
     ];
+
+    /// Whether the bound is the least `observed` may be (else the most).
+    pub fn is_minimum(self) -> bool {
+        self == CheckKind::AddedSegment
+    }
 
     /// The name in reports, `gate.json` and the metrics' `check` label.
     pub fn name(self) -> &'static str {
@@ -155,16 +197,22 @@ impl CheckKind {
             CheckKind::RowsKept => "rows_kept",
             CheckKind::MissingSegments => "missing_segments",
             CheckKind::AmountChange => "amount_change",
+            CheckKind::ChangedShare => "changed_share",
+            CheckKind::ChangedLead => "changed_lead",
+            CheckKind::AddedSegment => "added_segment",
+            CheckKind::DuplicateShare => "duplicate_share",
         }
     }
 
     /// A value of this check with its unit.
     pub fn show(self, value: f64) -> String {
         match self {
-            CheckKind::DropShare => format!("{value:+.2} pp"),
-            CheckKind::RowsKept => format!("{value:.1} %"),
+            CheckKind::DropShare | CheckKind::DuplicateShare => format!("{value:+.2} pp"),
+            CheckKind::RowsKept | CheckKind::ChangedShare => format!("{value:.1} %"),
             CheckKind::MissingSegments => format!("{value:.0}"),
             CheckKind::AmountChange => format!("x{value:.2}"),
+            CheckKind::ChangedLead => format!("{value:.1} pp"),
+            CheckKind::AddedSegment => format!("{value:.0} rows"),
         }
     }
 }
@@ -184,7 +232,7 @@ pub struct Check {
     pub subject: String,
     /// In the check's unit (see [`CheckKind::show`]).
     pub observed: f64,
-    /// The most `observed` may be.
+    /// The most `observed` may be (the least, for a [`CheckKind::is_minimum`] check).
     pub bound: f64,
     pub passed: bool,
     /// The values behind `observed`, in words (e.g. `2640 -> 26400`).
@@ -262,6 +310,7 @@ impl GateReport {
                 checks.extend(rows_kept_checks(bounds, new, &live.manifest, &live.profile));
                 checks.push(missing_segments_check(bounds, &new.profile, &live.profile));
                 checks.extend(amount_checks(bounds, &new.profile, &live.profile));
+                checks.extend(changes::checks(bounds, new, live, &mut notes));
                 checks
             }
         };
@@ -294,8 +343,22 @@ impl GateReport {
         }
     }
 
-    /// The failed checks in a few words, for logs and the publish log.
+    /// The failed checks (and how many segments were added) in a few words, for logs and the
+    /// publish log.
     pub fn summary(&self) -> String {
+        let added = self
+            .checks
+            .iter()
+            .filter(|c| c.check == CheckKind::AddedSegment)
+            .count();
+        let mut summary = self.outcome_summary();
+        if added > 0 {
+            summary.push_str(&format!("; {added} segment(s) added"));
+        }
+        summary
+    }
+
+    fn outcome_summary(&self) -> String {
         let failed: Vec<String> = self
             .failed()
             .map(|c| format!("{} {} {}", c.check, c.subject, c.check.show(c.observed)))
@@ -337,12 +400,17 @@ fn shorten(items: &[String]) -> String {
 const EPSILON: f64 = 1e-9;
 
 fn check(kind: CheckKind, subject: String, observed: f64, bound: f64, detail: String) -> Check {
+    let passed = if kind.is_minimum() {
+        observed >= bound - EPSILON
+    } else {
+        observed <= bound + EPSILON
+    };
     Check {
         check: kind,
         subject,
         observed,
         bound,
-        passed: observed <= bound + EPSILON,
+        passed,
         detail,
     }
 }
@@ -497,9 +565,15 @@ impl fmt::Display for GateReport {
                 .iter()
                 .filter(|c| c.check == kind && c.passed)
                 .collect();
-            let nearest = passed
-                .iter()
-                .max_by(|a, b| a.observed.total_cmp(&b.observed));
+            // Nearest the bound: the largest value, or the smallest for a minimum.
+            let nearest = passed.iter().max_by(|a, b| {
+                let order = a.observed.total_cmp(&b.observed);
+                if kind.is_minimum() {
+                    order.reverse()
+                } else {
+                    order
+                }
+            });
             if let Some(c) = nearest {
                 let subject = if passed.len() == 1 {
                     c.subject.clone()
@@ -557,6 +631,7 @@ mod tests {
                 rows_kept_by_country: kept.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
                 segments,
                 drop_share: crate::manifest::DropShares::of(&counts, rows_kept),
+                duplicate_rows: Some(0),
                 table_sha256: None,
             },
             ..Manifest::default()
@@ -604,8 +679,9 @@ mod tests {
         );
         assert_eq!(report.outcome, GateOutcome::Passed);
         assert_eq!(failed(&report), vec![]);
-        // Each rule, rows kept (all + 2 countries), missing segments, 2 amounts.
-        assert_eq!(report.checks.len(), DropRule::ALL.len() + 3 + 1 + 2);
+        // Each rule, rows kept (all + 2 countries), missing segments, 2 amounts, the changed
+        // share of 2 countries, duplicates; no amount changed, nothing added.
+        assert_eq!(report.checks.len(), DropRule::ALL.len() + 3 + 1 + 2 + 2 + 1);
         let first = GateReport::evaluate(&Bounds::default(), &usual(), v2(), None, true);
         assert_eq!(
             (first.outcome, first.checks.len()),
@@ -617,11 +693,17 @@ mod tests {
     #[test]
     fn each_bound_holds_what_breaks_it_and_not_what_stays_within() {
         let b = Bounds::default();
-        // Amounts: double passes (at the bound), more than double is held.
+        // Amounts: double passes (at the bound), more than double is held (with the checks on
+        // changed amounts out of the way).
         let mut new = usual();
         new.profile.segments[0].amount = 5280;
         new.profile.segments[1].amount = 6001;
-        let r = GateReport::evaluate(&b, &new, v2(), Some(&live(usual())), true);
+        let lax = Bounds {
+            max_changed_share_percent: 100.0,
+            max_changed_lead_points: 100.0,
+            ..b
+        };
+        let r = GateReport::evaluate(&lax, &new, v2(), Some(&live(usual())), true);
         assert_eq!(
             failed(&r),
             vec![(CheckKind::AmountChange, "Chile frequent_segment 0-4")]
@@ -672,7 +754,8 @@ mod tests {
         new.profile.segments[1].amount = 30_000;
         let r = GateReport::evaluate(&Bounds::default(), &new, v2(), Some(&live(usual())), false);
         assert_eq!(r.outcome, GateOutcome::Skipped);
-        assert_eq!(r.record().failed, 1);
+        // The amount's factor, Chile's changed share and the changed amount's lead.
+        assert_eq!(r.record().failed, 3);
         assert!(
             r.summary().contains("would have held it"),
             "{}",
@@ -720,10 +803,19 @@ mod tests {
     fn a_gate_file_overrides_some_bounds_and_refuses_nonsense() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("gate.toml");
-        std::fs::write(&path, "max_amount_factor = 3.5\nmax_missing_segments = 2\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "max_amount_factor = 3.5\nmax_missing_segments = 2\nmin_added_segment_rows = 5\n\
+             max_changed_lead_points = 20\n",
+        )
+        .expect("write");
         let b = Bounds::load(Some(&path)).expect("load");
         assert_eq!((b.max_amount_factor, b.max_missing_segments), (3.5, 2));
+        assert_eq!(
+            (b.min_added_segment_rows, b.max_changed_lead_points),
+            (5, 20.0)
+        );
+        assert_eq!(b.max_changed_share_percent, 50.0);
         assert_eq!(b.max_drop_share_rise_points, 5.0);
         for (text, expected) in [
             (
@@ -736,6 +828,20 @@ mod tests {
             ),
             ("max_amont_factor = 3.0\n", "accepted keys"),
             ("max_amount_factor = \"3\"\n", "accepted keys"),
+            (
+                "max_changed_share_percent = 101.0\n",
+                "max_changed_share_percent = 101 is out of range; accepted: 0 to 100",
+            ),
+            (
+                "max_changed_lead_points = -1.0\n",
+                "max_changed_lead_points = -1 is out of range",
+            ),
+            (
+                "max_duplicate_share_rise_points = nan\n",
+                "max_duplicate_share_rise_points = NaN is out of range",
+            ),
+            ("min_added_segment_rows = -3\n", "min_added_segment_rows"),
+            ("min_added_segment_rows = 2.5\n", "accepted keys"),
         ] {
             std::fs::write(&path, text).expect("write");
             let e = Bounds::load(Some(&path)).expect_err(text);
@@ -746,6 +852,184 @@ mod tests {
         }
         let missing = Bounds::load(Some(&dir.path().join("nope.toml"))).expect_err("missing");
         assert!(missing.to_string().contains("nope.toml"));
+    }
+
+    /// Peru's four segments: (label, amount, rows, amount rows, runner-up rows).
+    fn peru(segments: &[(&str, i64, u64, u64, u64)]) -> Manifest {
+        let segments = segments
+            .iter()
+            .map(
+                |&(label, amount, rows, amount_rows, runner_up)| SegmentProfile {
+                    amount_rows,
+                    runner_up_rows: Some(runner_up),
+                    ..segment("Peru", label, amount, rows)
+                },
+            )
+            .collect();
+        manifest(&[("Peru", 970)], 30, segments)
+    }
+
+    const FOUR: [(&str, i64, u64, u64, u64); 4] = [
+        ("0-4", 2640, 100, 55, 45),
+        ("5-13", 2640, 100, 56, 44),
+        ("14-37", 3520, 100, 90, 10),
+        ("38+", 4400, 100, 90, 10),
+    ];
+
+    /// FOUR with the amounts of the first `n` segments changed to 3520 (or 2640).
+    fn changed(n: usize) -> Manifest {
+        let mut m = peru(&FOUR);
+        for s in m.profile.segments.iter_mut().take(n) {
+            s.amount = if s.amount == 3520 { 2640 } else { 3520 };
+        }
+        m
+    }
+
+    #[test]
+    fn a_country_changing_more_than_half_its_amounts_at_once_is_held() {
+        let b = Bounds {
+            max_changed_lead_points: 100.0,
+            ..Bounds::default()
+        };
+        let was = live(peru(&FOUR));
+        let r = GateReport::evaluate(&b, &changed(2), v2(), Some(&was), true);
+        let share = |r: &GateReport| {
+            r.checks
+                .iter()
+                .find(|c| c.check == CheckKind::ChangedShare)
+                .cloned()
+                .expect("a changed share check")
+        };
+        let at_bound = share(&r);
+        assert_eq!(
+            (at_bound.subject.as_str(), at_bound.observed),
+            ("Peru", 50.0)
+        );
+        assert!(at_bound.passed && at_bound.detail == "2 of 4 segments changed amount");
+        let r = GateReport::evaluate(&b, &changed(3), v2(), Some(&was), true);
+        assert_eq!(failed(&r), vec![(CheckKind::ChangedShare, "Peru")]);
+        assert_eq!(share(&r).observed, 75.0);
+    }
+
+    #[test]
+    fn a_changed_amount_that_had_won_clearly_is_held_and_a_close_race_is_not() {
+        let b = Bounds::default();
+        let was = live(peru(&FOUR));
+        // 0-4 led by 10 points of its rows (55 % to 45 %): at the bound.
+        let r = GateReport::evaluate(&b, &changed(1), v2(), Some(&was), true);
+        let lead: Vec<&Check> = r
+            .checks
+            .iter()
+            .filter(|c| c.check == CheckKind::ChangedLead)
+            .collect();
+        assert_eq!(lead.len(), 1, "only changed amounts are checked");
+        assert!(
+            (lead[0].observed - 10.0).abs() < 1e-9 && lead[0].passed,
+            "{lead:?}"
+        );
+        assert_eq!(
+            lead[0].detail,
+            "2640 won 55.0 % (runner-up 45.0 %) -> 3520 won 55.0 %"
+        );
+        assert_eq!(r.outcome, GateOutcome::Passed);
+        // 5-13 led by 12 points.
+        let r = GateReport::evaluate(&b, &changed(2), v2(), Some(&was), true);
+        assert_eq!(
+            failed(&r),
+            vec![(CheckKind::ChangedLead, "Peru frequent_segment 5-13")]
+        );
+    }
+
+    #[test]
+    fn added_segments_are_always_noted_and_held_when_thin() {
+        let b = Bounds::default();
+        let was = live(peru(&FOUR));
+        let mut new = peru(&FOUR);
+        new.profile.segments.push(SegmentProfile {
+            amount_rows: 30,
+            ..segment("PERU", "0-4", 999_999, 31)
+        });
+        new.profile.rows_kept_by_country.insert("PERU".into(), 31);
+        let r = GateReport::evaluate(&b, &new, v2(), Some(&was), true);
+        assert_eq!(r.outcome, GateOutcome::Passed, "30 rows: at the bound");
+        assert_eq!(
+            r.notes,
+            vec![
+                "added 1 segment(s) the live version lacks (new countries: PERU): PERU frequent_segment 0-4"
+            ]
+        );
+        assert!(
+            r.summary().ends_with("; 1 segment(s) added"),
+            "{}",
+            r.summary()
+        );
+        assert!(r.to_string().contains("new countries: PERU"), "{r}");
+        let added = r
+            .checks
+            .iter()
+            .find(|c| c.check == CheckKind::AddedSegment)
+            .expect("an added segment check");
+        assert_eq!(
+            (added.check, added.detail.as_str()),
+            (
+                CheckKind::AddedSegment,
+                "new country: amount 999999 from 30 of 31 rows"
+            )
+        );
+
+        // 29 rows behind the amount, and a new segment of a known country.
+        new.profile.segments.last_mut().expect("added").amount_rows = 29;
+        new.profile.segments.push(SegmentProfile {
+            amount_rows: 2,
+            ..segment("Peru", "50+", 2640, 2)
+        });
+        let r = GateReport::evaluate(&b, &new, v2(), Some(&was), true);
+        assert_eq!(
+            failed(&r),
+            vec![
+                (CheckKind::AddedSegment, "PERU frequent_segment 0-4"),
+                (CheckKind::AddedSegment, "Peru frequent_segment 50+")
+            ]
+        );
+        assert!(r.failed().any(|c| c.detail.starts_with("new segment:")));
+        let text = r.to_string();
+        assert!(
+            text.contains("2 rows") && text.contains("30 rows"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_rise_in_duplicate_rows_is_held_and_unknown_counts_are_noted() {
+        let b = Bounds::default();
+        // 1,000 rows of Peru (970 kept, 30 dropped), none duplicated.
+        let was = live(peru(&FOUR));
+        let mut new = peru(&FOUR);
+        new.profile.duplicate_rows = Some(20);
+        let r = GateReport::evaluate(&b, &new, v2(), Some(&was), true);
+        let dup = r
+            .checks
+            .iter()
+            .find(|c| c.check == CheckKind::DuplicateShare)
+            .expect("a duplicate check");
+        assert!((dup.observed - 2.0).abs() < 1e-9 && dup.passed, "{dup:?}");
+        assert_eq!(dup.detail, "0.00 % -> 2.00 % of rows (0 -> 20 rows)");
+        new.profile.duplicate_rows = Some(21);
+        let r = GateReport::evaluate(&b, &new, v2(), Some(&was), true);
+        assert_eq!(failed(&r), vec![(CheckKind::DuplicateShare, "all")]);
+
+        new.profile.duplicate_rows = None;
+        let r = GateReport::evaluate(&b, &new, v2(), Some(&was), true);
+        assert!(
+            !r.checks
+                .iter()
+                .any(|c| c.check == CheckKind::DuplicateShare)
+        );
+        assert!(
+            r.notes[0].contains("this version's were not counted"),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]

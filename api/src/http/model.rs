@@ -291,12 +291,13 @@ pub struct HeldVersion {
 /// A gate check that failed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailedCheck {
-    /// `drop_share`, `rows_kept`, `missing_segments` or `amount_change`.
+    /// `drop_share`, `rows_kept`, `missing_segments`, `amount_change`, `changed_share`,
+    /// `changed_lead`, `added_segment` or `duplicate_share`.
     pub check: &'static str,
     /// What was checked: a drop rule, a country, or `<country> <segment type> <segment>`.
     pub subject: String,
     pub observed: f64,
-    /// The most `observed` may be.
+    /// The most `observed` may be (the least, for `added_segment`).
     pub bound: f64,
     /// `observed` and `bound` in the check's unit, as `voucher-etl` prints them (e.g.
     /// `+7.20 pp`, `62.0 %`, `x3.40`).

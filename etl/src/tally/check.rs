@@ -125,6 +125,15 @@ fn totals(file: &TallyFile) -> Result<(), TallyProblem> {
             file.rows_kept
         )));
     }
+    // Every row of the selected countries is hashed, kept or dropped.
+    if let Some(d) = &file.duplicates
+        && u128::from(d.rows) != u128::from(file.rows_kept) + drops
+    {
+        return Err(TallyProblem::Totals(format!(
+            "duplicates.rows ({}) is not rows_kept ({}) plus the rows dropped ({drops})",
+            d.rows, file.rows_kept
+        )));
+    }
     Ok(())
 }
 
@@ -300,6 +309,7 @@ mod tests {
                 group(0, vec![(2640, 10)]),
                 group(1, vec![(3520, 6), (4400, 2)]),
             ],
+            duplicates: None,
         }
     }
 
@@ -392,6 +402,17 @@ mod tests {
         });
         assert!(
             msg.contains("rows_kept_by_country adds up to 17, not to rows_kept (18)"),
+            "{msg}"
+        );
+        let msg = problem(|f| {
+            f.duplicates = Some(crate::duplicates::DuplicatesFile {
+                rows: 19,
+                level: 0,
+                hashes: vec![1, 2],
+            });
+        });
+        assert!(
+            msg.contains("duplicates.rows (19) is not rows_kept (18) plus the rows dropped (2)"),
             "{msg}"
         );
         let msg = problem(|f| f.groups[0].amounts = vec![(2640, 11)]);

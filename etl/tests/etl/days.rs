@@ -167,3 +167,139 @@ pub fn report(tables: &Path, version: Version) -> GateReport {
 pub fn failed_kinds(report: &GateReport) -> std::collections::BTreeSet<CheckKind> {
     report.failed().map(|c| c.check).collect()
 }
+
+/// The real history as the tests of bad days use it: the Peru sample, and its rows again as a
+/// second country, `Chile`, so that a day can break one country and leave the other alone.
+pub fn real_history() -> DataFrame {
+    let peru = read_history(&real_sample());
+    let mut chile = peru.clone();
+    let rows = chile.height();
+    chile
+        .with_column(Column::new("country_code".into(), vec!["Chile"; rows]))
+        .expect("country");
+    peru.vstack(&chile).expect("the same columns")
+}
+
+pub fn read_history(path: &Path) -> DataFrame {
+    ParquetReader::new(File::open(path).expect("open history"))
+        .finish()
+        .expect("read history")
+}
+
+/// Writes `history` to `dir/name` and returns the path.
+pub fn write_history(history: &DataFrame, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    ParquetWriter::new(File::create(&path).expect("create"))
+        .finish(&mut history.clone())
+        .expect("write history");
+    path
+}
+
+/// The rows of `history` at `rows`, in that order.
+pub fn rows_of(history: &DataFrame, rows: Vec<usize>) -> DataFrame {
+    let rows = rows.into_iter().map(|i| i as IdxSize).collect();
+    history
+        .take(&IdxCa::from_vec("row".into(), rows))
+        .expect("rows")
+}
+
+/// A normal next day: the history with 3 % more rows, copies of every 33rd row a day later
+/// (the voucher and the last order both, so each stays in its segments).
+pub fn next_day(history: &DataFrame) -> DataFrame {
+    let mut more = rows_of(history, (0..history.height()).step_by(33).collect());
+    for name in ["timestamp", "last_order_ts"] {
+        let text = more.column(name).expect(name).str().expect("text").clone();
+        let later: Vec<Option<String>> = (0..text.len())
+            .map(|i| text.get(i).map(one_day_later))
+            .collect();
+        more.with_column(Column::new(name.into(), later))
+            .expect("replace");
+    }
+    history.vstack(&more).expect("the same columns")
+}
+
+/// `2020-04-05 15:07:46+00:00` -> `2020-04-06 15:07:46+00:00`; text without a date as it is.
+fn one_day_later(text: &str) -> String {
+    let date = text
+        .get(..10)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.succ_opt());
+    match (date, text.get(10..)) {
+        (Some(next), Some(rest)) => format!("{next}{rest}"),
+        _ => text.to_owned(),
+    }
+}
+
+/// The days from the last order to the voucher, when both dates read.
+fn recency_days(timestamp: Option<&str>, last_order: Option<&str>) -> Option<i64> {
+    let date = |t: Option<&str>| {
+        t.and_then(|t| t.get(..10))
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    Some((date(timestamp)? - date(last_order)?).num_days())
+}
+
+/// The rows of `country` with `amount`, total orders within `orders` and recency within
+/// `recency` (days), in file order.
+pub fn rows_where(
+    history: &DataFrame,
+    country: &str,
+    amount: f64,
+    orders: std::ops::RangeInclusive<f64>,
+    recency: std::ops::RangeInclusive<i64>,
+) -> Vec<usize> {
+    let text = |name: &str| {
+        history
+            .column(name)
+            .expect(name)
+            .str()
+            .expect("text")
+            .clone()
+    };
+    let (countries, total_orders) = (text("country_code"), text("total_orders"));
+    let (timestamps, last_orders) = (text("timestamp"), text("last_order_ts"));
+    let amounts = history
+        .column("voucher_amount")
+        .expect("voucher_amount")
+        .f64()
+        .expect("f64")
+        .clone();
+    (0..history.height())
+        .filter(|&i| {
+            countries.get(i) == Some(country)
+                && amounts.get(i) == Some(amount)
+                && total_orders
+                    .get(i)
+                    .and_then(|o| o.trim().parse::<f64>().ok())
+                    .is_some_and(|o| orders.contains(&o))
+                && recency_days(timestamps.get(i), last_orders.get(i))
+                    .is_some_and(|d| recency.contains(&d))
+        })
+        .collect()
+}
+
+/// Bad day: one Peru row of 4400 (5-13 orders, 30-60 days) copied 6,000 times, which turns
+/// Peru's 5-13 and 30-60 segments from 2640 to 4400.
+pub fn one_row_copied(history: &DataFrame) -> DataFrame {
+    let row = rows_where(history, "Peru", 4400.0, 5.0..=13.0, 30..=60)[0];
+    history
+        .vstack(&rows_of(history, vec![row; 6000]))
+        .expect("the same columns")
+}
+
+/// Bad day: three rows of a new country `PERU` at 999,999, one without total orders (dropped),
+/// so that two are kept.
+pub fn thin_new_country(history: &DataFrame) -> DataFrame {
+    let rows = rows_where(history, "Peru", 2640.0, 14.0..=37.0, 61..=90);
+    let mut more = rows_of(history, rows[..3].to_vec());
+    more.with_column(Column::new("country_code".into(), vec!["PERU"; 3]))
+        .expect("country");
+    more.with_column(Column::new("voucher_amount".into(), vec![999_999.0; 3]))
+        .expect("amounts");
+    more.with_column(Column::new(
+        "total_orders".into(),
+        vec![Some("20.0"), Some("21.0"), None],
+    ))
+    .expect("orders");
+    history.vstack(&more).expect("the same columns")
+}

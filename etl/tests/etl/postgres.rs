@@ -627,3 +627,66 @@ fn a_database_input_needs_a_query_and_a_query_needs_a_database() {
     assert_fails(&out, tables.path(), &["the port \"port\" is not a number"]);
     assert!(!stderr(&out).contains("secret"));
 }
+
+#[test]
+fn a_url_error_says_its_problem_once() {
+    let tables = tempfile::tempdir().expect("tempdir");
+    let out = run_etl(
+        "postgresql://etl@127.0.0.1:1/db?application_name=etl",
+        tables.path(),
+        &["--query", "SELECT 1"],
+    );
+    let problem = "the parameter \"application_name\" is not supported";
+    assert_fails(&out, tables.path(), &[problem]);
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("an error line");
+    assert_eq!(line.matches(problem).count(), 1, "{line}");
+    assert_eq!(line.matches("expected postgresql://").count(), 1, "{line}");
+}
+
+#[test]
+fn a_password_in_the_input_url_is_warned_of_and_never_shown() {
+    let tables = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on port 1: the run fails after the warning.
+    let url = "postgresql://etl:pw-on-the-command-line@127.0.0.1:1/db";
+    let run = |input: Option<&str>, env: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["run", "--query", "SELECT 1", "--output"])
+            .arg(tables.path())
+            .env_remove("PGPASSWORD");
+        if let Some(input) = input {
+            cmd.args(["--input", input]);
+        }
+        if let Some(env) = env {
+            cmd.env("VOUCHER_INPUT", env);
+        }
+        cmd.output().expect("start voucher-etl")
+    };
+    let out = run(Some(url), None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("PGPASSWORD")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("(ps)")
+            && warnings[0].contains("postgresql://etl@127.0.0.1:1/db"),
+        "{}",
+        warnings[0]
+    );
+    let shown = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!shown.contains("pw-on-the-command-line"), "{shown}");
+
+    // From the environment (not in ps), or without a password: no warning.
+    for (input, env) in [
+        (None, Some(url)),
+        (Some("postgresql://etl@127.0.0.1:1/db"), None),
+    ] {
+        let out = run(input, env);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("(ps)"), "{}", stderr(&out));
+    }
+}
