@@ -313,8 +313,8 @@ struct RunArgs {
     /// Publish even if the gate would hold the version (the manifest records it).
     #[arg(long, env = "VOUCHER_NO_GATE")]
     no_gate: bool,
-    /// A Prometheus textfile to rewrite after each run with the gate's outcomes, e.g. in
-    /// node-exporter's textfile directory.
+    /// A Prometheus textfile to rewrite after each run, a failed one too, with how it ended and
+    /// the gate's outcomes, e.g. in node-exporter's textfile directory.
     #[arg(long, env = "VOUCHER_METRICS_FILE")]
     metrics_file: Option<PathBuf>,
     #[command(flatten)]

@@ -1,4 +1,5 @@
-//! The gate's metrics, and whether a run's clean-up failed, as a Prometheus textfile.
+//! How each run ended, its gate's metrics and whether its clean-up failed, as a Prometheus
+//! textfile.
 //!
 //! The ETL is a batch job with no HTTP endpoint to scrape, so after each run it rewrites one
 //! file (`--metrics-file`, atomically) in the text exposition format, for node-exporter's
@@ -31,9 +32,13 @@ struct GateMetrics {
     last_time: Gauge,
     cleanup_failures: IntCounter,
     last_cleanup_failed: IntGauge,
+    ended: IntCounterVec,
+    last_failed_run: IntGauge,
+    last_end: Gauge,
 }
 
 const RESULTS: [&str; 2] = ["pass", "fail"];
+const RUN_RESULTS: [&str; 2] = ["succeeded", "failed"];
 
 fn build() -> Result<GateMetrics, prometheus::Error> {
     let registry = Registry::new();
@@ -84,6 +89,7 @@ fn build() -> Result<GateMetrics, prometheus::Error> {
     registry.register(Box::new(last_time.clone()))?;
     registry.register(Box::new(cleanup_failures.clone()))?;
     registry.register(Box::new(last_cleanup_failed.clone()))?;
+    let (ended, last_failed_run, last_end) = run_end(&registry)?;
     // Every series exists from the start, so that `increase()` sees the first one.
     for outcome in GateOutcome::ALL {
         runs.with_label_values(&[outcome.name()]);
@@ -104,7 +110,36 @@ fn build() -> Result<GateMetrics, prometheus::Error> {
         last_time,
         cleanup_failures,
         last_cleanup_failed,
+        ended,
+        last_failed_run,
+        last_end,
     })
+}
+
+/// How runs ended, whatever got as far as the gate.
+fn run_end(registry: &Registry) -> Result<(IntCounterVec, IntGauge, Gauge), prometheus::Error> {
+    let ended = IntCounterVec::new(
+        Opts::new(
+            "voucher_etl_runs_total",
+            "Runs ended, by result: succeeded (published or held) or failed (nothing published).",
+        ),
+        &["result"],
+    )?;
+    let last_failed_run = IntGauge::new(
+        "voucher_etl_last_run_failed",
+        "1 when the last run failed before publishing or holding its version, else 0.",
+    )?;
+    let last_end = Gauge::new(
+        "voucher_etl_last_run_end_timestamp_seconds",
+        "When the last run ended, whatever its result, in seconds since 1970.",
+    )?;
+    registry.register(Box::new(ended.clone()))?;
+    registry.register(Box::new(last_failed_run.clone()))?;
+    registry.register(Box::new(last_end.clone()))?;
+    for result in RUN_RESULTS {
+        ended.with_label_values(&[result]);
+    }
+    Ok((ended, last_failed_run, last_end))
 }
 
 static METRICS: LazyLock<Option<GateMetrics>> = LazyLock::new(|| match build() {
@@ -115,10 +150,9 @@ static METRICS: LazyLock<Option<GateMetrics>> = LazyLock::new(|| match build() {
     }
 });
 
-/// Counts a run's gate outcome and checks, and whether its clean-up failed, then rewrites
-/// `file` if given. A failure to write is logged, never fatal: the run's version is already
-/// published or held.
-pub fn record(report: &GateReport, cleanup_failed: bool, file: Option<&Path>) {
+/// Counts a run's gate outcome and checks, and whether its clean-up failed; [`ended`] writes
+/// them out.
+pub fn record(report: &GateReport, cleanup_failed: bool) {
     let Some(m) = METRICS.as_ref() else { return };
     if cleanup_failed {
         m.cleanup_failures.inc();
@@ -145,6 +179,17 @@ pub fn record(report: &GateReport, cleanup_failed: bool, file: Option<&Path>) {
             .set(i64::try_from(failed).unwrap_or(i64::MAX));
     }
     m.last_time.set(chrono::Utc::now().timestamp() as f64);
+}
+
+/// Counts how a run ended, then rewrites `file` if given. A failure to write is logged, never
+/// fatal: a run that published has published.
+pub fn ended(succeeded: bool, file: Option<&Path>) {
+    let Some(m) = METRICS.as_ref() else { return };
+    m.ended
+        .with_label_values(&[RUN_RESULTS[usize::from(!succeeded)]])
+        .inc();
+    m.last_failed_run.set(i64::from(!succeeded));
+    m.last_end.set(chrono::Utc::now().timestamp() as f64);
     if let Some(path) = file
         && let Err(e) = write(path)
     {

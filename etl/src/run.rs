@@ -119,6 +119,12 @@ pub fn run_by() -> String {
 /// once the version is published or held, a failure to clean up after it is reported in
 /// [`RunReport::cleanup_failures`] instead.
 pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
+    let result = attempt(opts);
+    metrics::ended(result.is_ok(), opts.gate.metrics_file.as_deref());
+    result
+}
+
+fn attempt(opts: &RunOptions) -> Result<RunReport, EtlError> {
     let started = Instant::now();
     let tables = TablesDir::new(&opts.tables_dir);
     // Staging first fails fast on an unwritable output, before any heavy work; an error
@@ -183,11 +189,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, EtlError> {
     write_version(&staged, &table_bytes, &manifest, &gate)?;
     let outcome = publish_or_hold(staged, &gate)?;
     let (pruned, cleanup_failures) = clean_up(&tables, opts.keep, outcome);
-    metrics::record(
-        &gate,
-        !cleanup_failures.is_empty(),
-        opts.gate.metrics_file.as_deref(),
-    );
+    metrics::record(&gate, !cleanup_failures.is_empty());
     Ok(RunReport {
         tables_dir: opts.tables_dir.clone(),
         outcome,

@@ -143,6 +143,38 @@ fn amounts_ten_times_larger_in_one_country_are_held_on_the_amount_bound() {
     );
 }
 
+#[test]
+fn a_run_that_fails_says_so_in_the_metrics_file_and_the_next_success_clears_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = dir.path().join("tables");
+    let metrics = dir.path().join("textfile/voucher-etl.prom");
+    let flag = ["--metrics-file", metrics.to_str().expect("utf-8")];
+    let missing = dir.path().join("no-such-history.parquet");
+    let out = run_day(&missing, &tables, &flag);
+    assert_eq!(exit_code(&out), Some(1), "{}", stderr(&out));
+    let prom = std::fs::read_to_string(&metrics).expect("a failed run writes the textfile");
+    for series in [
+        "voucher_etl_runs_total{result=\"failed\"} 1",
+        "voucher_etl_runs_total{result=\"succeeded\"} 0",
+        "voucher_etl_last_run_failed 1",
+    ] {
+        assert!(prom.contains(series), "{series} in {prom}");
+    }
+    assert!(
+        prom.contains("voucher_etl_last_run_end_timestamp_seconds"),
+        "{prom}"
+    );
+
+    let out = run_day(&normal_day(dir.path(), 1), &tables, &flag);
+    assert_eq!(exit_code(&out), Some(0), "{}", stderr(&out));
+    let prom = std::fs::read_to_string(&metrics).expect("metrics textfile");
+    assert!(prom.contains("voucher_etl_last_run_failed 0"), "{prom}");
+    assert!(
+        prom.contains("voucher_etl_runs_total{result=\"succeeded\"} 1"),
+        "{prom}"
+    );
+}
+
 /// The live version's files, to prove a held run did not touch them.
 fn snapshot_of_live(tables: &Path) -> Vec<(String, std::time::SystemTime, Vec<u8>)> {
     let live = live(tables).expect("live");

@@ -5,8 +5,8 @@ scrapes the real voucher-api, voucher-events and the ETL's metrics file:
   (a) every metric name a rule or a dashboard panel uses is among the scraped series;
   (b) every panel's query returns data through Prometheus' HTTP API;
   (c) no alert fires while all is well, then provoked failures fire their alerts in
-      /api/v1/alerts: a run the gate holds (VoucherEtlRunHeld, from the metrics file), a
-      corrupt version published (VoucherTableReloadFailing, from both binaries) and the
+      /api/v1/alerts: a run the gate holds (VoucherEtlRunHeld, from the metrics file), a run
+      that fails (VoucherEtlRunFailed), a corrupt version published (VoucherTableReloadFailing, from both binaries) and the
       customer store stopped (VoucherCustomerStoreDown).
 
 Standard library only. Prints one line per check; exits 1 on the first failure.
@@ -15,6 +15,7 @@ Standard library only. Prints one line per check; exits 1 on the first failure.
 import argparse
 import json
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -238,6 +239,14 @@ def main():
              f"{held.stderr[-1000:]}")
     log("the gate held a run (exit 3)")
     fires("VoucherEtlRunHeld", {None})
+
+    failed = subprocess.run([ARGS.etl, "run", "--input", os.path.join(ARGS.tables, "missing.parquet"),
+                             "--output", ARGS.tables, "--metrics-file", ARGS.metrics_file],
+                            capture_output=True, text=True, timeout=120)
+    if failed.returncode != 1:
+        fail(f"the run on a missing input exited {failed.returncode}, not 1: {failed.stderr[-1000:]}")
+    log("a run on a missing input failed (exit 1)")
+    fires("VoucherEtlRunFailed", {None})
 
     version = publish_corrupt_version()
     log(f"published the corrupt version {version}")
